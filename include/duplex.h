@@ -1,0 +1,281 @@
+/*
+ * duplex — a WebSocket (RFC 6455) server and client library.
+ *
+ * Threading: every handle belongs to the loop it was created on, and every
+ * function below must be called on that loop's thread, except where a
+ * comment says otherwise. Callbacks run on the loop's thread.
+ *
+ * Errors: functions that can fail return a negative DX_E* code (see the
+ * table below; dx_strerror() and dx_err_name() describe one). A function
+ * that returns an error never also invokes a callback for that call.
+ *
+ * Ownership: a pointer passed *into* duplex is only borrowed for the duration
+ * of the call unless its comment says otherwise (duplex copies what it keeps).
+ * A pointer handed *out* by a callback is valid only until that callback
+ * returns.
+ */
+#ifndef DUPLEX_H
+#define DUPLEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DX_VERSION_MAJOR 0
+#define DX_VERSION_MINOR 1
+#define DX_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* X(name, value, message). One table generates the enum, dx_strerror() and
+ * dx_err_name(). */
+#define DX_ERRNO_MAP(X)                                                       \
+  X(EINVAL, -1, "invalid argument")                                           \
+  X(ENOMEM, -2, "out of memory")                                              \
+  X(ESTATE, -3, "connection is not open")                                     \
+  X(EPROTO, -4, "protocol error: the peer broke RFC 6455")                    \
+  X(EUTF8, -5, "invalid UTF-8 in a text message or close reason")             \
+  X(ETOOBIG, -6, "message or frame exceeds the configured limit")             \
+  X(EHANDSHAKE, -7, "opening handshake failed")                               \
+  X(EIO, -8, "socket error")                                                  \
+  X(ECLOSED, -9, "connection closed")                                         \
+  X(ETIMEDOUT, -10, "timed out")                                              \
+  X(EADDR, -11, "cannot resolve, bind or connect to the address")             \
+  X(EURL, -12, "malformed ws:// or wss:// URL")                               \
+  X(EUNSUPPORTED, -13, "not supported by this build")                         \
+  X(EINCOMPLETE, -14, "more input is needed")                                 \
+  X(ECLOSECODE, -15, "close code may not be sent or received on the wire")
+
+typedef enum {
+  DX_OK = 0,
+#define DX__ERR_ENUM(name, value, msg) DX_##name = value,
+  DX_ERRNO_MAP(DX__ERR_ENUM)
+#undef DX__ERR_ENUM
+} dx_err;
+
+/* A static, human-readable message for a DX_E* code; never NULL. */
+const char *dx_strerror(int err);
+/* The code's name ("DX_EPROTO"); never NULL. */
+const char *dx_err_name(int err);
+
+/* ---------------------------------------------------------------------- */
+/* Lifecycle                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* The browser's WebSocket.readyState. */
+typedef enum {
+  DX_CONNECTING = 0,
+  DX_OPEN = 1,
+  DX_CLOSING = 2,
+  DX_CLOSED = 3
+} dx_ready_state;
+
+/* Why a connection ended; reported exactly once per connection. */
+typedef enum {
+  DX_WHY_PEER = 0,          /* peer sent a close frame: its code, or 1005 */
+  DX_WHY_LOCAL,             /* this side called dx_close(): the code sent */
+  DX_WHY_PING_TIMEOUT,      /* no traffic within the heartbeat timeout: 1006 */
+  DX_WHY_TRANSPORT_CLOSE,   /* TCP ended without a close frame: 1006 */
+  DX_WHY_TRANSPORT_ERROR,   /* socket error: 1006 */
+  DX_WHY_PROTOCOL_ERROR,    /* the peer broke RFC 6455: 1002/1007/1009 sent */
+  DX_WHY_SERVER_SHUTDOWN,   /* graceful drain: 1001 */
+  DX_WHY_HANDSHAKE_FAILED   /* opening handshake never completed: 1006 */
+} dx_why;
+
+/* "closed by peer", "transport close", ...; never NULL. */
+const char *dx_why_name(dx_why why);
+
+/* Close codes duplex names (any 1000-1014 or 3000-4999 may be used). */
+enum {
+  DX_CLOSE_NORMAL = 1000,
+  DX_CLOSE_GOING_AWAY = 1001,
+  DX_CLOSE_PROTOCOL_ERROR = 1002,
+  DX_CLOSE_UNSUPPORTED = 1003,
+  DX_CLOSE_NO_STATUS = 1005,   /* reported only, never sent */
+  DX_CLOSE_ABNORMAL = 1006,    /* reported only, never sent */
+  DX_CLOSE_INVALID_DATA = 1007,
+  DX_CLOSE_POLICY = 1008,
+  DX_CLOSE_TOO_BIG = 1009,
+  DX_CLOSE_EXTENSION = 1010,
+  DX_CLOSE_INTERNAL = 1011,
+  DX_CLOSE_TLS = 1015          /* reported only, never sent */
+};
+
+/* ---------------------------------------------------------------------- */
+/* Handles                                                                 */
+/* ---------------------------------------------------------------------- */
+
+typedef struct dx_loop dx_loop;         /* an epoll event loop (one thread) */
+typedef struct dx_server dx_server;     /* a listening WebSocket server */
+typedef struct dx_conn dx_conn;         /* one WebSocket connection */
+typedef struct dx_options dx_options;   /* settings for a server or client */
+typedef struct dx_request dx_request;   /* an upgrade request being decided */
+
+typedef enum { DX_TEXT = 1, DX_BINARY = 2 } dx_msg_type;
+
+/* ---------------------------------------------------------------------- */
+/* Callbacks: one typed function per event                                 */
+/* ---------------------------------------------------------------------- */
+
+/* The connection is OPEN: the handshake completed. */
+typedef void (*dx_on_open)(dx_conn *c);
+/* A complete message. For DX_TEXT the bytes are valid UTF-8 (not
+ * NUL-terminated). `data` is valid only until the callback returns. */
+typedef void (*dx_on_message)(dx_conn *c, dx_msg_type type,
+                              const uint8_t *data, size_t len);
+/* A ping (duplex has already queued the pong) or a pong arrived. */
+typedef void (*dx_on_control)(dx_conn *c, const uint8_t *data, size_t len);
+/* The connection ended. Called exactly once per connection that reached
+ * dx_on_open *or* was returned by dx_connect(); `reason` is NUL-terminated
+ * and valid until the callback returns. `http_status` is the status of a
+ * failed handshake where there was one, else 0. The dx_conn is freed after
+ * this callback returns; do not use it afterwards. */
+typedef void (*dx_on_close)(dx_conn *c, int code, const char *reason,
+                            dx_why why, int http_status);
+/* Server only: decide an upgrade request before the 101 is sent. Return 0 to
+ * accept, or an HTTP status (400-599) to refuse with. `c` is in CONNECTING
+ * state; dx_conn_set_user() may be called on it. */
+typedef int (*dx_on_accept)(dx_conn *c, const dx_request *req);
+
+/* ---------------------------------------------------------------------- */
+/* Options (copied by dx_server_new() and dx_connect())                    */
+/* ---------------------------------------------------------------------- */
+
+/* Returns NULL when out of memory. Caller owns it; free with
+ * dx_options_free() (safe as soon as dx_server_new()/dx_connect() return). */
+dx_options *dx_options_new(void);
+void dx_options_free(dx_options *o);
+
+void dx_options_on_open(dx_options *o, dx_on_open cb);
+void dx_options_on_message(dx_options *o, dx_on_message cb);
+void dx_options_on_close(dx_options *o, dx_on_close cb);
+void dx_options_on_ping(dx_options *o, dx_on_control cb);
+void dx_options_on_pong(dx_options *o, dx_on_control cb);
+void dx_options_on_accept(dx_options *o, dx_on_accept cb);
+/* Initial value of dx_conn_user() for every connection made with these
+ * options. Borrowed: duplex never frees it. */
+void dx_options_set_user(dx_options *o, void *user);
+/* Largest message (after reassembly) accepted; beyond it the connection is
+ * failed with 1009. Default 16 MiB. 0 is DX_EINVAL. */
+int dx_options_set_max_message(dx_options *o, uint64_t bytes);
+/* Largest single frame accepted (default: the max message size). */
+int dx_options_set_max_frame(dx_options *o, uint64_t bytes);
+/* Largest opening-handshake head (request or response). Default 8 KiB; a
+ * server answers a larger request with 431. */
+int dx_options_set_max_header(dx_options *o, size_t bytes);
+/* Milliseconds allowed for the opening handshake (default 10000). */
+int dx_options_set_handshake_timeout(dx_options *o, uint32_t ms);
+/* Milliseconds to wait for the peer's close frame / TCP close after we sent
+ * ours (default 5000). */
+int dx_options_set_close_timeout(dx_options *o, uint32_t ms);
+
+/* ---------------------------------------------------------------------- */
+/* Loop                                                                    */
+/* ---------------------------------------------------------------------- */
+
+/* Returns NULL on failure (out of memory or descriptors). */
+dx_loop *dx_loop_new(void);
+/* Runs until dx_loop_stop() or until nothing (no server, connection or
+ * timer) is left. Returns 0, or DX_EIO if epoll failed. */
+int dx_loop_run(dx_loop *loop);
+/* Makes dx_loop_run() return after the current iteration. Safe to call
+ * from any thread and from a signal handler. */
+void dx_loop_stop(dx_loop *loop);
+/* Watches a file descriptor the caller owns (e.g. stdin) for readability.
+ * `cb` runs on the loop thread when fd is readable or at EOF/hang-up; the
+ * callback reads it itself. One watch per fd. Returns 0, DX_EINVAL (bad fd or
+ * already watched), DX_ENOMEM or DX_EIO (epoll refused the fd: regular files
+ * cannot be watched). The loop keeps running while a watch exists. */
+typedef void (*dx_fd_cb)(dx_loop *loop, int fd, void *ud);
+int dx_loop_watch_fd(dx_loop *loop, int fd, dx_fd_cb cb, void *ud);
+/* Stops watching fd (it is not closed). Returns 0 or DX_EINVAL. */
+int dx_loop_unwatch_fd(dx_loop *loop, int fd);
+/* Frees the loop. Servers and connections on it must be freed/closed first
+ * (remaining connections are cut without callbacks). */
+void dx_loop_free(dx_loop *loop);
+
+/* ---------------------------------------------------------------------- */
+/* Server                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Creates a server; `o` is copied (NULL means defaults, an echo-less server
+ * that accepts everything). Returns NULL when out of memory. */
+dx_server *dx_server_new(dx_loop *loop, const dx_options *o);
+/* Listens on host:port (host NULL or "" means every IPv4 and IPv6 address;
+ * port 0 picks a free port). May be called several times. Returns 0, or
+ * DX_EADDR (errno is kept) / DX_EINVAL / DX_ENOMEM. */
+int dx_server_listen(dx_server *s, const char *host, uint16_t port);
+/* The port the last successful dx_server_listen() bound; 0 if none. */
+uint16_t dx_server_port(const dx_server *s);
+/* Stops listening and cuts every connection (their on_close reports
+ * DX_WHY_SERVER_SHUTDOWN, 1006), then frees the server. */
+void dx_server_free(dx_server *s);
+/* How many connections (any state) the server holds. */
+size_t dx_server_connections(const dx_server *s);
+
+/* The upgrade request seen by dx_on_accept (valid during that callback). */
+const char *dx_request_path(const dx_request *r, size_t *len);
+/* The first header named `name` (case-insensitive), NULL if absent; the
+ * value is not NUL-terminated, its length is stored in *len. */
+const char *dx_request_header(const dx_request *r, const char *name,
+                              size_t *len);
+
+/* ---------------------------------------------------------------------- */
+/* Client                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Starts connecting to a ws:// URL (wss:// returns DX_EUNSUPPORTED in this
+ * build). On success stores the connection (CONNECTING) in *out and returns
+ * 0; the outcome arrives as on_open, or as on_close with
+ * DX_WHY_HANDSHAKE_FAILED / DX_WHY_TRANSPORT_ERROR. On error returns
+ * DX_EURL, DX_EADDR, DX_ENOMEM or DX_EINVAL and no callback will run.
+ * Host names are resolved synchronously. */
+int dx_connect(dx_loop *loop, const char *url, const dx_options *o,
+               dx_conn **out);
+
+/* ---------------------------------------------------------------------- */
+/* Connections                                                             */
+/* ---------------------------------------------------------------------- */
+
+/* Queues a message. `data` is copied. Returns 0, DX_ESTATE when the
+ * connection is not OPEN (nothing is queued), DX_EUTF8 for DX_TEXT that is
+ * not valid UTF-8, DX_ENOMEM, or DX_EINVAL. Queued bytes leave when the
+ * loop finishes the current iteration (writes are corked). */
+int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len);
+static inline int dx_send_text(dx_conn *c, const char *s, size_t len) {
+  return dx_send(c, DX_TEXT, s, len);
+}
+static inline int dx_send_binary(dx_conn *c, const void *p, size_t len) {
+  return dx_send(c, DX_BINARY, p, len);
+}
+/* Queues a ping with up to 125 bytes of payload. 0, DX_ESTATE, DX_EINVAL. */
+int dx_ping(dx_conn *c, const void *data, size_t len);
+/* Starts the closing handshake: sends a close frame with `code` (1000-1003,
+ * 1007-1014, 3000-4999; or 0 for none) and `reason` (NULL or UTF-8 up to
+ * 123 bytes). The state becomes CLOSING; on_close follows with
+ * DX_WHY_LOCAL once the handshake ends or the close timeout fires. Returns
+ * 0, DX_ESTATE (already closing/closed), DX_ECLOSECODE, DX_EINVAL
+ * (reason too long), DX_EUTF8. On a CONNECTING client connection it aborts
+ * the attempt (on_close: DX_WHY_LOCAL, 1006). */
+int dx_close(dx_conn *c, int code, const char *reason);
+
+dx_ready_state dx_conn_state(const dx_conn *c);
+void *dx_conn_user(const dx_conn *c);
+void dx_conn_set_user(dx_conn *c, void *user);
+/* Bytes queued but not yet written to the socket. */
+size_t dx_conn_buffered_amount(const dx_conn *c);
+/* The request path (server) or URL path (client), NUL-terminated; owned by
+ * the connection. */
+const char *dx_conn_path(const dx_conn *c);
+/* The loop the connection runs on. */
+dx_loop *dx_conn_loop(const dx_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DUPLEX_H */

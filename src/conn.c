@@ -1,0 +1,428 @@
+/* One WebSocket connection over a transport, for either role: reading into
+ * the loop's shared buffer, the handshake head, feeding the session,
+ * corked writes, the closing handshake, and reporting the end once. */
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "endpoint.h"
+#include "proto/handshake.h"
+#include "proto/utf8.h"
+#include "server_internal.h"
+
+#define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* ---- randomness ------------------------------------------------------- */
+
+void dx__random(void *ud, uint8_t *out, size_t n) {
+  (void)ud;
+  /* RAND_bytes per 4-byte masking key would cost a lock and a DRBG call per
+   * frame; draw a block at a time instead. Per thread, so no locking. */
+  static __thread uint8_t pool[512];
+  static __thread size_t left;
+  while (n) {
+    if (left == 0) {
+      if (RAND_bytes(pool, sizeof pool) != 1) abort(); /* no entropy: unsafe to go on */
+      left = sizeof pool;
+    }
+    size_t k = n < left ? n : left;
+    memcpy(out, pool + sizeof pool - left, k);
+    /* Never hand out the same bytes twice. */
+    memset(pool + sizeof pool - left, 0, k);
+    left -= k;
+    out += k;
+    n -= k;
+  }
+}
+
+/* ---- options and endpoints -------------------------------------------- */
+
+void dx__options_defaults(dx_options *o) {
+  memset(o, 0, sizeof *o);
+  o->max_message = 16u << 20;
+  o->max_frame = 0; /* 0: same as max_message */
+  o->max_header = 8192;
+  o->handshake_timeout_ms = 10000;
+  o->close_timeout_ms = 5000;
+}
+
+static int on_server_head_missing(dx_conn *c, const char *h, size_t n) {
+  (void)c, (void)h, (void)n;
+  return -1;
+}
+
+void dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role) {
+  memset(ep, 0, sizeof *ep);
+  if (o)
+    ep->opt = *o;
+  else
+    dx__options_defaults(&ep->opt);
+  ep->scfg.role = role;
+  ep->scfg.max_message = ep->opt.max_message;
+  ep->scfg.max_frame = ep->opt.max_frame ? ep->opt.max_frame : ep->opt.max_message;
+  ep->scfg.random = dx__random;
+  ep->on_head = on_server_head_missing;
+}
+
+/* ---- session events ----------------------------------------------------- */
+
+static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
+  dx_conn *c = ud;
+  if (c->phase == DX__P_DONE || !c->ep->opt.on_message) return;
+  c->ep->opt.on_message(c, opcode == DX__OP_TEXT ? DX_TEXT : DX_BINARY, data, len);
+}
+static void ev_ping(void *ud, const uint8_t *data, size_t len) {
+  dx_conn *c = ud;
+  if (c->phase != DX__P_DONE && c->ep->opt.on_ping) c->ep->opt.on_ping(c, data, len);
+}
+static void ev_pong(void *ud, const uint8_t *data, size_t len) {
+  dx_conn *c = ud;
+  if (c->phase != DX__P_DONE && c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
+}
+static void ev_close(void *ud, int code, const char *reason, size_t len) {
+  (void)code, (void)reason, (void)len;
+  dx_conn *c = ud;
+  /* Unless we started the close (or failed the connection), the peer did. */
+  if (!c->why_set) {
+    c->why = DX_WHY_PEER;
+    c->why_set = 1;
+  }
+}
+
+static const dx__session_callbacks session_events = {ev_message, ev_ping, ev_pong, ev_close};
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void on_io(dx__io *io, uint32_t events);
+static void on_timer(dx__timer *t);
+static void run_flush(dx__task *t);
+
+static void run_release(dx__task *t) {
+  dx_conn *c = CONTAINER(t, dx_conn, release_task);
+  dx__session_deinit(&c->sess);
+  free(c->hs);
+  free(c->path);
+  if (c->is_client) free((void *)c->ep); /* a client owns its endpoint */
+  free(c);
+}
+
+int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
+                   uint32_t events) {
+  c->loop = l;
+  c->ep = ep;
+  c->user = ep->opt.user;
+  c->tr.ops = &dx__tcp_ops;
+  c->tr.fd = fd;
+  c->io.fd = fd;
+  c->io.cb = on_io;
+  c->flush_task.run = run_flush;
+  c->release_task.run = run_release;
+  c->phase = DX__P_HANDSHAKE;
+  dx__timer_init(&c->timer, on_timer);
+  dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
+  if (dx__io_start(l, &c->io, events)) return DX_EIO;
+  dx__loop_ref(l);
+  if (ep->opt.handshake_timeout_ms) dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
+  return 0;
+}
+
+void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
+  if (c->phase == DX__P_DONE) return;
+  int owed = c->opened || c->is_client;
+  c->phase = DX__P_DONE;
+  dx__timer_stop(c->loop, &c->timer);
+  dx__io_stop(c->loop, &c->io);
+  c->tr.ops->close(&c->tr);
+  if (c->server) dx__server_detach(c->server, c);
+  dx__loop_unref(c->loop);
+  if (owed && c->ep->opt.on_close)
+    c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
+  dx__task_queue_last(c->loop, &c->release_task);
+}
+
+/* The end of a connection whose closing handshake (or failure) already
+ * decided why; the code and reason follow from it. */
+static void finish_decided(dx_conn *c) {
+  dx__session *s = &c->sess;
+  if (!c->why_set) {
+    dx__conn_finish(c, DX_WHY_TRANSPORT_CLOSE, DX_CLOSE_ABNORMAL,
+                    "connection closed without a close frame");
+    return;
+  }
+  switch (c->why) {
+    case DX_WHY_PEER:
+      dx__conn_finish(c, DX_WHY_PEER, dx__session_received_code(s),
+                      dx__session_received_reason(s));
+      break;
+    case DX_WHY_LOCAL: {
+      int code = dx__session_sent_code(s);
+      dx__conn_finish(c, DX_WHY_LOCAL, code ? code : DX_CLOSE_NO_STATUS, "");
+      break;
+    }
+    case DX_WHY_PROTOCOL_ERROR: {
+      int code = dx__session_sent_code(s);
+      dx__conn_finish(c, DX_WHY_PROTOCOL_ERROR, code, dx__session_fail_reason(code));
+      break;
+    }
+    default:
+      dx__conn_finish(c, (dx_why)c->why, DX_CLOSE_ABNORMAL, "");
+  }
+}
+
+void dx__conn_want_flush(dx_conn *c) { dx__task_queue(c->loop, &c->flush_task); }
+
+int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close) {
+  int r = dx__session_queue_raw(&c->sess, p, n);
+  if (r) return r;
+  if (then_close) c->close_after_flush = 1;
+  dx__conn_want_flush(c);
+  return 0;
+}
+
+/* After our last bytes: send FIN and wait (bounded) for the peer's, so an
+ * unread tail of input never turns our close into a reset that could
+ * destroy the close frame in flight. */
+static void linger(dx_conn *c) {
+  c->phase = DX__P_LINGER;
+  c->fin_sent = 1;
+  c->tr.ops->shutdown(&c->tr);
+  dx__io_update(c->loop, &c->io, EPOLLIN);
+  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+}
+
+static void flush(dx_conn *c) {
+  if (c->phase == DX__P_DONE || c->connecting) return;
+  const uint8_t *p;
+  size_t n = dx__session_pending(&c->sess, &p);
+  if (n) {
+    struct iovec iov = {(void *)p, n};
+    ssize_t w = c->tr.ops->writev(&c->tr, &iov, 1);
+    if (w == DX_EIO) {
+      char why[96];
+      snprintf(why, sizeof why, "socket error: %s", strerror(errno));
+      dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, why);
+      return;
+    }
+    if (w > 0) dx__session_consumed(&c->sess, (size_t)w);
+    n = dx__session_pending(&c->sess, &p);
+  }
+  if (n) {
+    dx__io_update(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+    return;
+  }
+  if (c->io.events & EPOLLOUT) dx__io_update(c->loop, &c->io, EPOLLIN);
+  if (c->close_after_flush && !c->fin_sent) linger(c);
+}
+
+static void run_flush(dx__task *t) { flush(CONTAINER(t, dx_conn, flush_task)); }
+
+/* Looks at the session after input or a local action and moves the
+ * connection on: the closing handshake done or the connection failed. */
+static void after_session(dx_conn *c) {
+  if (c->phase != DX__P_OPEN) return;
+  int st = dx__session_state(&c->sess);
+  if (st == DX__S_CLOSED) {
+    if (c->is_client) {
+      /* RFC 6455 §7.1.1: the server closes TCP first; wait for it. */
+      dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+    } else {
+      c->close_after_flush = 1;
+    }
+  }
+  if (dx__session_pending(&c->sess, &(const uint8_t *){0})) dx__conn_want_flush(c);
+  else if (c->close_after_flush) flush(c);
+}
+
+static void feed(dx_conn *c, uint8_t *buf, size_t n) {
+  ssize_t r = dx__session_recv(&c->sess, buf, n);
+  if (c->phase == DX__P_DONE) return;
+  if (r < 0) {
+    if (!c->why_set) {
+      c->why = DX_WHY_PROTOCOL_ERROR;
+      c->why_set = 1;
+    }
+    c->close_after_flush = 1;
+  }
+  after_session(c);
+}
+
+void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
+  free(c->hs);
+  c->hs = NULL;
+  c->hs_len = 0;
+  c->phase = DX__P_OPEN;
+  c->opened = 1;
+  dx__timer_stop(c->loop, &c->timer);
+  dx__conn_want_flush(c);
+  if (c->ep->opt.on_open) c->ep->opt.on_open(c);
+  if (c->phase == DX__P_OPEN) after_session(c);
+  if (n && c->phase == DX__P_OPEN) feed(c, rest, n);
+}
+
+/* Collects the HTTP head. The common case (the whole head in one read) is
+ * parsed straight from the loop's buffer; only a head split across reads
+ * is copied. */
+static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
+  size_t limit = c->ep->opt.max_header;
+  const char *head;
+  size_t head_len, used;
+  if (!c->hs) {
+    head_len = dx__http_head_end((const char *)buf, n, 0);
+    if (head_len) {
+      head = (const char *)buf;
+      used = head_len;
+      goto complete;
+    }
+    if (n > limit) goto too_large;
+    c->hs = malloc(limit);
+    if (!c->hs) {
+      dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
+      return;
+    }
+  }
+  size_t old = c->hs_len;
+  size_t take = n < limit - old ? n : limit - old;
+  memcpy(c->hs + old, buf, take);
+  c->hs_len += (uint32_t)take;
+  head_len = dx__http_head_end(c->hs, c->hs_len, old);
+  if (!head_len) {
+    if (c->hs_len >= limit) goto too_large;
+    return;
+  }
+  head = c->hs;
+  used = head_len - old;
+complete:
+  if (head_len > limit) goto too_large;
+  if (c->ep->on_head(c, head, head_len) == 0) dx__conn_opened(c, buf + used, n - used);
+  return;
+too_large:
+  if (c->is_client) {
+    dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
+                    "response head exceeds the max header size");
+  } else {
+    char why[80];
+    snprintf(why, sizeof why, "request header exceeds the %zu-byte limit", limit);
+    dx__server_refuse(c, 431, why);
+  }
+}
+
+static void on_eof(dx_conn *c) {
+  if (c->phase == DX__P_HANDSHAKE) {
+    dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
+                    "connection closed during the opening handshake");
+    return;
+  }
+  finish_decided(c);
+}
+
+static void on_readable(dx_conn *c) {
+  size_t cap;
+  uint8_t *buf = dx__loop_rbuf(c->loop, &cap);
+  for (;;) {
+    ssize_t n = c->tr.ops->read(&c->tr, buf, cap);
+    if (n == DX_EINCOMPLETE) return;
+    if (n == 0) {
+      on_eof(c);
+      return;
+    }
+    if (n < 0) {
+      char why[96];
+      snprintf(why, sizeof why, "socket error: %s", strerror(errno));
+      dx__conn_finish(c, c->phase == DX__P_HANDSHAKE ? DX_WHY_HANDSHAKE_FAILED
+                                                     : DX_WHY_TRANSPORT_ERROR,
+                      DX_CLOSE_ABNORMAL, why);
+      return;
+    }
+    if (c->phase == DX__P_HANDSHAKE)
+      handshake_input(c, buf, (size_t)n);
+    else if (c->phase == DX__P_OPEN)
+      feed(c, buf, (size_t)n);
+    /* In LINGER the bytes are read only to be dropped. */
+    if (c->phase == DX__P_DONE || (size_t)n < cap) return;
+  }
+}
+
+static void on_io(dx__io *io, uint32_t events) {
+  dx_conn *c = CONTAINER(io, dx_conn, io);
+  if (c->phase == DX__P_DONE) return;
+  if (c->connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    dx__client_connected(c);
+    return;
+  }
+  if (events & EPOLLOUT) flush(c);
+  if (c->phase != DX__P_DONE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_readable(c);
+}
+
+static void on_timer(dx__timer *t) {
+  dx_conn *c = CONTAINER(t, dx_conn, timer);
+  switch (c->phase) {
+    case DX__P_HANDSHAKE:
+      dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
+                      "opening handshake timed out");
+      break;
+    case DX__P_OPEN:
+    case DX__P_LINGER:
+      /* The peer never answered our close or never closed TCP. */
+      finish_decided(c);
+      break;
+  }
+}
+
+/* ---- public connection API ---------------------------------------------- */
+
+dx_ready_state dx_conn_state(const dx_conn *c) {
+  switch (c->phase) {
+    case DX__P_HANDSHAKE: return DX_CONNECTING;
+    case DX__P_OPEN: return dx__session_state(&c->sess) == DX__S_OPEN ? DX_OPEN : DX_CLOSING;
+    case DX__P_LINGER: return DX_CLOSING;
+    default: return DX_CLOSED;
+  }
+}
+
+int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
+  if (!c || (type != DX_TEXT && type != DX_BINARY) || (!data && len)) return DX_EINVAL;
+  if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
+  if (type == DX_TEXT && dx__utf8_validate(data, len)) return DX_EUTF8;
+  int r = dx__session_send(&c->sess, type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY, data, len);
+  if (r == 0) dx__conn_want_flush(c);
+  return r;
+}
+
+int dx_ping(dx_conn *c, const void *data, size_t len) {
+  if (!c || (!data && len) || len > 125) return DX_EINVAL;
+  if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
+  int r = dx__session_control(&c->sess, DX__OP_PING, data, len);
+  if (r == 0) dx__conn_want_flush(c);
+  return r;
+}
+
+int dx_close(dx_conn *c, int code, const char *reason) {
+  if (!c) return DX_EINVAL;
+  if (c->phase == DX__P_HANDSHAKE && c->is_client) {
+    dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "connection attempt aborted");
+    return 0;
+  }
+  if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
+  size_t rlen = reason ? strlen(reason) : 0;
+  int r = dx__session_close(&c->sess, code, reason, rlen);
+  if (r) return r;
+  if (!c->why_set) {
+    c->why = DX_WHY_LOCAL;
+    c->why_set = 1;
+  }
+  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  dx__conn_want_flush(c);
+  return 0;
+}
+
+void *dx_conn_user(const dx_conn *c) { return c->user; }
+void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
+size_t dx_conn_buffered_amount(const dx_conn *c) {
+  return c->sess.out_len - c->sess.out_off;
+}
+const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
+dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }

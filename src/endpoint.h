@@ -1,0 +1,92 @@
+/* What the server and client endpoints share: the options object, the
+ * per-endpoint settings every connection borrows, and the connection
+ * object with the machinery both roles use. */
+#ifndef DX_ENDPOINT_H
+#define DX_ENDPOINT_H
+#include <stdint.h>
+
+#include "duplex.h"
+#include "net/loop.h"
+#include "net/transport.h"
+#include "proto/session.h"
+
+struct dx_options {
+  dx_on_open on_open;
+  dx_on_message on_message;
+  dx_on_close on_close;
+  dx_on_control on_ping, on_pong;
+  dx_on_accept on_accept;
+  void *user;
+  uint64_t max_message, max_frame;
+  uint32_t max_header;
+  uint32_t handshake_timeout_ms, close_timeout_ms;
+};
+
+/* Settings shared by every connection of one server (or owned by one client
+ * connection): connections point at it instead of copying it. */
+typedef struct dx__endpoint {
+  dx_options opt;
+  dx__session_config scfg;
+  /* Handles a complete handshake head (request for a server, response for
+   * a client). Returns 0 when the connection is now OPEN, else it has
+   * already been failed or answered. */
+  int (*on_head)(dx_conn *c, const char *head, size_t len);
+} dx__endpoint;
+
+/* Connection phases (finer than the readyState users see). */
+enum {
+  DX__P_HANDSHAKE = 0, /* reading the HTTP head */
+  DX__P_OPEN,          /* frames flow (possibly in the closing handshake) */
+  DX__P_LINGER,        /* nothing more to read: input is dropped, EOF awaited */
+  DX__P_DONE           /* reported and detached; freed at iteration end */
+};
+
+struct dx_conn {
+  dx__io io;
+  dx__transport tr;
+  dx__timer timer;       /* handshake, then close timeout */
+  dx__task flush_task;   /* corked output leaves at iteration end */
+  dx__task release_task; /* memory freed after the event batch */
+  dx__session sess;
+  dx_loop *loop;
+  const dx__endpoint *ep;
+  dx_server *server;     /* NULL on a client connection */
+  dx_conn *prev, *next;  /* the server's list */
+  void *user;
+  char *path;
+  char *hs;              /* a handshake head split across reads */
+  uint32_t hs_len;
+  uint8_t phase;
+  uint8_t why;           /* dx_why, once why_set */
+  uint8_t why_set : 1;
+  uint8_t opened : 1;    /* on_open ran: on_close is owed */
+  uint8_t is_client : 1;
+  uint8_t close_after_flush : 1;
+  uint8_t connecting : 1; /* client: TCP connect in progress */
+  uint8_t fin_sent : 1;   /* our direction of the stream is shut */
+  int16_t http_status;
+};
+
+/* Defaults for a fresh options object. */
+void dx__options_defaults(dx_options *o);
+/* Fills an endpoint from options (NULL: defaults) for a role. */
+void dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role);
+
+/* Sets up a connection on an fd that is already connected/accepted and
+ * registers it with the loop for `events`. 0 or DX_EIO. */
+int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
+                   uint32_t events);
+/* The handshake succeeded: OPEN, on_open, then feed bytes that arrived
+ * behind the head. */
+void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n);
+/* Ends the connection now: closes the socket, reports on_close once (when
+ * owed), and frees the memory at the end of the iteration. */
+void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
+/* Queues raw bytes (HTTP) and has them flushed; with `then_close` the
+ * connection shuts down once they are written. */
+int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close);
+/* Schedules a flush of pending output at the end of this iteration. */
+void dx__conn_want_flush(dx_conn *c);
+/* Buffered random bytes from OpenSSL's CSPRNG (masking keys, client keys). */
+void dx__random(void *ud, uint8_t *out, size_t n);
+#endif

@@ -1,0 +1,303 @@
+/* An epoll event loop: one thread, level-triggered registrations, a binary
+ * min-heap of timers, and two end-of-iteration task lists. */
+#include "net/loop.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* 256 KiB: large messages arrive in few reads, and one buffer serves every
+ * connection on the loop. */
+#define DX__RBUF_SIZE (256 * 1024)
+#define DX__MAX_EVENTS 256
+
+typedef struct dx__watch {
+  dx__io io;
+  dx_loop *loop;
+  dx_fd_cb cb;
+  void *ud;
+  struct dx__watch *next;
+  dx__task release;
+} dx__watch;
+
+struct dx_loop {
+  int epfd;
+  int wakefd;           /* eventfd: dx_loop_stop from other threads/signals */
+  volatile sig_atomic_t stop;
+  size_t refs;
+  uint64_t now;
+  dx__timer **heap;
+  uint32_t nheap, capheap;
+  dx__task *tasks, **tasks_tail;
+  dx__task *last, **last_tail;
+  dx__watch *watches;
+  dx__io wake_io;
+  uint8_t *rbuf;
+};
+
+static void run_tasks(dx_loop *l);
+
+static uint64_t clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void on_wake(dx__io *io, uint32_t events) {
+  (void)events;
+  uint64_t v;
+  while (read(io->fd, &v, sizeof v) > 0) {
+  }
+}
+
+dx_loop *dx_loop_new(void) {
+  dx_loop *l = calloc(1, sizeof *l);
+  if (!l) return NULL;
+  l->epfd = epoll_create1(EPOLL_CLOEXEC);
+  l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  l->rbuf = malloc(DX__RBUF_SIZE);
+  l->tasks_tail = &l->tasks;
+  l->last_tail = &l->last;
+  l->now = clock_ms();
+  l->wake_io.fd = l->wakefd;
+  l->wake_io.cb = on_wake;
+  if (l->epfd < 0 || l->wakefd < 0 || !l->rbuf || dx__io_start(l, &l->wake_io, EPOLLIN)) {
+    dx_loop_free(l);
+    return NULL;
+  }
+  return l;
+}
+
+void dx_loop_free(dx_loop *l) {
+  if (!l) return;
+  run_tasks(l); /* releases what the last iteration left queued */
+  while (l->watches) {
+    dx__watch *w = l->watches;
+    l->watches = w->next;
+    free(w);
+  }
+  if (l->epfd >= 0) close(l->epfd);
+  if (l->wakefd >= 0) close(l->wakefd);
+  free(l->heap);
+  free(l->rbuf);
+  free(l);
+}
+
+void dx_loop_stop(dx_loop *l) {
+  /* Only async-signal-safe operations: a flag and a write(2). */
+  l->stop = 1;
+  uint64_t one = 1;
+  ssize_t r = write(l->wakefd, &one, sizeof one);
+  (void)r;
+}
+
+void dx__loop_ref(dx_loop *l) { l->refs++; }
+void dx__loop_unref(dx_loop *l) { l->refs--; }
+uint64_t dx__loop_now(const dx_loop *l) { return l->now; }
+uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
+  *cap = DX__RBUF_SIZE;
+  return l->rbuf;
+}
+
+/* ---- epoll --------------------------------------------------------------- */
+
+int dx__io_start(dx_loop *l, dx__io *io, uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) return DX_EIO;
+  io->events = events;
+  return 0;
+}
+
+int dx__io_update(dx_loop *l, dx__io *io, uint32_t events) {
+  if (io->events == events) return 0;
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0) return DX_EIO;
+  io->events = events;
+  return 0;
+}
+
+void dx__io_stop(dx_loop *l, dx__io *io) {
+  epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+  io->events = 0;
+}
+
+/* ---- timers: a binary min-heap of pointers ------------------------------ */
+
+static void heap_set(dx_loop *l, uint32_t i, dx__timer *t) {
+  l->heap[i] = t;
+  t->idx = i;
+}
+
+static void sift_up(dx_loop *l, uint32_t i) {
+  dx__timer *t = l->heap[i];
+  while (i > 0) {
+    uint32_t parent = (i - 1) / 2;
+    if (l->heap[parent]->due <= t->due) break;
+    heap_set(l, i, l->heap[parent]);
+    i = parent;
+  }
+  heap_set(l, i, t);
+}
+
+static void sift_down(dx_loop *l, uint32_t i) {
+  dx__timer *t = l->heap[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= l->nheap) break;
+    if (c + 1 < l->nheap && l->heap[c + 1]->due < l->heap[c]->due) c++;
+    if (t->due <= l->heap[c]->due) break;
+    heap_set(l, i, l->heap[c]);
+    i = c;
+  }
+  heap_set(l, i, t);
+}
+
+void dx__timer_stop(dx_loop *l, dx__timer *t) {
+  if (t->idx == DX__TIMER_IDLE) return;
+  uint32_t i = t->idx;
+  t->idx = DX__TIMER_IDLE;
+  dx__timer *last = l->heap[--l->nheap];
+  if (i == l->nheap) return;
+  heap_set(l, i, last);
+  if (i > 0 && l->heap[(i - 1) / 2]->due > last->due)
+    sift_up(l, i);
+  else
+    sift_down(l, i);
+}
+
+int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms) {
+  dx__timer_stop(l, t);
+  if (l->nheap == l->capheap) {
+    uint32_t cap = l->capheap ? l->capheap * 2 : 64;
+    dx__timer **h = realloc(l->heap, cap * sizeof *h);
+    if (!h) return DX_ENOMEM;
+    l->heap = h;
+    l->capheap = cap;
+  }
+  t->due = l->now + ms;
+  l->heap[l->nheap] = t;
+  t->idx = l->nheap++;
+  sift_up(l, t->idx);
+  return 0;
+}
+
+static void run_timers(dx_loop *l) {
+  while (l->nheap && l->heap[0]->due <= l->now) {
+    dx__timer *t = l->heap[0];
+    dx__timer_stop(l, t);
+    t->cb(t);
+  }
+}
+
+/* ---- tasks --------------------------------------------------------------- */
+
+static void queue_on(dx__task ***tail, dx__task *t) {
+  if (t->queued) return;
+  t->queued = 1;
+  t->next = NULL;
+  **tail = t;
+  *tail = &t->next;
+}
+void dx__task_queue(dx_loop *l, dx__task *t) { queue_on(&l->tasks_tail, t); }
+void dx__task_queue_last(dx_loop *l, dx__task *t) { queue_on(&l->last_tail, t); }
+
+static void run_list(dx__task **head, dx__task ***tail) {
+  /* Tasks may queue further tasks (a flush that finishes a connection
+   * queues its release); keep going until the list is empty. */
+  while (*head) {
+    dx__task *t = *head;
+    *head = t->next;
+    if (!*head) *tail = head;
+    t->queued = 0;
+    t->run(t);
+  }
+}
+
+static void run_tasks(dx_loop *l) {
+  run_list(&l->tasks, &l->tasks_tail);
+  run_list(&l->last, &l->last_tail);
+  /* Releasing may have queued more output elsewhere. */
+  run_list(&l->tasks, &l->tasks_tail);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+int dx_loop_run(dx_loop *l) {
+  struct epoll_event evs[DX__MAX_EVENTS];
+  l->stop = 0;
+  l->now = clock_ms();
+  run_tasks(l);
+  while (!l->stop && l->refs > 0) {
+    int timeout = -1;
+    if (l->nheap) {
+      uint64_t due = l->heap[0]->due;
+      timeout = due <= l->now ? 0 : (int)(due - l->now > 0x7fffffff ? 0x7fffffff : due - l->now);
+    }
+    int n = epoll_wait(l->epfd, evs, DX__MAX_EVENTS, timeout);
+    if (n < 0 && errno != EINTR) return DX_EIO;
+    l->now = clock_ms();
+    for (int i = 0; i < n; i++) {
+      dx__io *io = evs[i].data.ptr;
+      io->cb(io, evs[i].events);
+    }
+    run_timers(l);
+    run_tasks(l);
+  }
+  return 0;
+}
+
+/* ---- fd watches (for the caller's own descriptors, e.g. stdin) ---------- */
+
+static void on_watch(dx__io *io, uint32_t events) {
+  (void)events;
+  dx__watch *w = (dx__watch *)io;
+  if (w->cb) w->cb(w->loop, io->fd, w->ud);
+}
+
+static void release_watch(dx__task *t) {
+  free((dx__watch *)((char *)t - offsetof(dx__watch, release)));
+}
+
+int dx_loop_watch_fd(dx_loop *l, int fd, dx_fd_cb cb, void *ud) {
+  if (fd < 0 || !cb) return DX_EINVAL;
+  for (dx__watch *w = l->watches; w; w = w->next)
+    if (w->io.fd == fd) return DX_EINVAL;
+  dx__watch *w = calloc(1, sizeof *w);
+  if (!w) return DX_ENOMEM;
+  w->io.fd = fd;
+  w->io.cb = on_watch;
+  w->loop = l;
+  w->cb = cb;
+  w->ud = ud;
+  if (dx__io_start(l, &w->io, EPOLLIN)) {
+    free(w);
+    return DX_EIO;
+  }
+  w->next = l->watches;
+  l->watches = w;
+  dx__loop_ref(l);
+  return 0;
+}
+
+int dx_loop_unwatch_fd(dx_loop *l, int fd) {
+  for (dx__watch **p = &l->watches; *p; p = &(*p)->next) {
+    dx__watch *w = *p;
+    if (w->io.fd != fd) continue;
+    dx__io_stop(l, &w->io);
+    *p = w->next;
+    /* The watch may be unwatched from its own callback while later events
+     * of this batch still name it; free it at the end of the iteration. */
+    w->cb = NULL;
+    w->release.run = release_watch;
+    dx__task_queue_last(l, &w->release);
+    dx__loop_unref(l);
+    return 0;
+  }
+  return DX_EINVAL;
+}

@@ -1,0 +1,66 @@
+/* The event loop's internals, shared by the transport and the endpoints:
+ * epoll registrations (dx__io), a timer heap (dx__timer, embedded in its
+ * owner so arming one never allocates), and end-of-iteration work lists. */
+#ifndef DX_NET_LOOP_H
+#define DX_NET_LOOP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duplex.h"
+
+typedef struct dx__io dx__io;
+typedef void (*dx__io_cb)(dx__io *io, uint32_t events);
+struct dx__io {
+  int fd;
+  uint32_t events; /* what is registered with epoll (EPOLLIN/EPOLLOUT) */
+  dx__io_cb cb;
+};
+
+typedef struct dx__timer dx__timer;
+typedef void (*dx__timer_cb)(dx__timer *t);
+struct dx__timer {
+  uint64_t due;   /* loop time in ms */
+  uint32_t idx;   /* position in the heap; DX__TIMER_IDLE when not armed */
+  dx__timer_cb cb;
+};
+#define DX__TIMER_IDLE UINT32_MAX
+
+/* Work deferred to the end of the iteration (flushing corked output,
+ * freeing closed connections). Embedded in its owner. */
+typedef struct dx__task dx__task;
+struct dx__task {
+  dx__task *next;
+  void (*run)(dx__task *t);
+  uint8_t queued;
+};
+
+/* Registers io->fd for `events` (EPOLLIN...) with io->cb. 0 or DX_EIO. */
+int dx__io_start(dx_loop *l, dx__io *io, uint32_t events);
+/* Changes the registered events (no syscall when they are unchanged). */
+int dx__io_update(dx_loop *l, dx__io *io, uint32_t events);
+/* Removes the registration (the fd is not closed). */
+void dx__io_stop(dx_loop *l, dx__io *io);
+
+static inline void dx__timer_init(dx__timer *t, dx__timer_cb cb) {
+  t->idx = DX__TIMER_IDLE;
+  t->cb = cb;
+}
+/* (Re)arms t to fire after ms milliseconds. 0 or DX_ENOMEM (heap growth). */
+int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms);
+void dx__timer_stop(dx_loop *l, dx__timer *t);
+static inline int dx__timer_active(const dx__timer *t) { return t->idx != DX__TIMER_IDLE; }
+
+/* Runs t->run at the end of this iteration (once, however often queued). */
+void dx__task_queue(dx_loop *l, dx__task *t);
+/* Runs t->run after the tasks queued so far and after the current event
+ * batch: used to free objects that events later in the batch may name. */
+void dx__task_queue_last(dx_loop *l, dx__task *t);
+
+/* The loop's shared receive buffer (every connection reads into it). */
+uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
+/* Loop time in ms (monotonic, updated once per iteration). */
+uint64_t dx__loop_now(const dx_loop *l);
+/* Handles that keep dx_loop_run() going (servers, connections, watches). */
+void dx__loop_ref(dx_loop *l);
+void dx__loop_unref(dx_loop *l);
+#endif

@@ -1,0 +1,129 @@
+/* Plain TCP (IPv4 and IPv6): the default transport. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "duplex.h"
+#include "net/transport.h"
+
+static ssize_t tcp_read(dx__transport *t, void *buf, size_t cap) {
+  for (;;) {
+    ssize_t n = recv(t->fd, buf, cap, 0);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return DX_EINCOMPLETE;
+    return DX_EIO;
+  }
+}
+
+static ssize_t tcp_writev(dx__transport *t, const struct iovec *iov, int n) {
+  /* sendmsg rather than writev: MSG_NOSIGNAL spares the embedder SIGPIPE. */
+  struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+  for (;;) {
+    ssize_t w = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+    if (w >= 0) return w;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return DX_EINCOMPLETE;
+    return DX_EIO;
+  }
+}
+
+static void tcp_shutdown(dx__transport *t) { shutdown(t->fd, SHUT_WR); }
+
+static void tcp_close(dx__transport *t) {
+  if (t->fd >= 0) close(t->fd);
+  t->fd = -1;
+}
+
+const dx__transport_ops dx__tcp_ops = {tcp_read, tcp_writev, tcp_shutdown, tcp_close};
+
+void dx__tcp_tune(int fd) {
+  int one = 1;
+  /* WebSocket messages are latency-sensitive and we already coalesce
+   * writes per loop iteration, so Nagle only adds delay. */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+unsigned dx__tcp_local_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return 0;
+}
+
+static struct addrinfo *resolve(const char *host, unsigned port, int passive) {
+  char service[8];
+  snprintf(service, sizeof service, "%u", port);
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                           .ai_flags = passive ? AI_PASSIVE : AI_ADDRCONFIG};
+  /* The wildcard: prefer IPv6 with v4-mapped addresses, one socket for both. */
+  hints.ai_family = AF_UNSPEC;
+  struct addrinfo *res = NULL;
+  if (getaddrinfo(host, service, &hints, &res) != 0) return NULL;
+  return res;
+}
+
+int dx__tcp_listen(const char *host, unsigned port, int backlog) {
+  if (host && !*host) host = NULL;
+  struct addrinfo *res = resolve(host, port, 1);
+  if (!res) return DX_EADDR;
+  /* For the wildcard, take IPv6 first: with IPV6_V6ONLY off it serves
+   * IPv4 too. */
+  struct addrinfo *pick[2] = {NULL, NULL};
+  for (struct addrinfo *a = res; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET6 && !pick[0]) pick[0] = a;
+    if (a->ai_family == AF_INET && !pick[1]) pick[1] = a;
+  }
+  if (host) { pick[0] = res; pick[1] = NULL; }
+  int fd = -1, err = 0;
+  for (int i = 0; i < 2 && fd < 0; i++) {
+    struct addrinfo *a = pick[i];
+    if (!a) continue;
+    fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) { err = errno; continue; }
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->ai_family == AF_INET6 && !host)
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+      err = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    errno = err;
+    return DX_EADDR;
+  }
+  return fd;
+}
+
+int dx__tcp_connect(const char *host, unsigned port) {
+  struct addrinfo *res = resolve(host, port, 0);
+  if (!res) return DX_EADDR;
+  int fd = -1, err = 0;
+  for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) { err = errno; continue; }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
+      err = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    errno = err;
+    return DX_EADDR;
+  }
+  dx__tcp_tune(fd);
+  return fd;
+}

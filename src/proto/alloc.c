@@ -1,0 +1,14 @@
+#include "proto/alloc.h"
+
+#include <stdlib.h>
+
+static void *std_realloc(void *ud, void *p, size_t n) {
+  (void)ud;
+  if (n == 0) {
+    free(p);
+    return NULL;
+  }
+  return realloc(p, n);
+}
+
+const dx__alloc dx__alloc_std = {std_realloc, NULL};

@@ -1,0 +1,106 @@
+/* RFC 6455 §5.2 frame header codec and payload masking. */
+#include "proto/frame.h"
+
+#include <string.h>
+
+#include "duplex.h"
+
+int dx__frame_parse_header(const uint8_t *in, size_t len, dx__frame_header *h) {
+  if (len < 2) return 0;
+  uint8_t b0 = in[0], b1 = in[1];
+  h->fin = b0 >> 7;
+  h->rsv = (b0 >> 4) & 0x7;
+  h->opcode = b0 & 0xF;
+  h->masked = b1 >> 7;
+
+  /* Opcodes 3-7 and 0xB-0xF are reserved (§5.2): fail before reading on, so
+   * a bad frame is reported as soon as its first two bytes arrive. */
+  unsigned op = h->opcode;
+  if ((op >= 0x3 && op <= 0x7) || op >= 0xB) return DX_EPROTO;
+
+  uint64_t plen = b1 & 0x7F;
+  if (dx__opcode_is_control(op) && (!h->fin || plen > 125)) return DX_EPROTO;
+
+  size_t need = 2;
+  if (plen == 126) {
+    need = 4;
+    if (len < need) return 0;
+    plen = ((uint64_t)in[2] << 8) | in[3];
+  } else if (plen == 127) {
+    need = 10;
+    if (len < 3) return 0;
+    /* The most significant bit must be 0 (§5.2); check it on the first byte
+     * it lives in. */
+    if (in[2] & 0x80) return DX_EPROTO;
+    if (len < need) return 0;
+    plen = 0;
+    for (int i = 2; i < 10; i++) plen = (plen << 8) | in[i];
+  }
+  if (h->masked) {
+    if (len < need + 4) return 0;
+    memcpy(h->mask, in + need, 4);
+    need += 4;
+  }
+  h->len = plen;
+  h->header_len = (uint8_t)need;
+  return (int)need;
+}
+
+size_t dx__frame_write_header(uint8_t *out, int fin, unsigned rsv,
+                              unsigned opcode, const uint8_t *mask,
+                              uint64_t len) {
+  size_t n = 2;
+  out[0] = (uint8_t)((fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0xF));
+  uint8_t mbit = mask ? 0x80 : 0;
+  if (len < 126) {
+    out[1] = (uint8_t)(mbit | len);
+  } else if (len <= 0xFFFF) {
+    out[1] = mbit | 126;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    n = 4;
+  } else {
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    n = 10;
+  }
+  if (mask) {
+    memcpy(out + n, mask, 4);
+    n += 4;
+  }
+  return n;
+}
+
+void dx__mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
+                   const uint8_t key[4], uint64_t offset) {
+  size_t i = 0;
+  unsigned k = (unsigned)(offset & 3);
+  /* Byte-wise until dst is 8-byte aligned, then a 64-bit word at a time with
+   * the key rotated to match the phase; memcpy keeps the loads legal for any
+   * alignment of src and lets the compiler emit plain moves. */
+  while (i < len && ((uintptr_t)(dst + i) & 7) != 0) {
+    dst[i] = src[i] ^ key[k];
+    k = (k + 1) & 3;
+    i++;
+  }
+  if (len - i >= 8) {
+    uint8_t kb[8];
+    for (int j = 0; j < 8; j++) kb[j] = key[(k + j) & 3];
+    uint64_t kw;
+    memcpy(&kw, kb, 8);
+    for (; len - i >= 8; i += 8) {
+      uint64_t w;
+      memcpy(&w, src + i, 8);
+      w ^= kw;
+      memcpy(dst + i, &w, 8);
+    }
+  }
+  for (; i < len; i++) {
+    dst[i] = src[i] ^ key[k];
+    k = (k + 1) & 3;
+  }
+}
+
+void dx__mask(uint8_t *data, size_t len, const uint8_t key[4], uint64_t offset) {
+  dx__mask_copy(data, data, len, key, offset);
+}

@@ -1,0 +1,377 @@
+/* The WebSocket session state machine (RFC 6455 §5, §7): frames in,
+ * messages and control events out, frames queued for sending. */
+#include "proto/session.h"
+
+#include <string.h>
+
+#include "duplex.h"
+
+enum {
+  DX__SF_CLOSE_SENT = 1,
+  DX__SF_CLOSE_RECEIVED = 2,
+  DX__SF_FAILED = 4 /* we failed the connection; input is ignored */
+};
+
+void dx__session_init(dx__session *s, const dx__session_config *cfg,
+                      const dx__session_callbacks *cb, void *ud,
+                      const dx__alloc *alloc) {
+  memset(s, 0, sizeof *s);
+  s->cfg = cfg;
+  s->cb = cb;
+  s->ud = ud;
+  s->alloc = alloc;
+}
+
+void dx__session_deinit(dx__session *s) {
+  dx__mem_free(s->alloc, s->msg);
+  dx__mem_free(s->alloc, s->ctl);
+  dx__mem_free(s->alloc, s->out);
+  dx__mem_free(s->alloc, s->recv_reason);
+  s->msg = s->ctl = s->out = NULL;
+  s->recv_reason = NULL;
+}
+
+dx__session *dx__session_new(const dx__session_config *cfg,
+                             const dx__session_callbacks *cb, void *ud,
+                             const dx__alloc *alloc) {
+  dx__session *s = dx__mem_alloc(alloc, sizeof *s);
+  if (s) dx__session_init(s, cfg, cb, ud, alloc);
+  return s;
+}
+
+void dx__session_free(dx__session *s) {
+  if (!s) return;
+  const dx__alloc *a = s->alloc;
+  dx__session_deinit(s);
+  dx__mem_free(a, s);
+}
+
+int dx__close_code_valid(int code) {
+  /* §7.4.1: 1004-1006 and 1015 are reserved, never on the wire; 1000-2999
+   * is the protocol's range, of which 1000-1014 are assigned. */
+  if (code >= 1000 && code <= 1014) return code != 1004 && code != 1005 && code != 1006;
+  return code >= 3000 && code <= 4999;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* Makes room for n more output bytes; returns where they go or NULL. */
+static uint8_t *out_reserve(dx__session *s, size_t n) {
+  if (s->out_off > 0 && s->out_len + n > s->out_cap) {
+    /* Reclaim the written prefix before growing. */
+    memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
+    s->out_len -= s->out_off;
+    s->out_off = 0;
+  }
+  if (s->out_len + n > s->out_cap) {
+    size_t cap = s->out_cap ? s->out_cap * 2 : 256;
+    if (cap < s->out_len + n) cap = s->out_len + n;
+    uint8_t *p = s->alloc->realloc(s->alloc->ud, s->out, cap);
+    if (!p) return NULL;
+    s->out = p;
+    s->out_cap = cap;
+  }
+  return s->out + s->out_len;
+}
+
+/* Queues one frame; masked with a fresh key in the client role. */
+static int queue_frame(dx__session *s, unsigned opcode, const uint8_t *data,
+                       size_t len) {
+  int client = s->cfg->role == DX__ROLE_CLIENT;
+  uint8_t *p = out_reserve(s, DX__FRAME_MAX_HEADER + len);
+  if (!p) return DX_ENOMEM;
+  uint8_t key[4];
+  if (client) s->cfg->random(s->cfg->random_ud, key, 4);
+  size_t h = dx__frame_write_header(p, 1, 0, opcode, client ? key : NULL, len);
+  if (client)
+    dx__mask_copy(p + h, data, len, key, 0);
+  else if (len)
+    memcpy(p + h, data, len);
+  s->out_len += h + len;
+  return 0;
+}
+
+int dx__session_queue_raw(dx__session *s, const void *data, size_t len) {
+  uint8_t *p = out_reserve(s, len);
+  if (!p) return DX_ENOMEM;
+  memcpy(p, data, len);
+  s->out_len += len;
+  return 0;
+}
+
+size_t dx__session_pending(dx__session *s, const uint8_t **out) {
+  *out = s->out ? s->out + s->out_off : NULL;
+  return s->out_len - s->out_off;
+}
+
+void dx__session_consumed(dx__session *s, size_t n) {
+  s->out_off += n;
+  if (s->out_off >= s->out_len) {
+    /* Nothing pending: give the buffer back so an idle connection holds no
+     * output memory. */
+    dx__mem_free(s->alloc, s->out);
+    s->out = NULL;
+    s->out_off = s->out_len = s->out_cap = 0;
+  }
+}
+
+/* ---- state ------------------------------------------------------------- */
+
+int dx__session_state(const dx__session *s) {
+  int both = DX__SF_CLOSE_SENT | DX__SF_CLOSE_RECEIVED;
+  if ((s->flags & both) == both) return DX__S_CLOSED;
+  if (s->flags & (both | DX__SF_FAILED)) return DX__S_CLOSING;
+  return DX__S_OPEN;
+}
+int dx__session_close_sent(const dx__session *s) { return !!(s->flags & DX__SF_CLOSE_SENT); }
+int dx__session_close_received(const dx__session *s) { return !!(s->flags & DX__SF_CLOSE_RECEIVED); }
+int dx__session_sent_code(const dx__session *s) { return s->sent_code; }
+int dx__session_received_code(const dx__session *s) { return s->recv_code; }
+const char *dx__session_received_reason(const dx__session *s) {
+  return s->recv_reason ? s->recv_reason : "";
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+int dx__session_send(dx__session *s, int opcode, const void *data, size_t len) {
+  if (opcode != DX__OP_TEXT && opcode != DX__OP_BINARY) return DX_EINVAL;
+  if (dx__session_state(s) != DX__S_OPEN) return DX_ESTATE;
+  return queue_frame(s, (unsigned)opcode, data, len);
+}
+
+int dx__session_control(dx__session *s, int opcode, const void *data, size_t len) {
+  if (opcode != DX__OP_PING && opcode != DX__OP_PONG) return DX_EINVAL;
+  if (len > 125) return DX_EINVAL;
+  if (s->flags & (DX__SF_CLOSE_SENT | DX__SF_FAILED)) return DX_ESTATE;
+  return queue_frame(s, (unsigned)opcode, data, len);
+}
+
+static int send_close(dx__session *s, int code, const char *reason, size_t rlen) {
+  uint8_t buf[125];
+  size_t n = 0;
+  if (code) {
+    buf[0] = (uint8_t)(code >> 8);
+    buf[1] = (uint8_t)code;
+    memcpy(buf + 2, reason, rlen);
+    n = 2 + rlen;
+  }
+  int r = queue_frame(s, DX__OP_CLOSE, buf, n);
+  if (r == 0) {
+    s->flags |= DX__SF_CLOSE_SENT;
+    s->sent_code = (uint16_t)code;
+  }
+  return r;
+}
+
+int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen) {
+  if (s->flags & (DX__SF_CLOSE_SENT | DX__SF_FAILED)) return DX_ESTATE;
+  if (code == 0 && rlen) return DX_EINVAL;
+  if (code != 0 && !dx__close_code_valid(code)) return DX_ECLOSECODE;
+  if (rlen > 123) return DX_EINVAL;
+  if (rlen && dx__utf8_validate((const uint8_t *)reason, rlen)) return DX_EUTF8;
+  return send_close(s, code, reason, rlen);
+}
+
+const char *dx__session_fail_reason(int code) {
+  switch (code) {
+    case DX_CLOSE_PROTOCOL_ERROR: return "protocol error";
+    case DX_CLOSE_INVALID_DATA: return "invalid UTF-8";
+    case DX_CLOSE_TOO_BIG: return "message too big";
+    case DX_CLOSE_INTERNAL: return "out of memory";
+    default: return "";
+  }
+}
+
+/* Fails the connection (§7.1.7): queue a close with `code` if we have not
+ * sent one, stop reading, and hand `err` back to the caller. */
+static int fail(dx__session *s, int err, int code) {
+  if (!(s->flags & DX__SF_CLOSE_SENT)) {
+    const char *r = dx__session_fail_reason(code);
+    send_close(s, code, r, strlen(r));
+  }
+  s->flags |= DX__SF_FAILED;
+  s->in_frame = 0;
+  return err;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+/* Checks a new frame header against the connection's state (the rules that
+ * the stateless header parser cannot know). Returns 0 or a fail() result. */
+static int on_header(dx__session *s) {
+  const dx__frame_header *h = &s->fh;
+  const dx__session_config *cfg = s->cfg;
+  if (h->rsv & ~cfg->allowed_rsv) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+  /* §5.1: clients always mask, servers never do. */
+  int want_mask = cfg->role == DX__ROLE_SERVER;
+  if (h->masked != want_mask) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+  if (h->len > cfg->max_frame && !dx__opcode_is_control(h->opcode))
+    return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
+
+  s->discard = 0;
+  if (dx__opcode_is_control(h->opcode)) return 0;
+  if (h->opcode == DX__OP_CONT) {
+    if (!s->msg_opcode) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+  } else {
+    if (s->msg_opcode) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+    s->msg_opcode = h->opcode;
+    s->msg_len = 0;
+    s->utf8 = 0;
+  }
+  /* Refuse before buffering anything: an oversized message costs us only
+   * its header. */
+  if (h->len > cfg->max_message - s->msg_len) return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
+  /* §1.4: after sending a close we only wait for the peer's close. */
+  if (s->flags & DX__SF_CLOSE_SENT) s->discard = 1;
+  return 0;
+}
+
+static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
+  int code = DX_CLOSE_NO_STATUS;
+  if (len == 1) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+  if (len >= 2) {
+    code = (p[0] << 8) | p[1];
+    if (!dx__close_code_valid(code)) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+    if (dx__utf8_validate(p + 2, len - 2)) return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
+  }
+  s->flags |= DX__SF_CLOSE_RECEIVED;
+  s->recv_code = (uint16_t)code;
+  size_t rlen = len > 2 ? len - 2 : 0;
+  if (rlen) {
+    s->recv_reason = dx__mem_alloc(s->alloc, rlen + 1);
+    if (s->recv_reason) {
+      memcpy(s->recv_reason, p + 2, rlen);
+      s->recv_reason[rlen] = '\0';
+    }
+  }
+  /* Echo the code (§5.5.1) unless we already sent our own close. A failed
+   * echo (no memory) leaves the transport close to end things. */
+  if (!(s->flags & DX__SF_CLOSE_SENT))
+    send_close(s, code == DX_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+  if (s->cb->on_close) s->cb->on_close(s->ud, code, dx__session_received_reason(s), rlen);
+  return 0;
+}
+
+static int on_control(dx__session *s, const uint8_t *p, size_t len) {
+  switch (s->fh.opcode) {
+    case DX__OP_PING:
+      if (!(s->flags & DX__SF_CLOSE_SENT)) {
+        int r = queue_frame(s, DX__OP_PONG, p, len);
+        if (r) return fail(s, r, DX_CLOSE_INTERNAL);
+      }
+      if (s->cb->on_ping) s->cb->on_ping(s->ud, p, len);
+      return 0;
+    case DX__OP_PONG:
+      if (s->cb->on_pong) s->cb->on_pong(s->ud, p, len);
+      return 0;
+    default:
+      return on_close_frame(s, p, len);
+  }
+}
+
+static int deliver(dx__session *s, uint8_t *p, size_t len) {
+  int op = s->msg_opcode;
+  if (op == DX__OP_TEXT && !dx__utf8_complete(s->utf8))
+    return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
+  s->msg_opcode = 0;
+  s->msg_len = 0;
+  if (s->cb->on_message) s->cb->on_message(s->ud, op, p, len);
+  /* The buffer is released after every message: an idle connection holds
+   * no reassembly memory, and the next message reserves what it needs. */
+  dx__mem_free(s->alloc, s->msg);
+  s->msg = NULL;
+  s->msg_cap = 0;
+  return 0;
+}
+
+/* Consumes payload bytes p[0..n) of the current frame (already unmasked). */
+static int on_payload(dx__session *s, uint8_t *p, size_t n) {
+  const dx__frame_header *h = &s->fh;
+  int whole = s->frame_got == 0 && n == h->len; /* the frame is all here */
+  int last = s->frame_got + n == h->len;
+
+  if (dx__opcode_is_control(h->opcode)) {
+    if (whole) return on_control(s, p, n);
+    if (!s->ctl && !(s->ctl = dx__mem_alloc(s->alloc, 125)))
+      return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
+    memcpy(s->ctl + s->frame_got, p, n);
+    if (!last) return 0;
+    int r = on_control(s, s->ctl, (size_t)h->len);
+    dx__mem_free(s->alloc, s->ctl);
+    s->ctl = NULL;
+    return r;
+  }
+  if (s->discard) return 0;
+  if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n))
+    return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
+  /* Fast path: a whole unfragmented message is delivered where it lies. */
+  if (whole && h->fin && s->msg_len == 0) return deliver(s, p, n);
+  if (s->msg_len + n > s->msg_cap) {
+    /* Reserve the rest of this frame at once, so a large frame arriving in
+     * pieces costs one allocation. */
+    size_t want = s->msg_len + (size_t)(h->len - s->frame_got);
+    if (want < s->msg_cap * 2) want = s->msg_cap * 2;
+    if (want > s->cfg->max_message) want = (size_t)s->cfg->max_message;
+    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, want);
+    if (!m) return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
+    s->msg = m;
+    s->msg_cap = want;
+  }
+  memcpy(s->msg + s->msg_len, p, n);
+  s->msg_len += n;
+  if (last && h->fin) return deliver(s, s->msg, s->msg_len);
+  return 0;
+}
+
+/* Reads a frame header, from `in` directly when it holds a whole one, else
+ * through s->hdr. Returns input bytes used, or a negative code. */
+static ssize_t read_header(dx__session *s, const uint8_t *in, size_t len) {
+  if (s->hdr_len == 0) {
+    int r = dx__frame_parse_header(in, len, &s->fh);
+    if (r < 0) return fail(s, r, DX_CLOSE_PROTOCOL_ERROR);
+    if (r > 0) return r;
+  }
+  size_t old = s->hdr_len;
+  size_t take = sizeof s->hdr - old;
+  if (take > len) take = len;
+  memcpy(s->hdr + old, in, take);
+  int r = dx__frame_parse_header(s->hdr, old + take, &s->fh);
+  if (r < 0) return fail(s, r, DX_CLOSE_PROTOCOL_ERROR);
+  if (r == 0) {
+    s->hdr_len = (uint8_t)(old + take);
+    return (ssize_t)take;
+  }
+  s->hdr_len = 0;
+  return (ssize_t)((size_t)r - old);
+}
+
+ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len) {
+  size_t pos = 0;
+  while (pos < len) {
+    if (s->flags & (DX__SF_FAILED | DX__SF_CLOSE_RECEIVED)) return (ssize_t)len;
+    if (!s->in_frame) {
+      ssize_t r = read_header(s, in + pos, len - pos);
+      if (r < 0) return r;
+      pos += (size_t)r;
+      if (s->hdr_len) break; /* header still incomplete */
+      int e = on_header(s);
+      if (e) return e;
+      s->in_frame = 1;
+      s->frame_got = 0;
+      if (s->fh.len > 0) continue;
+    }
+    size_t n = len - pos;
+    if (n > s->fh.len - s->frame_got) n = (size_t)(s->fh.len - s->frame_got);
+    uint8_t *p = in + pos;
+    if (s->fh.masked) dx__mask(p, n, s->fh.mask, s->frame_got);
+    /* Mark the frame done before its events run, so a callback that sends
+     * or closes sees a consistent session. */
+    uint64_t got = s->frame_got;
+    if (got + n == s->fh.len) s->in_frame = 0;
+    int e = on_payload(s, p, n);
+    s->frame_got = got + n;
+    if (e) return e;
+    pos += n;
+  }
+  return (ssize_t)len;
+}

@@ -1,0 +1,142 @@
+/* The WebSocket session after the opening handshake, sans-IO: bytes in
+ * (dx__session_recv), bytes out (dx__session_pending/consumed), events out
+ * (callbacks). One implementation serves both roles; the role decides the
+ * masking rules. It never touches a socket, clock or thread, and allocates
+ * only through the allocator it was given. */
+#ifndef DX_PROTO_SESSION_H
+#define DX_PROTO_SESSION_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "alloc.h"
+
+typedef enum { DX__ROLE_SERVER = 0, DX__ROLE_CLIENT = 1 } dx__role;
+
+#include "frame.h"
+#include "utf8.h"
+
+typedef struct dx__session dx__session;
+
+typedef struct dx__session_callbacks {
+  /* A complete text (opcode 1, valid UTF-8) or binary (2) message. `data`
+   * may point into the buffer given to dx__session_recv (unmasked in place)
+   * or into the session's reassembly buffer; valid until the callback
+   * returns. The callee may send, but must not free the session. */
+  void (*on_message)(void *ud, int opcode, uint8_t *data, size_t len);
+  /* A ping (its pong is already queued) or an unsolicited/answering pong. */
+  void (*on_ping)(void *ud, const uint8_t *data, size_t len);
+  void (*on_pong)(void *ud, const uint8_t *data, size_t len);
+  /* The peer's close frame arrived (code 1005 when it carried none). The
+   * reply, if one was due, is already queued. */
+  void (*on_close)(void *ud, int code, const char *reason, size_t len);
+} dx__session_callbacks;
+
+typedef struct dx__session_config {
+  dx__role role;
+  uint64_t max_message; /* reassembled size limit; over it: 1009 */
+  uint64_t max_frame;   /* single frame limit; over it: 1009 */
+  unsigned allowed_rsv; /* RSV bits an extension negotiated (DX__RSV1...) */
+  /* Client role: fills out[0..n) with unpredictable bytes (masking keys). */
+  void (*random)(void *ud, uint8_t *out, size_t n);
+  void *random_ud;
+} dx__session_config;
+
+/* Session states (numbered as dx_ready_state). */
+enum { DX__S_OPEN = 1, DX__S_CLOSING = 2, DX__S_CLOSED = 3 };
+
+/* The session's fields are private to session.c; the struct is visible only
+ * so an owner can embed it (dx__session_init) and save an allocation per
+ * connection. */
+struct dx__session {
+  const struct dx__session_config *cfg; /* borrowed: must outlive the session */
+  const struct dx__session_callbacks *cb; /* borrowed, likewise */
+  void *ud;
+  const dx__alloc *alloc;               /* borrowed, likewise */
+  /* receive side */
+  dx__frame_header fh;     /* header of the frame being read */
+  uint64_t frame_got;      /* payload bytes of it read so far */
+  uint8_t hdr[DX__FRAME_MAX_HEADER]; /* a header split across reads */
+  uint8_t hdr_len;
+  uint8_t in_frame;        /* 1 while reading a payload */
+  uint8_t discard;         /* 1: drop this frame's payload (we sent close) */
+  uint8_t msg_opcode;      /* opcode of the open fragmented message, or 0 */
+  uint8_t flags;           /* DX__SF_* */
+  dx__utf8_state utf8;     /* validator state of the open text message */
+  uint8_t *msg;            /* reassembly buffer (NULL when none open) */
+  size_t msg_len, msg_cap;
+  uint8_t *ctl;            /* a control payload split across reads */
+  /* send side */
+  uint8_t *out;            /* pending output, freed when fully written */
+  size_t out_off, out_len, out_cap;
+  /* closing */
+  uint16_t sent_code, recv_code;
+  char *recv_reason;       /* NUL-terminated, allocated only when non-empty */
+};
+
+/* Initialises a session in caller-provided memory. cfg, cb and alloc are
+ * borrowed and must outlive it. Cannot fail. */
+void dx__session_init(dx__session *s, const dx__session_config *cfg,
+                      const dx__session_callbacks *cb, void *ud,
+                      const dx__alloc *alloc);
+/* Frees what the session allocated (not the struct itself). */
+void dx__session_deinit(dx__session *s);
+
+/* Returns NULL when out of memory. cfg, cb and alloc are borrowed and must
+ * outlive the session (dx__session_init in allocated memory). */
+dx__session *dx__session_new(const dx__session_config *cfg,
+                             const dx__session_callbacks *cb, void *ud,
+                             const dx__alloc *alloc);
+void dx__session_free(dx__session *s);
+
+/* Feeds received bytes; they may be modified (unmasked in place). Returns
+ * len when everything was consumed, or a negative code when the peer broke
+ * the protocol: DX_EPROTO (1002 queued), DX_EUTF8 (1007 queued), DX_ETOOBIG
+ * (1009 queued), DX_ENOMEM (1011 queued when possible). After an error the
+ * session is CLOSING and ignores further input; flush the output and close
+ * the transport. Input after the peer's close frame is ignored. */
+ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len);
+
+/* Queues a data message (opcode DX__OP_TEXT or DX__OP_BINARY) as one frame.
+ * Returns 0, DX_ESTATE when not OPEN, DX_ENOMEM. Text is not validated
+ * here. */
+int dx__session_send(dx__session *s, int opcode, const void *data,
+                     size_t len);
+/* Queues a ping or pong (len <= 125). 0, DX_ESTATE, DX_EINVAL, DX_ENOMEM. */
+int dx__session_control(dx__session *s, int opcode, const void *data,
+                        size_t len);
+/* Queues our close frame (code 0 = no payload). 0, DX_ESTATE when a close
+ * was already sent, DX_ECLOSECODE, DX_EINVAL, DX_EUTF8, DX_ENOMEM. */
+int dx__session_close(dx__session *s, int code, const char *reason,
+                      size_t reason_len);
+
+/* Queues raw bytes ahead of any later frame (the 101 response, so it leaves
+ * in the same write as frames sent from the open callback). 0 or
+ * DX_ENOMEM. */
+int dx__session_queue_raw(dx__session *s, const void *data, size_t len);
+
+/* Bytes waiting to be written: sets *out and returns their count (0 when
+ * none). Valid until the next call that queues or consumes. */
+size_t dx__session_pending(dx__session *s, const uint8_t **out);
+/* Marks n pending bytes as written. */
+void dx__session_consumed(dx__session *s, size_t n);
+
+/* DX__S_OPEN, DX__S_CLOSING (a close was sent or received) or DX__S_CLOSED
+ * (both were). */
+int dx__session_state(const dx__session *s);
+/* 1 when we sent a close frame / received one. */
+int dx__session_close_sent(const dx__session *s);
+int dx__session_close_received(const dx__session *s);
+/* The code in the close frame we sent (0 when none or none sent). */
+int dx__session_sent_code(const dx__session *s);
+/* The received close code (1005 if none) and its reason (NUL-terminated). */
+int dx__session_received_code(const dx__session *s);
+const char *dx__session_received_reason(const dx__session *s);
+
+/* The reason text the session sends when it fails a connection with
+ * `code` ("protocol error", "invalid UTF-8", ...); "" for other codes. */
+const char *dx__session_fail_reason(int code);
+
+/* 1 when `code` may appear in a close frame (RFC 6455 §7.4). */
+int dx__close_code_valid(int code);
+#endif
