@@ -6,20 +6,22 @@
 #include "duplex.h"
 
 int dx__frame_parse_header(const uint8_t *in, size_t len, dx__frame_header *h) {
+  if (len == 0) return 0;
+  uint8_t b0 = in[0];
+  /* Opcodes 3-7 and 0xB-0xF are reserved (§5.2) and control frames cannot
+   * be fragmented (§5.5): both show in the first byte, so fail there. */
+  unsigned op = b0 & 0xF;
+  if ((op >= 0x3 && op <= 0x7) || op >= 0xB) return DX_EPROTO;
+  if (dx__opcode_is_control(op) && !(b0 & 0x80)) return DX_EPROTO;
   if (len < 2) return 0;
-  uint8_t b0 = in[0], b1 = in[1];
+  uint8_t b1 = in[1];
   h->fin = b0 >> 7;
   h->rsv = (b0 >> 4) & 0x7;
-  h->opcode = b0 & 0xF;
+  h->opcode = (uint8_t)op;
   h->masked = b1 >> 7;
 
-  /* Opcodes 3-7 and 0xB-0xF are reserved (§5.2): fail before reading on, so
-   * a bad frame is reported as soon as its first two bytes arrive. */
-  unsigned op = h->opcode;
-  if ((op >= 0x3 && op <= 0x7) || op >= 0xB) return DX_EPROTO;
-
   uint64_t plen = b1 & 0x7F;
-  if (dx__opcode_is_control(op) && (!h->fin || plen > 125)) return DX_EPROTO;
+  if (dx__opcode_is_control(op) && plen > 125) return DX_EPROTO;
 
   size_t need = 2;
   if (plen == 126) {

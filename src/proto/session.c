@@ -301,7 +301,12 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     s->ctl = NULL;
     return r;
   }
-  if (s->discard) return 0;
+  if (s->discard) {
+    /* Dropped, but the message structure still counts: a later frame must
+     * be judged against it. */
+    if (last && h->fin) s->msg_opcode = 0;
+    return 0;
+  }
   if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   /* Fast path: a whole unfragmented message is delivered where it lies. */
