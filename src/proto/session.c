@@ -152,7 +152,7 @@ static int send_close(dx__session *s, int code, const char *reason, size_t rlen)
   if (code) {
     buf[0] = (uint8_t)(code >> 8);
     buf[1] = (uint8_t)code;
-    memcpy(buf + 2, reason, rlen);
+    if (rlen) memcpy(buf + 2, reason, rlen);
     n = 2 + rlen;
   }
   int r = queue_frame(s, DX__OP_CLOSE, buf, n);
@@ -322,9 +322,10 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     s->msg = m;
     s->msg_cap = want;
   }
-  memcpy(s->msg + s->msg_len, p, n);
+  if (n) memcpy(s->msg + s->msg_len, p, n);
   s->msg_len += n;
-  if (last && h->fin) return deliver(s, s->msg, s->msg_len);
+  /* An empty message never allocated a buffer; hand out a valid pointer. */
+  if (last && h->fin) return deliver(s, s->msg ? s->msg : p, s->msg_len);
   return 0;
 }
 
