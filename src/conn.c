@@ -110,6 +110,12 @@ static void run_release(dx__task *t) {
   free(c);
 }
 
+static void cut(dx__handle *h) {
+  dx_conn *c = CONTAINER(h, dx_conn, handle);
+  c->silent = 1;
+  dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "loop freed");
+}
+
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events) {
   c->loop = l;
@@ -126,18 +132,21 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
   if (dx__io_start(l, &c->io, events)) return DX_EIO;
   dx__loop_ref(l);
+  c->handle.cut = cut;
+  dx__handle_add(l, &c->handle);
   if (ep->opt.handshake_timeout_ms) dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
   return 0;
 }
 
 void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->phase == DX__P_DONE) return;
-  int owed = c->opened || c->is_client;
+  int owed = (c->opened || c->is_client) && !c->silent;
   c->phase = DX__P_DONE;
   dx__timer_stop(c->loop, &c->timer);
   dx__io_stop(c->loop, &c->io);
   c->tr.ops->close(&c->tr);
   if (c->server) dx__server_detach(c->server, c);
+  dx__handle_remove(c->loop, &c->handle);
   dx__loop_unref(c->loop);
   if (owed && c->ep->opt.on_close)
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);

@@ -51,7 +51,7 @@ struct dx_conn {
   dx_loop *loop;
   const dx__endpoint *ep;
   dx_server *server;     /* NULL on a client connection */
-  dx_conn *prev, *next;  /* the server's list */
+  dx__handle handle;     /* on the loop's list of connections */
   void *user;
   char *path;
   char *hs;              /* a handshake head split across reads */
@@ -60,6 +60,7 @@ struct dx_conn {
   uint8_t why;           /* dx_why, once why_set */
   uint8_t why_set : 1;
   uint8_t opened : 1;    /* on_open ran: on_close is owed */
+  uint8_t silent : 1;    /* cut by dx_loop_free: no callbacks */
   uint8_t is_client : 1;
   uint8_t close_after_flush : 1;
   uint8_t connecting : 1; /* client: TCP connect in progress */

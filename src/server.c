@@ -1,6 +1,7 @@
 /* The server endpoint: listening sockets, accepting, and the server side
  * of the opening handshake. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,8 +27,7 @@ struct dx_server {
   dx__listener listeners[DX__MAX_LISTENERS];
   int nlisteners;
   uint16_t port;
-  dx_conn *conns; /* every connection, any state */
-  size_t nconns;
+  size_t nconns; /* connections in any state (they sit on the loop's list) */
 };
 
 struct dx_request {
@@ -50,10 +50,6 @@ size_t dx_server_connections(const dx_server *s) { return s->nconns; }
 uint16_t dx_server_port(const dx_server *s) { return s->port; }
 
 void dx__server_detach(dx_server *s, dx_conn *c) {
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->prev = c->next = NULL;
   c->server = NULL;
   s->nconns--;
 }
@@ -79,9 +75,6 @@ static void on_accept(dx__io *io, uint32_t events) {
       continue;
     }
     c->server = s;
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
     s->nconns++;
   }
 }
@@ -114,9 +107,19 @@ void dx_server_free(dx_server *s) {
     close(s->listeners[i].io.fd);
     dx__loop_unref(s->loop);
   }
-  while (s->conns)
-    dx__conn_finish(s->conns, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_ABNORMAL,
-                    "server freed");
+  /* Our connections sit on the loop's list among others (clients, other
+   * servers'). A close callback may end further connections, so start over
+   * from the head after each: finished ones have left the list. */
+  dx__handle *h = dx__loop_handles(s->loop);
+  while (h && s->nconns) {
+    dx_conn *c = (dx_conn *)((char *)h - offsetof(dx_conn, handle));
+    if (c->server != s) {
+      h = h->next;
+      continue;
+    }
+    dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_ABNORMAL, "server freed");
+    h = dx__loop_handles(s->loop);
+  }
   free(s);
 }
 

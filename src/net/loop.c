@@ -37,6 +37,7 @@ struct dx_loop {
   dx__task *tasks, **tasks_tail;
   dx__task *last, **last_tail;
   dx__watch *watches;
+  dx__handle *handles;
   dx__io wake_io;
   uint8_t *rbuf;
 };
@@ -76,6 +77,7 @@ dx_loop *dx_loop_new(void) {
 
 void dx_loop_free(dx_loop *l) {
   if (!l) return;
+  while (l->handles) l->handles->cut(l->handles);
   run_tasks(l); /* releases what the last iteration left queued */
   while (l->watches) {
     dx__watch *w = l->watches;
@@ -96,6 +98,22 @@ void dx_loop_stop(dx_loop *l) {
   ssize_t r = write(l->wakefd, &one, sizeof one);
   (void)r;
 }
+
+void dx__handle_add(dx_loop *l, dx__handle *h) {
+  h->prev = NULL;
+  h->next = l->handles;
+  if (l->handles) l->handles->prev = h;
+  l->handles = h;
+}
+
+void dx__handle_remove(dx_loop *l, dx__handle *h) {
+  if (h->prev) h->prev->next = h->next;
+  else if (l->handles == h) l->handles = h->next;
+  if (h->next) h->next->prev = h->prev;
+  h->prev = h->next = NULL;
+}
+
+dx__handle *dx__loop_handles(dx_loop *l) { return l->handles; }
 
 void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }
@@ -230,7 +248,6 @@ static void run_tasks(dx_loop *l) {
 
 int dx_loop_run(dx_loop *l) {
   struct epoll_event evs[DX__MAX_EVENTS];
-  l->stop = 0;
   l->now = clock_ms();
   run_tasks(l);
   while (!l->stop && l->refs > 0) {
@@ -249,6 +266,9 @@ int dx_loop_run(dx_loop *l) {
     run_timers(l);
     run_tasks(l);
   }
+  /* Cleared on the way out, not on the way in: a stop requested before
+   * dx_loop_run (a signal in between) is not lost. */
+  l->stop = 0;
   return 0;
 }
 

@@ -34,6 +34,18 @@ struct dx__task {
   uint8_t queued;
 };
 
+/* Everything on a loop that dx_loop_free must be able to cut loose
+ * (connections). Embedded in its owner. */
+typedef struct dx__handle dx__handle;
+struct dx__handle {
+  dx__handle *prev, *next;
+  void (*cut)(dx__handle *h); /* end it now, no callbacks */
+};
+void dx__handle_add(dx_loop *l, dx__handle *h);
+void dx__handle_remove(dx_loop *l, dx__handle *h);
+/* The first handle (follow ->next); NULL when none. */
+dx__handle *dx__loop_handles(dx_loop *l);
+
 /* Registers io->fd for `events` (EPOLLIN...) with io->cb. 0 or DX_EIO. */
 int dx__io_start(dx_loop *l, dx__io *io, uint32_t events);
 /* Changes the registered events (no syscall when they are unchanged). */

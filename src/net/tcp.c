@@ -22,6 +22,7 @@ static ssize_t tcp_read(dx__transport *t, void *buf, size_t cap) {
 }
 
 static ssize_t tcp_writev(dx__transport *t, const struct iovec *iov, int n) {
+  if (n == 0) return 0;
   /* sendmsg rather than writev: MSG_NOSIGNAL spares the embedder SIGPIPE. */
   struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
   for (;;) {
@@ -40,7 +41,19 @@ static void tcp_close(dx__transport *t) {
   t->fd = -1;
 }
 
-const dx__transport_ops dx__tcp_ops = {tcp_read, tcp_writev, tcp_shutdown, tcp_close};
+static size_t tcp_pending(dx__transport *t) {
+  (void)t;
+  return 0;
+}
+
+static int tcp_error(dx__transport *t, char *buf, size_t cap) {
+  (void)t;
+  snprintf(buf, cap, "socket error: %s", strerror(errno));
+  return DX_CLOSE_ABNORMAL;
+}
+
+const dx__transport_ops dx__tcp_ops = {tcp_read, tcp_writev, tcp_pending,
+                                       tcp_shutdown, tcp_close, tcp_error};
 
 void dx__tcp_tune(int fd) {
   int one = 1;

@@ -1,6 +1,6 @@
 /* A byte stream under a WebSocket connection, behind a small table of
- * functions so TLS (through memory BIOs) can slide under it later without
- * the endpoints knowing. */
+ * functions so TLS (OpenSSL through memory BIOs) slides under it without the
+ * endpoints or the protocol core knowing. */
 #ifndef DX_NET_TRANSPORT_H
 #define DX_NET_TRANSPORT_H
 #include <stddef.h>
@@ -10,21 +10,33 @@
 typedef struct dx__transport dx__transport;
 
 typedef struct dx__transport_ops {
-  /* > 0 bytes read; 0 at end of stream; DX_EINCOMPLETE when it would
-   * block; DX_EIO on error (errno kept). */
+  /* > 0 plaintext bytes read; 0 at end of stream; DX_EINCOMPLETE when
+   * nothing can be read now; DX_EIO on error (see error()). A TLS transport
+   * advances its handshake here and may write handshake records itself. */
   ssize_t (*read)(dx__transport *t, void *buf, size_t cap);
-  /* Bytes written (possibly fewer than offered); DX_EINCOMPLETE when it
-   * would block; DX_EIO on error. */
+  /* Plaintext bytes accepted (possibly fewer than offered, possibly 0 while
+   * a TLS handshake waits for the peer: retry after the next read);
+   * DX_EINCOMPLETE when the socket is full (wait for writability); DX_EIO on
+   * error. Called with n == 0 it only pushes bytes the transport itself
+   * holds (see pending()). */
   ssize_t (*writev)(dx__transport *t, const struct iovec *iov, int n);
-  /* Ends our direction of the stream (TCP FIN). */
+  /* Bytes the transport holds that the socket has not taken yet (TLS
+   * records); 0 for plain TCP. While non-zero, the owner waits for
+   * writability and calls writev(t, NULL, 0). */
+  size_t (*pending)(dx__transport *t);
+  /* Ends our direction of the stream (TLS close_notify, then TCP FIN). */
   void (*shutdown)(dx__transport *t);
   /* Releases the stream and its descriptor. */
   void (*close)(dx__transport *t);
+  /* After DX_EIO: a one-line description into buf, and the close code to
+   * report: 1015 for a failed TLS handshake, else 1006. */
+  int (*error)(dx__transport *t, char *buf, size_t cap);
 } dx__transport_ops;
 
 struct dx__transport {
   const dx__transport_ops *ops;
   int fd;
+  void *impl; /* the TLS state; NULL for plain TCP */
 };
 
 extern const dx__transport_ops dx__tcp_ops;

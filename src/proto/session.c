@@ -248,7 +248,9 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
    * echo (no memory) leaves the transport close to end things. */
   if (!(s->flags & DX__SF_CLOSE_SENT))
     send_close(s, code == DX_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
-  if (s->cb->on_close) s->cb->on_close(s->ud, code, dx__session_received_reason(s), rlen);
+  /* The callback gets the reason from the frame itself, so a failed copy
+   * above costs only the later dx__session_received_reason(). */
+  if (s->cb->on_close) s->cb->on_close(s->ud, code, rlen ? (const char *)p + 2 : "", rlen);
   return 0;
 }
 

@@ -28,7 +28,8 @@ typedef struct dx__session_callbacks {
   void (*on_ping)(void *ud, const uint8_t *data, size_t len);
   void (*on_pong)(void *ud, const uint8_t *data, size_t len);
   /* The peer's close frame arrived (code 1005 when it carried none). The
-   * reply, if one was due, is already queued. */
+   * reply, if one was due, is already queued. `reason` is valid UTF-8 of
+   * `len` bytes, not NUL-terminated, valid until the callback returns. */
   void (*on_close)(void *ud, int code, const char *reason, size_t len);
 } dx__session_callbacks;
 

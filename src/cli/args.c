@@ -1,0 +1,190 @@
+/* Table-driven option parsing and --help rendering for the duplex tool. */
+#include "args.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "duplex%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* Parses an unsigned decimal prefix; *end points past the digits. Returns
+ * -1 on no digits or overflow. */
+static int parse_u64(const char *s, uint64_t *out, const char **end) {
+  uint64_t v = 0;
+  const char *p = s;
+  if (!isdigit((unsigned char)*p)) return -1;
+  for (; isdigit((unsigned char)*p); p++) {
+    unsigned d = (unsigned)(*p - '0');
+    if (v > (UINT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  *out = v;
+  *end = p;
+  return 0;
+}
+
+int cli_parse_size(const char *text, uint64_t *out) {
+  uint64_t v;
+  const char *p;
+  unsigned shift = 0;
+  if (parse_u64(text, &v, &p) != 0) return -1;
+  switch (tolower((unsigned char)*p)) {
+    case 'k': shift = 10; p++; break;
+    case 'm': shift = 20; p++; break;
+    case 'g': shift = 30; p++; break;
+    default: break;
+  }
+  /* Accept "64K", "64KB" and "64KiB" alike; all mean 64 * 1024. */
+  if (shift && tolower((unsigned char)*p) == 'i' &&
+      tolower((unsigned char)p[1]) == 'b')
+    p += 2;
+  else if (shift && tolower((unsigned char)*p) == 'b')
+    p++;
+  if (*p != '\0') return -1;
+  if (shift && v > (UINT64_MAX >> shift)) return -1;
+  *out = v << shift;
+  return 0;
+}
+
+int cli_parse_port(const char *text, uint16_t *out) {
+  uint64_t v;
+  const char *end;
+  if (parse_u64(text, &v, &end) != 0 || *end != '\0' || v > 65535) return -1;
+  *out = (uint16_t)v;
+  return 0;
+}
+
+static const cli_opt *find_opt(const cli_command *cmd, const char *name,
+                               size_t len) {
+  for (int i = 0; i < cmd->n_opts; i++) {
+    const cli_opt *o = &cmd->opts[i];
+    if (strlen(o->name) == len && memcmp(o->name, name, len) == 0) return o;
+  }
+  return NULL;
+}
+
+static int store_value(const cli_command *cmd, const cli_opt *o,
+                       const char *value) {
+  switch (o->kind) {
+    case CLI_OPT_STRING:
+      *(const char **)o->dest = value;
+      return 0;
+    case CLI_OPT_PORT:
+      if (cli_parse_port(value, (uint16_t *)o->dest) == 0) return 0;
+      cli_error(cmd->name, "--%s: '%s' is not a port number (0-65535)",
+                o->name, value);
+      return -1;
+    case CLI_OPT_SIZE:
+      /* Every size duplex takes is a limit, and a zero limit is useless. */
+      if (cli_parse_size(value, (uint64_t *)o->dest) == 0 &&
+          *(uint64_t *)o->dest > 0)
+        return 0;
+      cli_error(cmd->name,
+                "--%s: '%s' is not a size (1 or more bytes, optionally with "
+                "K, M or G)", o->name, value);
+      return -1;
+    case CLI_OPT_UINT: {
+      uint64_t v;
+      const char *end;
+      if (parse_u64(value, &v, &end) == 0 && *end == '\0' && v <= UINT_MAX) {
+        *(unsigned *)o->dest = (unsigned)v;
+        return 0;
+      }
+      cli_error(cmd->name, "--%s: '%s' is not a whole number", o->name,
+                value);
+      return -1;
+    }
+    case CLI_OPT_FLAG:
+      break;
+  }
+  return -1;
+}
+
+cli_parse_result cli_parse(const cli_command *cmd, int argc, char **argv,
+                           char **pos, int *n_pos) {
+  bool options_done = false;
+  *n_pos = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (options_done || arg[0] != '-' || arg[1] == '\0') {
+      if (*n_pos >= cmd->max_pos) {
+        cli_error(cmd->name, "unexpected argument '%s' (see 'duplex %s "
+                  "--help')", arg, cmd->name);
+        return CLI_PARSE_ERROR;
+      }
+      pos[(*n_pos)++] = argv[i];
+      continue;
+    }
+    if (strcmp(arg, "--") == 0) {
+      options_done = true;
+      continue;
+    }
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      cli_print_help(cmd, stdout);
+      return CLI_PARSE_HELP;
+    }
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+    const cli_opt *o =
+        arg[1] == '-' ? find_opt(cmd, name, name_len) : NULL;
+    if (!o) {
+      cli_error(cmd->name, "unknown option '%.*s' (see 'duplex %s --help')",
+                (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg, cmd->name);
+      return CLI_PARSE_ERROR;
+    }
+    if (o->kind == CLI_OPT_FLAG) {
+      if (eq) {
+        cli_error(cmd->name, "--%s takes no value", o->name);
+        return CLI_PARSE_ERROR;
+      }
+      *(bool *)o->dest = true;
+      continue;
+    }
+    const char *value;
+    if (eq) {
+      value = eq + 1;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      cli_error(cmd->name, "--%s needs a value (%s)", o->name, o->metavar);
+      return CLI_PARSE_ERROR;
+    }
+    if (store_value(cmd, o, value) != 0) return CLI_PARSE_ERROR;
+  }
+  if (*n_pos < cmd->min_pos) {
+    cli_error(cmd->name, "missing argument: %s (see 'duplex %s --help')",
+              cmd->args, cmd->name);
+    return CLI_PARSE_ERROR;
+  }
+  return CLI_PARSE_OK;
+}
+
+void cli_print_help(const cli_command *cmd, FILE *out) {
+  fprintf(out, "usage: duplex %s [options]%s%s\n\n%s\n\noptions:\n",
+          cmd->name, cmd->args[0] ? " " : "", cmd->args, cmd->summary);
+  for (int i = 0; i < cmd->n_opts; i++) {
+    const cli_opt *o = &cmd->opts[i];
+    char left[64];
+    snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
+             o->metavar ? o->metavar : "");
+    int col = fprintf(out, "  %-22s %s", left, o->help);
+    if (o->def) {
+      /* Keep lines within 79 columns: the default may go on its own line. */
+      if (col + (int)strlen(o->def) + 12 > 79) fprintf(out, "\n%25s", "");
+      else fputc(' ', out);
+      fprintf(out, "(default: %s)", o->def);
+    }
+    fputc('\n', out);
+  }
+  fprintf(out, "  %-22s %s\n", "-h, --help", "show this help and exit");
+  if (cmd->details) fprintf(out, "\n%s", cmd->details);
+}

@@ -1,0 +1,44 @@
+/* State shared by the two halves of `duplex connect`: connect.c (the
+ * command, the connection's callbacks, stdout) and connect_input.c (stdin
+ * lines to text messages). */
+#ifndef DUPLEX_CLI_CONNECT_H
+#define DUPLEX_CLI_CONNECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <duplex.h>
+
+#include "lines.h"
+#include "reader.h"
+#include "timer.h"
+
+typedef struct {
+  dx_loop *loop;
+  dx_conn *conn;       /* NULL once on_close has run */
+  bool failed;         /* a local error: exit 1 whatever the close says */
+  bool clean;          /* on_close reported a clean close */
+  /* stdin side (connect_input.c) */
+  cli_reader input;
+  cli_lines lines;
+  bool input_done;     /* EOF, error, or no longer wanted */
+  bool lingering;      /* stdin ended; closing once replies stop coming */
+  unsigned linger_ms;
+  cli_timer linger;
+  unsigned long line_no;
+} connect_ctx;
+
+/* connect.c: a local failure; stops input and closes with `code`. */
+void connect_fail(connect_ctx *ctx, int code, const char *reason);
+
+/* connect_input.c */
+void connect_input_init(connect_ctx *ctx, size_t max_line, unsigned linger_ms);
+/* The connection is open: start sending stdin lines. */
+void connect_input_start(connect_ctx *ctx);
+/* A message arrived (while lingering this postpones the close). */
+void connect_input_activity(connect_ctx *ctx);
+/* Stops reading stdin and any pending close; idempotent. */
+void connect_input_stop(connect_ctx *ctx);
+void connect_input_free(connect_ctx *ctx);
+
+#endif

@@ -1,0 +1,106 @@
+/* permessage-deflate (RFC 7692), sans-IO: negotiating the extension in the
+ * opening handshake, and compressing / decompressing whole messages with
+ * zlib. zlib allocates through the dx__alloc it is given. */
+#ifndef DX_PROTO_DEFLATE_H
+#define DX_PROTO_DEFLATE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+
+/* What one side is willing to do (from the user's options). */
+typedef struct dx__pmd_config {
+  uint8_t enabled;
+  /* Largest LZ77 window (9..15) this side lets the *server* and the
+   * *client* compress with. A server asking a client for less sends
+   * client_max_window_bits=N; a client asking the server for less sends
+   * server_max_window_bits=N. 8 is not offered or accepted as is: zlib's raw
+   * deflate cannot produce an 8-bit window, so a peer's request for 8 is
+   * negotiated as 9 on the inflate side where RFC 7692 allows it, and refused
+   * (the offer declined) where it would bind our compressor. */
+  uint8_t server_max_window_bits;
+  uint8_t client_max_window_bits;
+  /* Ask for no context takeover in either direction. */
+  uint8_t server_no_context_takeover;
+  uint8_t client_no_context_takeover;
+  uint8_t mem_level;  /* zlib memLevel 1..9 for our compressor (default 8) */
+  int8_t level;       /* zlib level -1..9 (default -1 = Z_DEFAULT_COMPRESSION) */
+  uint32_t threshold; /* messages shorter than this go uncompressed */
+} dx__pmd_config;
+
+/* What was agreed for one connection. Window bits are always 9..15. */
+typedef struct dx__pmd_params {
+  uint8_t server_no_context_takeover;
+  uint8_t client_no_context_takeover;
+  uint8_t server_max_window_bits;
+  uint8_t client_max_window_bits;
+} dx__pmd_params;
+
+/* Fills a config with the defaults (enabled, 15/15 bits, context takeover
+ * both ways, memLevel 8, level -1, threshold 0... see deflate.c). */
+void dx__pmd_config_defaults(dx__pmd_config *c);
+
+/* Server: reads every Sec-WebSocket-Extensions value the client sent
+ * (values[i][0..lens[i]), each a comma-separated list of offers, quoted
+ * parameter values allowed) and accepts the first permessage-deflate offer
+ * it can honour. Unknown extensions and offers it cannot accept (unknown or
+ * duplicate parameters, bad values) are skipped, never an error. Returns 1
+ * and fills *out and resp (the response header value, NUL-terminated) when
+ * it accepted one; 0 when none was acceptable or cfg->enabled is 0 (resp is
+ * then ""). */
+int dx__pmd_server_negotiate(const dx__pmd_config *cfg,
+                             const char *const *values, const size_t *lens,
+                             size_t n, dx__pmd_params *out, char *resp,
+                             size_t resp_cap);
+
+/* Client: writes our offer (a header value, NUL-terminated) and returns its
+ * length; 0 if cap is too small or cfg->enabled is 0. */
+size_t dx__pmd_client_offer(const dx__pmd_config *cfg, char *out, size_t cap);
+
+/* Client: checks the server's Sec-WebSocket-Extensions values against what
+ * we offered. Returns 1 with *out filled when permessage-deflate was
+ * accepted, 0 when the server accepted no extension, or DX_EHANDSHAKE with a
+ * one-line reason in why (an extension we did not offer, a parameter we did
+ * not offer or allow, a bad value, a duplicate) — the connection must then
+ * fail (RFC 6455 §9.1: 1010 from a client). */
+int dx__pmd_client_verify(const dx__pmd_config *cfg,
+                          const char *const *values, const size_t *lens,
+                          size_t n, dx__pmd_params *out, char *why,
+                          size_t why_cap);
+
+/* ---- per-connection codec -------------------------------------------- */
+
+typedef struct dx__pmd dx__pmd;
+
+/* is_server selects which agreed parameters bind our compressor (server_*
+ * for a server) and our decompressor. zlib streams are created lazily, on
+ * first use, so an idle connection holds no zlib memory. NULL on no
+ * memory. */
+dx__pmd *dx__pmd_new(const dx__pmd_params *p, const dx__pmd_config *cfg,
+                     int is_server, const dx__alloc *a);
+void dx__pmd_free(dx__pmd *d);
+
+/* Compresses one whole message. On success returns 0 and sets *out/*out_len
+ * to the compressed payload with the trailing 00 00 ff ff removed; the
+ * buffer belongs to d and is valid until the next call. Resets the context
+ * afterwards when no context takeover applies to our direction. DX_ENOMEM
+ * on failure. */
+int dx__pmd_compress(dx__pmd *d, const uint8_t *in, size_t len,
+                     const uint8_t **out, size_t *out_len);
+
+/* Decompresses part of a compressed message. `in` is the next piece of the
+ * payload as it arrives; `fin` is 1 with the last piece (the 00 00 ff ff
+ * tail is appended internally). Decompressed bytes go to sink(ud, p, n) as
+ * they are produced; a non-zero return from sink stops and is returned.
+ * Fails with DX_ETOOBIG as soon as the total for this message would exceed
+ * `limit` (having produced no more than limit bytes), DX_EPROTO for a
+ * corrupt stream, DX_ENOMEM. After fin, resets the context when no context
+ * takeover applies to the peer's direction. */
+int dx__pmd_decompress(dx__pmd *d, const uint8_t *in, size_t len, int fin,
+                       uint64_t limit,
+                       int (*sink)(void *ud, const uint8_t *p, size_t n),
+                       void *ud);
+
+/* Bytes of zlib state currently held (for the memory table in the docs). */
+size_t dx__pmd_memory(const dx__pmd *d);
+#endif
