@@ -63,6 +63,12 @@ const char *dx_strerror(int err);
 /* The code's name ("DX_EPROTO"); never NULL. */
 const char *dx_err_name(int err);
 
+/* A one-line description of the last failure of dx_server_new(),
+ * dx_server_listen() or dx_connect() on this thread (e.g. the OpenSSL reason
+ * a certificate was refused); "" when none. Valid until the next call into
+ * duplex on this thread. */
+const char *dx_last_error(void);
+
 /* ---------------------------------------------------------------------- */
 /* Lifecycle                                                               */
 /* ---------------------------------------------------------------------- */
@@ -174,6 +180,66 @@ int dx_options_set_handshake_timeout(dx_options *o, uint32_t ms);
  * ours (default 5000). */
 int dx_options_set_close_timeout(dx_options *o, uint32_t ms);
 
+/* ---- Subprotocols (RFC 6455 §1.9) ---- */
+
+/* Server: a subprotocol this server speaks; the server picks the first one
+ * in the client's offer that it speaks (unless dx_on_select_protocol
+ * decides). Client: a subprotocol to offer, in order of preference; the
+ * connection fails if the server picks one not offered. Repeatable. `name`
+ * is copied. 0, DX_EINVAL (not an RFC 7230 token), DX_ENOMEM. */
+int dx_options_add_protocol(dx_options *o, const char *name);
+/* Server: decides the subprotocol from the client's offer (offered[i] is
+ * not NUL-terminated; its length is lens[i]). Return the index chosen, or
+ * -1 for none. Replaces the first-match rule of dx_options_add_protocol. */
+typedef int (*dx_on_select_protocol)(dx_conn *c, const char *const *offered,
+                                     const size_t *lens, size_t n);
+void dx_options_on_select_protocol(dx_options *o, dx_on_select_protocol cb);
+
+/* ---- Origin policy (server) ---- */
+
+/* Allows browsers from an Origin: an exact value ("https://app.example.com",
+ * compared case-insensitively) or a wildcard for subdomains:
+ * "*.example.com" for any scheme, or the same with a scheme in front
+ * ("https:" then "//" then "*.example.com") for that scheme only. Repeatable.
+ * With none set, every Origin is accepted. Once one is set, a request whose
+ * Origin matches none is refused with 403; a request without an Origin
+ * header (not a browser) is still accepted: Origin protects browsers from
+ * cross-site WebSocket hijacking, it does not authenticate other clients.
+ * 0, DX_EINVAL, DX_ENOMEM. */
+int dx_options_allow_origin(dx_options *o, const char *pattern);
+
+/* ---- TLS (wss://) ---- */
+
+/* Server: serve TLS with this certificate chain and private key (PEM
+ * files; read when dx_server_new() runs). 0, DX_EINVAL, DX_ENOMEM. */
+int dx_options_set_tls_cert(dx_options *o, const char *cert_file,
+                            const char *key_file);
+/* Client: trust the CAs in this PEM file instead of the system store. */
+int dx_options_set_tls_ca(dx_options *o, const char *ca_file);
+/* Client: do not verify the server's certificate or host name. For
+ * self-signed test servers only. */
+void dx_options_set_tls_insecure(dx_options *o, int insecure);
+
+/* ---- Compression: permessage-deflate (RFC 7692) ---- */
+
+/* Offer (client) or accept (server) permessage-deflate. Off by default.
+ * 0 or DX_EINVAL. */
+int dx_options_set_deflate(dx_options *o, int enabled);
+/* Largest LZ77 window, 9..15 (default 15), for what the server compresses
+ * and what the client compresses. Smaller windows cost less memory per
+ * connection (see docs/compression.md). 0 or DX_EINVAL. */
+int dx_options_set_deflate_window_bits(dx_options *o, int server_bits,
+                                       int client_bits);
+/* Ask for no context takeover: each message is compressed on its own in
+ * that direction (less memory held between messages, worse ratio). */
+int dx_options_set_deflate_no_context_takeover(dx_options *o, int server,
+                                               int client);
+/* zlib memLevel (1..9, default 8) and level (-1..9, default -1) of our
+ * compressor. 0 or DX_EINVAL. */
+int dx_options_set_deflate_memory(dx_options *o, int mem_level, int level);
+/* Messages shorter than `bytes` are sent uncompressed (default 64). */
+int dx_options_set_deflate_threshold(dx_options *o, size_t bytes);
+
 /* ---------------------------------------------------------------------- */
 /* Loop                                                                    */
 /* ---------------------------------------------------------------------- */
@@ -204,7 +270,8 @@ void dx_loop_free(dx_loop *loop);
 /* ---------------------------------------------------------------------- */
 
 /* Creates a server; `o` is copied (NULL means defaults, an echo-less server
- * that accepts everything). Returns NULL when out of memory. */
+ * that accepts everything). Returns NULL when out of memory or when the TLS
+ * certificate or key cannot be used (dx_last_error() says why). */
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o);
 /* Listens on host:port (host NULL or "" means every IPv4 and IPv6 address;
  * port 0 picks a free port). May be called several times. Returns 0, or
@@ -229,12 +296,15 @@ const char *dx_request_header(const dx_request *r, const char *name,
 /* Client                                                                  */
 /* ---------------------------------------------------------------------- */
 
-/* Starts connecting to a ws:// URL (wss:// returns DX_EUNSUPPORTED in this
- * build). On success stores the connection (CONNECTING) in *out and returns
- * 0; the outcome arrives as on_open, or as on_close with
- * DX_WHY_HANDSHAKE_FAILED / DX_WHY_TRANSPORT_ERROR. On error returns
- * DX_EURL, DX_EADDR, DX_ENOMEM or DX_EINVAL and no callback will run.
- * Host names are resolved synchronously. */
+/* Starts connecting to a ws:// or wss:// URL (default ports 80 and 443;
+ * wss:// verifies the certificate and host name against the system CAs or
+ * dx_options_set_tls_ca()). On success stores the connection (CONNECTING)
+ * in *out and returns 0; the outcome arrives as on_open, or as on_close with
+ * DX_WHY_HANDSHAKE_FAILED (1006; 1015 when TLS failed; 1010 for an extension
+ * the server chose that we did not offer; 1002 for such a subprotocol) or
+ * DX_WHY_TRANSPORT_ERROR. On error returns DX_EURL, DX_EADDR, DX_ENOMEM or
+ * DX_EINVAL (an unusable CA file), dx_last_error() says why, and no
+ * callback will run. Host names are resolved synchronously. */
 int dx_connect(dx_loop *loop, const char *url, const dx_options *o,
                dx_conn **out);
 
@@ -253,6 +323,11 @@ static inline int dx_send_text(dx_conn *c, const char *s, size_t len) {
 static inline int dx_send_binary(dx_conn *c, const void *p, size_t len) {
   return dx_send(c, DX_BINARY, p, len);
 }
+/* dx_send with flags: DX_SEND_NO_COMPRESS sends this message uncompressed
+ * even where permessage-deflate was negotiated. Same returns as dx_send. */
+enum { DX_SEND_NO_COMPRESS = 1 };
+int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
+               unsigned flags);
 /* Queues a ping with up to 125 bytes of payload. 0, DX_ESTATE, DX_EINVAL. */
 int dx_ping(dx_conn *c, const void *data, size_t len);
 /* Starts the closing handshake: sends a close frame with `code` (1000-1003,
@@ -272,6 +347,10 @@ size_t dx_conn_buffered_amount(const dx_conn *c);
 /* The request path (server) or URL path (client), NUL-terminated; owned by
  * the connection. */
 const char *dx_conn_path(const dx_conn *c);
+/* The negotiated subprotocol, "" when none; owned by the connection. */
+const char *dx_conn_protocol(const dx_conn *c);
+/* 1 when permessage-deflate was negotiated on this connection. */
+int dx_conn_compressed(const dx_conn *c);
 /* The loop the connection runs on. */
 dx_loop *dx_conn_loop(const dx_conn *c);
 

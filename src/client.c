@@ -73,6 +73,41 @@ static int parse_url(const char *url, dx__url *u) {
   return 0;
 }
 
+/* The server's Sec-WebSocket-Extensions against our offer. 0, or -1 when
+ * the connection was failed. */
+static int accept_extensions(dx_conn *c, const dx__http_response *res) {
+  const dx_options *opt = &c->ep->opt;
+  const char *vals[16];
+  size_t lens[16], n = 0;
+  for (size_t i = 0; i < res->num_headers && n < 16; i++) {
+    const dx__http_header *h = &res->headers[i];
+    if (h->name_len == 24 && !strncasecmp(h->name, "Sec-WebSocket-Extensions", 24)) {
+      vals[n] = h->value;
+      lens[n++] = h->value_len;
+    }
+  }
+  if (!n) return 0;
+  char why[160] = "Sec-WebSocket-Extensions: the server chose an extension we did not offer";
+  dx__pmd_params params;
+  int r = opt->pmd.enabled ? dx__pmd_client_verify(&opt->pmd, vals, lens, n, &params, why, sizeof why)
+                           : DX_EHANDSHAKE;
+  if (r < 0) {
+    /* RFC 6455 §9.1: the client fails the connection; 1010 names what went
+     * wrong (the extension), though on the wire nothing is sent yet. */
+    dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_EXTENSION, why);
+    return -1;
+  }
+  if (r == 1) {
+    dx__pmd *pmd = dx__pmd_new(&params, &opt->pmd, 0, &dx__alloc_std);
+    if (!pmd) {
+      dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
+      return -1;
+    }
+    dx__session_set_pmd(&c->sess, pmd);
+  }
+  return 0;
+}
+
 static int client_on_head(dx_conn *c, const char *head, size_t len) {
   dx__http_response res;
   char why[160];
@@ -87,7 +122,19 @@ static int client_on_head(dx_conn *c, const char *head, size_t len) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, why);
     return -1;
   }
-  return 0;
+  const char *proto;
+  size_t proto_len;
+  const dx__strlist *offered = &c->ep->opt.protocols;
+  if (dx__ws_check_protocol(&res, offered->p, offered->len, &proto, &proto_len, why,
+                            sizeof why)) {
+    dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_PROTOCOL_ERROR, why);
+    return -1;
+  }
+  if (proto && !(c->protocol = strndup(proto, proto_len))) {
+    dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
+    return -1;
+  }
+  return accept_extensions(c, &res);
 }
 
 void dx__client_connected(dx_conn *c) {
@@ -105,12 +152,33 @@ void dx__client_connected(dx_conn *c) {
   dx__conn_want_flush(c); /* the upgrade request is queued */
 }
 
+/* The offer headers: subprotocols as a comma list, and permessage-deflate. */
+static void build_offers(const dx_options *opt, char *protos, size_t pcap, char *ext,
+                         size_t ecap) {
+  size_t pn = 0;
+  protos[0] = ext[0] = '\0';
+  for (size_t i = 0; i < opt->protocols.len; i += strlen(opt->protocols.p + i) + 1) {
+    int w = snprintf(protos + pn, pcap - pn, "%s%s", pn ? ", " : "", opt->protocols.p + i);
+    if (w < 0 || (size_t)w >= pcap - pn) break;
+    pn += (size_t)w;
+  }
+  if (opt->pmd.enabled) dx__pmd_client_offer(&opt->pmd, ext, ecap);
+}
+
+static void free_client(dx_conn *c, dx__client_ep *cep, char *path) {
+  if (cep) dx__endpoint_deinit(&cep->ep);
+  free(c), free(cep), free(path);
+}
+
 int dx_connect(dx_loop *loop, const char *url, const dx_options *o, dx_conn **out) {
   if (!loop || !url || !out) return DX_EINVAL;
+  dx__set_last_error("");
   dx__url u;
   int r = parse_url(url, &u);
-  if (r) return r;
-  if (u.tls) return DX_EUNSUPPORTED;
+  if (r) {
+    dx__set_last_error("malformed URL: expected ws://host[:port][/path] or wss://...");
+    return r;
+  }
   char path[2048];
   int pn = snprintf(path, sizeof path, "%s%s", *u.path == '/' ? "" : "/", u.path);
   if (pn < 0 || (size_t)pn >= sizeof path) return DX_EURL;
@@ -118,31 +186,46 @@ int dx_connect(dx_loop *loop, const char *url, const dx_options *o, dx_conn **ou
   dx_conn *c = calloc(1, sizeof *c);
   dx__client_ep *cep = calloc(1, sizeof *cep);
   char *path_copy = strdup(path);
-  if (!c || !cep || !path_copy) {
+  char err[256] = "out of memory";
+  if (!c || !cep || !path_copy ||
+      dx__endpoint_init(&cep->ep, o, DX__ROLE_CLIENT, err, sizeof err)) {
     free(c), free(cep), free(path_copy);
+    dx__set_last_error(err);
     return DX_ENOMEM;
   }
-  dx__endpoint_init(&cep->ep, o, DX__ROLE_CLIENT);
   cep->ep.on_head = client_on_head;
+  if (u.tls) {
+    const dx_options *eo = &cep->ep.opt;
+    cep->ep.tls = dx__tls_client_ctx(eo->tls_ca, eo->tls_insecure, err, sizeof err);
+    if (!cep->ep.tls) {
+      dx__set_last_error(err);
+      free_client(c, cep, path_copy);
+      return DX_EINVAL;
+    }
+  }
   uint8_t raw[16];
   dx__random(NULL, raw, sizeof raw);
   dx__ws_make_key(raw, cep->key);
 
-  char req[4096];
-  size_t n = dx__ws_build_request(req, sizeof req, u.host_hdr, path, cep->key);
+  char req[4096], protos[1024], ext[256];
+  build_offers(&cep->ep.opt, protos, sizeof protos, ext, sizeof ext);
+  size_t n = dx__ws_build_request(req, sizeof req, u.host_hdr, path, cep->key, protos, ext);
   if (!n) {
-    free(c), free(cep), free(path_copy);
+    free_client(c, cep, path_copy);
     return DX_EURL;
   }
   int fd = dx__tcp_connect(u.host, u.port);
   if (fd < 0) {
-    free(c), free(cep), free(path_copy);
+    char msg[300];
+    snprintf(msg, sizeof msg, "cannot connect to %s:%u: %s", u.host, u.port, strerror(errno));
+    dx__set_last_error(msg);
+    free_client(c, cep, path_copy);
     return fd;
   }
   c->is_client = 1;
   c->connecting = 1;
   c->path = path_copy;
-  int started = dx__conn_start(c, loop, &cep->ep, fd, EPOLLOUT) == 0;
+  int started = dx__conn_start(c, loop, &cep->ep, fd, EPOLLOUT, u.host) == 0;
   if (!started || dx__session_queue_raw(&c->sess, req, n)) {
     /* Undo by hand: the header promises no callback for a failed call. */
     if (started) {
@@ -151,8 +234,9 @@ int dx_connect(dx_loop *loop, const char *url, const dx_options *o, dx_conn **ou
       dx__loop_unref(loop);
     }
     dx__session_deinit(&c->sess);
-    close(fd);
-    free(c), free(cep), free(path_copy);
+    if (c->tr.impl) c->tr.ops->close(&c->tr);
+    else close(fd);
+    free_client(c, cep, path_copy);
     return started ? DX_ENOMEM : DX_EIO;
   }
   *out = c;

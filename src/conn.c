@@ -48,6 +48,14 @@ void dx__options_defaults(dx_options *o) {
   o->max_header = 8192;
   o->handshake_timeout_ms = 10000;
   o->close_timeout_ms = 5000;
+  /* permessage-deflate is opt-in: it costs memory per connection and CPU
+   * per message, which not every deployment wants. */
+  o->pmd.enabled = 0;
+  o->pmd.server_max_window_bits = 15;
+  o->pmd.client_max_window_bits = 15;
+  o->pmd.mem_level = 8;
+  o->pmd.level = -1;
+  o->pmd.threshold = 64;
 }
 
 static int on_server_head_missing(dx_conn *c, const char *h, size_t n) {
@@ -55,17 +63,34 @@ static int on_server_head_missing(dx_conn *c, const char *h, size_t n) {
   return -1;
 }
 
-void dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role) {
+int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
+                      char *err, size_t err_cap) {
   memset(ep, 0, sizeof *ep);
-  if (o)
-    ep->opt = *o;
-  else
+  if (o) {
+    if (dx__options_copy(&ep->opt, o)) return DX_ENOMEM;
+  } else {
     dx__options_defaults(&ep->opt);
+  }
   ep->scfg.role = role;
   ep->scfg.max_message = ep->opt.max_message;
   ep->scfg.max_frame = ep->opt.max_frame ? ep->opt.max_frame : ep->opt.max_message;
   ep->scfg.random = dx__random;
   ep->on_head = on_server_head_missing;
+  const dx_options *eo = &ep->opt;
+  if (role == DX__ROLE_SERVER && eo->tls_cert) {
+    ep->tls = dx__tls_server_ctx(eo->tls_cert, eo->tls_key, err, err_cap);
+    if (!ep->tls) {
+      dx__options_clear(&ep->opt);
+      return DX_EINVAL;
+    }
+  }
+  return 0;
+}
+
+void dx__endpoint_deinit(dx__endpoint *ep) {
+  dx__tls_ctx_free(ep->tls);
+  ep->tls = NULL;
+  dx__options_clear(&ep->opt);
 }
 
 /* ---- session events ----------------------------------------------------- */
@@ -106,7 +131,11 @@ static void run_release(dx__task *t) {
   dx__session_deinit(&c->sess);
   free(c->hs);
   free(c->path);
-  if (c->is_client) free((void *)c->ep); /* a client owns its endpoint */
+  free(c->protocol);
+  if (c->is_client) { /* a client owns its endpoint */
+    dx__endpoint_deinit((dx__endpoint *)c->ep);
+    free((void *)c->ep);
+  }
   free(c);
 }
 
@@ -117,12 +146,14 @@ static void cut(dx__handle *h) {
 }
 
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
-                   uint32_t events) {
+                   uint32_t events, const char *tls_host) {
   c->loop = l;
   c->ep = ep;
   c->user = ep->opt.user;
   c->tr.ops = &dx__tcp_ops;
   c->tr.fd = fd;
+  c->tr.impl = NULL;
+  if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, !c->is_client, tls_host)) return DX_ENOMEM;
   c->io.fd = fd;
   c->io.cb = on_io;
   c->flush_task.run = run_flush;
@@ -199,27 +230,44 @@ static void linger(dx_conn *c) {
   c->phase = DX__P_LINGER;
   c->fin_sent = 1;
   c->tr.ops->shutdown(&c->tr);
-  dx__io_update(c->loop, &c->io, EPOLLIN);
+  /* TLS: close_notify may still sit in the transport, FIN behind it. */
+  dx__io_update(c->loop, &c->io, c->tr.ops->pending(&c->tr) ? EPOLLIN | EPOLLOUT : EPOLLIN);
   dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+}
+
+static void transport_failed(dx_conn *c) {
+  char why[160];
+  int code = c->tr.ops->error(&c->tr, why, sizeof why);
+  /* A failed TLS handshake (1015) is a transport error even though the
+   * WebSocket handshake had not started. */
+  int handshake = c->phase == DX__P_HANDSHAKE && code != DX_CLOSE_TLS;
+  dx__conn_finish(c, handshake ? DX_WHY_HANDSHAKE_FAILED : DX_WHY_TRANSPORT_ERROR, code, why);
 }
 
 static void flush(dx_conn *c) {
   if (c->phase == DX__P_DONE || c->connecting) return;
+  const dx__transport_ops *ops = c->tr.ops;
+  /* Bytes the transport already holds (TLS records) go first. */
+  if (ops->pending(&c->tr) && ops->writev(&c->tr, NULL, 0) == DX_EIO) {
+    transport_failed(c);
+    return;
+  }
   const uint8_t *p;
   size_t n = dx__session_pending(&c->sess, &p);
-  if (n) {
+  if (n && !ops->pending(&c->tr)) {
     struct iovec iov = {(void *)p, n};
-    ssize_t w = c->tr.ops->writev(&c->tr, &iov, 1);
+    ssize_t w = ops->writev(&c->tr, &iov, 1);
     if (w == DX_EIO) {
-      char why[96];
-      snprintf(why, sizeof why, "socket error: %s", strerror(errno));
-      dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, why);
+      transport_failed(c);
       return;
     }
     if (w > 0) dx__session_consumed(&c->sess, (size_t)w);
     n = dx__session_pending(&c->sess, &p);
+    /* 0 accepted: a TLS handshake waits for the peer; the next read
+     * retries. Waiting for writability would spin. */
+    if (w == 0 && !ops->pending(&c->tr)) return;
   }
-  if (n) {
+  if (n || ops->pending(&c->tr)) {
     dx__io_update(c->loop, &c->io, EPOLLIN | EPOLLOUT);
     return;
   }
@@ -280,6 +328,14 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
   const char *head;
   size_t head_len, used;
   if (!c->hs) {
+    /* A request line starts with a method token; anything else (0x16 is a
+     * TLS ClientHello on a plaintext port) is refused at once rather than
+     * after the handshake timeout. */
+    if (!c->is_client && !(buf[0] >= 'A' && buf[0] <= 'Z')) {
+      dx__server_refuse(c, 400, buf[0] == 0x16 ? "TLS handshake on a plaintext port"
+                                               : "not an HTTP request");
+      return;
+    }
     head_len = dx__http_head_end((const char *)buf, n, 0);
     if (head_len) {
       head = (const char *)buf;
@@ -333,17 +389,13 @@ static void on_readable(dx_conn *c) {
   uint8_t *buf = dx__loop_rbuf(c->loop, &cap);
   for (;;) {
     ssize_t n = c->tr.ops->read(&c->tr, buf, cap);
-    if (n == DX_EINCOMPLETE) return;
+    if (n == DX_EINCOMPLETE) break;
     if (n == 0) {
       on_eof(c);
       return;
     }
     if (n < 0) {
-      char why[96];
-      snprintf(why, sizeof why, "socket error: %s", strerror(errno));
-      dx__conn_finish(c, c->phase == DX__P_HANDSHAKE ? DX_WHY_HANDSHAKE_FAILED
-                                                     : DX_WHY_TRANSPORT_ERROR,
-                      DX_CLOSE_ABNORMAL, why);
+      transport_failed(c);
       return;
     }
     if (c->phase == DX__P_HANDSHAKE)
@@ -351,8 +403,14 @@ static void on_readable(dx_conn *c) {
     else if (c->phase == DX__P_OPEN)
       feed(c, buf, (size_t)n);
     /* In LINGER the bytes are read only to be dropped. */
-    if (c->phase == DX__P_DONE || (size_t)n < cap) return;
+    if (c->phase == DX__P_DONE) return;
+    if ((size_t)n < cap) break;
   }
+  /* With TLS a read can produce output (handshake records) or unblock ours
+   * (the handshake finished). */
+  if (c->tr.impl && (c->tr.ops->pending(&c->tr) ||
+                     dx__session_pending(&c->sess, &(const uint8_t *){0})))
+    dx__conn_want_flush(c);
 }
 
 static void on_io(dx__io *io, uint32_t events) {
@@ -392,13 +450,20 @@ dx_ready_state dx_conn_state(const dx_conn *c) {
   }
 }
 
-int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
+int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
+               unsigned flags) {
   if (!c || (type != DX_TEXT && type != DX_BINARY) || (!data && len)) return DX_EINVAL;
   if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
   if (type == DX_TEXT && dx__utf8_validate(data, len)) return DX_EUTF8;
-  int r = dx__session_send(&c->sess, type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY, data, len);
+  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= c->ep->opt.pmd.threshold;
+  int r = dx__session_send_ex(&c->sess, type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY,
+                              data, len, compress);
   if (r == 0) dx__conn_want_flush(c);
   return r;
+}
+
+int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
+  return dx_send_ex(c, type, data, len, 0);
 }
 
 int dx_ping(dx_conn *c, const void *data, size_t len) {
@@ -434,4 +499,6 @@ size_t dx_conn_buffered_amount(const dx_conn *c) {
   return c->sess.out_len - c->sess.out_off;
 }
 const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
+const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
+int dx_conn_compressed(const dx_conn *c) { return c->sess.pmd != NULL; }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }

@@ -7,8 +7,16 @@
 
 #include "duplex.h"
 #include "net/loop.h"
+#include "net/tls.h"
 #include "net/transport.h"
+#include "proto/deflate.h"
 #include "proto/session.h"
+
+/* A list of strings packed as NUL-separated names (one allocation). */
+typedef struct dx__strlist {
+  char *p;
+  size_t len; /* bytes in p, every name's NUL included */
+} dx__strlist;
 
 struct dx_options {
   dx_on_open on_open;
@@ -20,13 +28,20 @@ struct dx_options {
   uint64_t max_message, max_frame;
   uint32_t max_header;
   uint32_t handshake_timeout_ms, close_timeout_ms;
+  dx_on_select_protocol on_select_protocol;
+  dx__strlist protocols;
+  dx__strlist origins;
+  char *tls_cert, *tls_key, *tls_ca;
+  uint8_t tls_insecure;
+  dx__pmd_config pmd;
 };
 
 /* Settings shared by every connection of one server (or owned by one client
  * connection): connections point at it instead of copying it. */
 typedef struct dx__endpoint {
-  dx_options opt;
+  dx_options opt;         /* a deep copy: owns its strings */
   dx__session_config scfg;
+  dx__tls_ctx *tls;       /* NULL: plain TCP */
   /* Handles a complete handshake head (request for a server, response for
    * a client). Returns 0 when the connection is now OPEN, else it has
    * already been failed or answered. */
@@ -54,6 +69,7 @@ struct dx_conn {
   dx__handle handle;     /* on the loop's list of connections */
   void *user;
   char *path;
+  char *protocol;        /* the negotiated subprotocol, or NULL */
   char *hs;              /* a handshake head split across reads */
   uint32_t hs_len;
   uint8_t phase;
@@ -70,13 +86,24 @@ struct dx_conn {
 
 /* Defaults for a fresh options object. */
 void dx__options_defaults(dx_options *o);
-/* Fills an endpoint from options (NULL: defaults) for a role. */
-void dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role);
+/* Deep-copies options (strings included). 0 or DX_ENOMEM (dst is then
+ * empty but valid to clear). */
+int dx__options_copy(dx_options *dst, const dx_options *src);
+/* Frees the strings an options object owns. */
+void dx__options_clear(dx_options *o);
+/* Fills an endpoint from options (NULL: defaults) for a role: a deep copy,
+ * and for a server with a certificate, its TLS context. 0, DX_ENOMEM, or
+ * DX_EINVAL with a reason in err (an unreadable certificate). */
+int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
+                      char *err, size_t err_cap);
+void dx__endpoint_deinit(dx__endpoint *ep);
 
-/* Sets up a connection on an fd that is already connected/accepted and
- * registers it with the loop for `events`. 0 or DX_EIO. */
+/* Sets up a connection on an fd that is already connected/accepted (TLS
+ * on top when the endpoint has a context; a client names the host it
+ * verifies) and registers it with the loop for `events`. Set is_client
+ * before. 0, DX_EIO or DX_ENOMEM. */
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
-                   uint32_t events);
+                   uint32_t events, const char *tls_host);
 /* The handshake succeeded: OPEN, on_open, then feed bytes that arrived
  * behind the head. */
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n);
@@ -88,6 +115,8 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close);
 /* Schedules a flush of pending output at the end of this iteration. */
 void dx__conn_want_flush(dx_conn *c);
+/* Records the reason dx_last_error() gives on this thread. */
+void dx__set_last_error(const char *msg);
 /* Buffered random bytes from OpenSSL's CSPRNG (masking keys, client keys). */
 void dx__random(void *ud, uint8_t *out, size_t n);
 #endif

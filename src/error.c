@@ -1,5 +1,16 @@
 /* Error and close-reason names, generated from the one table in duplex.h. */
+#include <stdio.h>
+
 #include "duplex.h"
+#include "endpoint.h"
+
+static __thread char last_error[256];
+
+const char *dx_last_error(void) { return last_error; }
+
+void dx__set_last_error(const char *msg) {
+  snprintf(last_error, sizeof last_error, "%s", msg ? msg : "");
+}
 
 const char *dx_strerror(int err) {
   switch (err) {

@@ -1,5 +1,8 @@
-/* The options object: defaults and setters. */
+/* The options object: defaults, setters, and the deep copy an endpoint
+ * keeps. */
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "endpoint.h"
 
@@ -9,7 +12,64 @@ dx_options *dx_options_new(void) {
   return o;
 }
 
-void dx_options_free(dx_options *o) { free(o); }
+void dx__options_clear(dx_options *o) {
+  free(o->protocols.p);
+  free(o->origins.p);
+  free(o->tls_cert);
+  free(o->tls_key);
+  free(o->tls_ca);
+  o->protocols = (dx__strlist){0};
+  o->origins = (dx__strlist){0};
+  o->tls_cert = o->tls_key = o->tls_ca = NULL;
+}
+
+void dx_options_free(dx_options *o) {
+  if (!o) return;
+  dx__options_clear(o);
+  free(o);
+}
+
+static int copy_list(dx__strlist *dst, const dx__strlist *src) {
+  *dst = (dx__strlist){0};
+  if (!src->len) return 0;
+  dst->p = malloc(src->len);
+  if (!dst->p) return DX_ENOMEM;
+  memcpy(dst->p, src->p, src->len);
+  dst->len = src->len;
+  return 0;
+}
+
+static int copy_str(char **dst, const char *src) {
+  *dst = NULL;
+  if (!src) return 0;
+  *dst = strdup(src);
+  return *dst ? 0 : DX_ENOMEM;
+}
+
+int dx__options_copy(dx_options *dst, const dx_options *src) {
+  *dst = *src;
+  dst->protocols = dst->origins = (dx__strlist){0};
+  dst->tls_cert = dst->tls_key = dst->tls_ca = NULL;
+  if (copy_list(&dst->protocols, &src->protocols) ||
+      copy_list(&dst->origins, &src->origins) ||
+      copy_str(&dst->tls_cert, src->tls_cert) ||
+      copy_str(&dst->tls_key, src->tls_key) ||
+      copy_str(&dst->tls_ca, src->tls_ca)) {
+    dx__options_clear(dst);
+    return DX_ENOMEM;
+  }
+  return 0;
+}
+
+static int list_add(dx__strlist *l, const char *name) {
+  size_t n = strlen(name) + 1;
+  char *p = realloc(l->p, l->len + n);
+  if (!p) return DX_ENOMEM;
+  memcpy(p + l->len, name, n);
+  l->p = p;
+  l->len += n;
+  return 0;
+}
 
 void dx_options_on_open(dx_options *o, dx_on_open cb) { o->on_open = cb; }
 void dx_options_on_message(dx_options *o, dx_on_message cb) { o->on_message = cb; }
@@ -17,6 +77,9 @@ void dx_options_on_close(dx_options *o, dx_on_close cb) { o->on_close = cb; }
 void dx_options_on_ping(dx_options *o, dx_on_control cb) { o->on_ping = cb; }
 void dx_options_on_pong(dx_options *o, dx_on_control cb) { o->on_pong = cb; }
 void dx_options_on_accept(dx_options *o, dx_on_accept cb) { o->on_accept = cb; }
+void dx_options_on_select_protocol(dx_options *o, dx_on_select_protocol cb) {
+  o->on_select_protocol = cb;
+}
 void dx_options_set_user(dx_options *o, void *user) { o->user = user; }
 
 int dx_options_set_max_message(dx_options *o, uint64_t bytes) {
@@ -47,5 +110,79 @@ int dx_options_set_handshake_timeout(dx_options *o, uint32_t ms) {
 int dx_options_set_close_timeout(dx_options *o, uint32_t ms) {
   if (ms == 0) return DX_EINVAL;
   o->close_timeout_ms = ms;
+  return 0;
+}
+
+/* RFC 7230 token characters: what a subprotocol name may hold. */
+static int is_token(const char *s) {
+  if (!*s) return 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c)) return 0;
+  }
+  return 1;
+}
+
+int dx_options_add_protocol(dx_options *o, const char *name) {
+  if (!name || !is_token(name)) return DX_EINVAL;
+  return list_add(&o->protocols, name);
+}
+
+int dx_options_allow_origin(dx_options *o, const char *pattern) {
+  if (!pattern || !*pattern) return DX_EINVAL;
+  for (const char *p = pattern; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return DX_EINVAL;
+  return list_add(&o->origins, pattern);
+}
+
+static int set_str(char **dst, const char *v) {
+  char *c = NULL;
+  if (v && !(c = strdup(v))) return DX_ENOMEM;
+  free(*dst);
+  *dst = c;
+  return 0;
+}
+
+int dx_options_set_tls_cert(dx_options *o, const char *cert_file, const char *key_file) {
+  if (!cert_file || !key_file) return DX_EINVAL;
+  if (set_str(&o->tls_cert, cert_file) || set_str(&o->tls_key, key_file)) return DX_ENOMEM;
+  return 0;
+}
+
+int dx_options_set_tls_ca(dx_options *o, const char *ca_file) {
+  return set_str(&o->tls_ca, ca_file);
+}
+
+void dx_options_set_tls_insecure(dx_options *o, int insecure) { o->tls_insecure = !!insecure; }
+
+int dx_options_set_deflate(dx_options *o, int enabled) {
+  o->pmd.enabled = !!enabled;
+  return 0;
+}
+
+int dx_options_set_deflate_window_bits(dx_options *o, int server_bits, int client_bits) {
+  if (server_bits < 9 || server_bits > 15 || client_bits < 9 || client_bits > 15)
+    return DX_EINVAL;
+  o->pmd.server_max_window_bits = (uint8_t)server_bits;
+  o->pmd.client_max_window_bits = (uint8_t)client_bits;
+  return 0;
+}
+
+int dx_options_set_deflate_no_context_takeover(dx_options *o, int server, int client) {
+  o->pmd.server_no_context_takeover = !!server;
+  o->pmd.client_no_context_takeover = !!client;
+  return 0;
+}
+
+int dx_options_set_deflate_memory(dx_options *o, int mem_level, int level) {
+  if (mem_level < 1 || mem_level > 9 || level < -1 || level > 9) return DX_EINVAL;
+  o->pmd.mem_level = (uint8_t)mem_level;
+  o->pmd.level = (int8_t)level;
+  return 0;
+}
+
+int dx_options_set_deflate_threshold(dx_options *o, size_t bytes) {
+  if (bytes > UINT32_MAX) return DX_EINVAL;
+  o->pmd.threshold = (uint32_t)bytes;
   return 0;
 }

@@ -1,6 +1,7 @@
 /* The server endpoint: listening sockets, accepting, and the server side
  * of the opening handshake. */
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,17 @@ static int server_on_head(dx_conn *c, const char *head, size_t len);
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   if (!loop) return NULL;
   dx_server *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
+  if (!s) {
+    dx__set_last_error("out of memory");
+    return NULL;
+  }
   s->loop = loop;
-  dx__endpoint_init(&s->ep, o, DX__ROLE_SERVER);
+  char err[256] = "out of memory";
+  if (dx__endpoint_init(&s->ep, o, DX__ROLE_SERVER, err, sizeof err)) {
+    dx__set_last_error(err);
+    free(s);
+    return NULL;
+  }
   s->ep.on_head = server_on_head;
   return s;
 }
@@ -69,7 +78,7 @@ static void on_accept(dx__io *io, uint32_t events) {
       close(fd);
       continue;
     }
-    if (dx__conn_start(c, s->loop, &s->ep, fd, EPOLLIN)) {
+    if (dx__conn_start(c, s->loop, &s->ep, fd, EPOLLIN, NULL)) {
       close(fd);
       free(c);
       continue;
@@ -120,6 +129,7 @@ void dx_server_free(dx_server *s) {
     dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_ABNORMAL, "server freed");
     h = dx__loop_handles(s->loop);
   }
+  dx__endpoint_deinit(&s->ep);
   free(s);
 }
 
@@ -147,10 +157,123 @@ const char *dx_request_header(const dx_request *r, const char *name, size_t *len
   return h->value;
 }
 
+/* One Origin pattern against the request's Origin (RFC 6454 serialized:
+ * scheme "://" host [":" port]). "*." in a pattern matches one or more
+ * leading labels; a pattern without a scheme matches any scheme. */
+static int origin_matches(const char *pat, const char *o, size_t olen) {
+  const char *sep = strstr(pat, "://");
+  if (sep) {
+    size_t sl = (size_t)(sep - pat) + 3;
+    if (olen < sl || strncasecmp(pat, o, sl) != 0) return 0;
+    pat += sl;
+    o += sl;
+    olen -= sl;
+  } else {
+    const char *os = memmem(o, olen, "://", 3);
+    if (os) {
+      olen -= (size_t)(os + 3 - o);
+      o = os + 3;
+    }
+  }
+  size_t pl = strlen(pat);
+  if (pl >= 2 && pat[0] == '*' && pat[1] == '.') {
+    /* "*.example.com": the origin must end with ".example.com" and have at
+     * least one label before it. */
+    size_t tl = pl - 1; /* ".example.com" */
+    return olen > tl && strncasecmp(o + olen - tl, pat + 1, tl) == 0;
+  }
+  return olen == pl && strncasecmp(o, pat, pl) == 0;
+}
+
+static int origin_allowed(const dx_options *opt, const dx__http_request *req,
+                          char *why, size_t why_cap) {
+  if (!opt->origins.len) return 1;
+  const dx__http_header *h = dx__http_find(req->headers, req->num_headers, "Origin");
+  if (!h) return 1; /* not a browser: see dx_options_allow_origin */
+  for (size_t i = 0; i < opt->origins.len; i += strlen(opt->origins.p + i) + 1)
+    if (origin_matches(opt->origins.p + i, h->value, h->value_len)) return 1;
+  int shown = h->value_len > 80 ? 80 : (int)h->value_len;
+  snprintf(why, why_cap, "origin not allowed: %.*s", shown, h->value);
+  for (char *p = why; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+  return 0;
+}
+
+#define DX__MAX_OFFERED 32
+
+/* Picks the subprotocol: the hook's choice, or the first offered one the
+ * server speaks. Returns 0 (c->protocol set or left NULL) or -1 (no
+ * memory). */
+static int select_protocol(dx_conn *c, const dx__http_request *req) {
+  const dx_options *opt = &c->ep->opt;
+  if (!opt->protocols.len && !opt->on_select_protocol) return 0;
+  const char *offered[DX__MAX_OFFERED];
+  size_t lens[DX__MAX_OFFERED], n = 0;
+  for (size_t i = 0; i < req->num_headers; i++) {
+    const dx__http_header *h = &req->headers[i];
+    if (h->name_len != 22 || strncasecmp(h->name, "Sec-WebSocket-Protocol", 22)) continue;
+    const char *p = h->value, *end = h->value + h->value_len;
+    while (p < end && n < DX__MAX_OFFERED) {
+      while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+      const char *t = p;
+      while (p < end && *p != ',' && *p != ' ' && *p != '\t') p++;
+      if (p > t) {
+        offered[n] = t;
+        lens[n++] = (size_t)(p - t);
+      }
+    }
+  }
+  if (!n) return 0;
+  long pick = -1;
+  if (opt->on_select_protocol) {
+    int r = opt->on_select_protocol(c, offered, lens, n);
+    if (r >= 0 && (size_t)r < n) pick = r;
+  } else {
+    for (size_t i = 0; i < n && pick < 0; i++)
+      for (size_t j = 0; j < opt->protocols.len; j += strlen(opt->protocols.p + j) + 1)
+        if (strlen(opt->protocols.p + j) == lens[i] &&
+            memcmp(opt->protocols.p + j, offered[i], lens[i]) == 0) {
+          pick = (long)i;
+          break;
+        }
+  }
+  if (pick < 0) return 0;
+  c->protocol = strndup(offered[pick], lens[pick]);
+  return c->protocol ? 0 : -1;
+}
+
+/* Accepts permessage-deflate when offered and enabled: returns 0 (with the
+ * response value in resp, "" when not accepted) or -1 (no memory). */
+static int negotiate_deflate(dx_conn *c, const dx__http_request *req,
+                             char *resp, size_t cap) {
+  resp[0] = '\0';
+  const dx_options *opt = &c->ep->opt;
+  if (!opt->pmd.enabled) return 0;
+  const char *vals[16];
+  size_t lens[16], n = 0;
+  for (size_t i = 0; i < req->num_headers && n < 16; i++) {
+    const dx__http_header *h = &req->headers[i];
+    if (h->name_len == 24 && !strncasecmp(h->name, "Sec-WebSocket-Extensions", 24)) {
+      vals[n] = h->value;
+      lens[n++] = h->value_len;
+    }
+  }
+  dx__pmd_params params;
+  if (!n || !dx__pmd_server_negotiate(&opt->pmd, vals, lens, n, &params, resp, cap)) {
+    resp[0] = '\0';
+    return 0;
+  }
+  dx__pmd *pmd = dx__pmd_new(&params, &opt->pmd, 1, &dx__alloc_std);
+  if (!pmd) return -1;
+  dx__session_set_pmd(&c->sess, pmd);
+  return 0;
+}
+
 static int server_on_head(dx_conn *c, const char *head, size_t len) {
   dx__http_request req;
   char accept[DX__WS_ACCEPT_LEN + 1];
   char why[160];
+  char ext[256];
   if (dx__http_parse_request(head, len, &req) != 0) {
     dx__server_refuse(c, 400, "malformed HTTP request");
     return -1;
@@ -160,8 +283,12 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     dx__server_refuse(c, status, why);
     return -1;
   }
+  if (!origin_allowed(&c->ep->opt, &req, why, sizeof why)) {
+    dx__server_refuse(c, 403, why);
+    return -1;
+  }
   c->path = strndup(req.path, req.path_len);
-  if (!c->path) {
+  if (!c->path || select_protocol(c, &req) || negotiate_deflate(c, &req, ext, sizeof ext)) {
     dx__server_refuse(c, 500, "out of memory");
     return -1;
   }
@@ -175,8 +302,8 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
       return -1;
     }
   }
-  char resp[256];
-  size_t n = dx__ws_build_response(resp, sizeof resp, accept, NULL);
+  char resp[512];
+  size_t n = dx__ws_build_response(resp, sizeof resp, accept, c->protocol, ext);
   if (!n || dx__session_queue_raw(&c->sess, resp, n)) {
     dx__server_refuse(c, 500, "out of memory");
     return -1;

@@ -77,6 +77,15 @@ static int store_value(const cli_command *cmd, const cli_opt *o,
     case CLI_OPT_STRING:
       *(const char **)o->dest = value;
       return 0;
+    case CLI_OPT_LIST: {
+      cli_list *l = o->dest;
+      if (l->n < CLI_LIST_MAX) {
+        l->items[l->n++] = value;
+        return 0;
+      }
+      cli_error(cmd->name, "--%s: at most %d times", o->name, CLI_LIST_MAX);
+      return -1;
+    }
     case CLI_OPT_PORT:
       if (cli_parse_port(value, (uint16_t *)o->dest) == 0) return 0;
       cli_error(cmd->name, "--%s: '%s' is not a port number (0-65535)",

@@ -25,8 +25,15 @@ typedef enum {
   CLI_OPT_STRING,  /* dest: const char ** (points into argv) */
   CLI_OPT_PORT,    /* dest: uint16_t *; 0-65535 */
   CLI_OPT_SIZE,    /* dest: uint64_t *; > 0 bytes, K/M/G (KiB-based) */
-  CLI_OPT_UINT     /* dest: unsigned *; decimal 0-UINT_MAX */
+  CLI_OPT_UINT,    /* dest: unsigned *; decimal 0-UINT_MAX */
+  CLI_OPT_LIST     /* dest: cli_list *; repeatable string */
 } cli_opt_kind;
+
+#define CLI_LIST_MAX 16
+typedef struct {
+  const char *items[CLI_LIST_MAX]; /* point into argv */
+  int n;
+} cli_list;
 
 typedef struct {
   const char *name;     /* long name without the leading "--" */

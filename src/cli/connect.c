@@ -105,11 +105,18 @@ static const char connect_details[] =
 
 /* Creates the loop and starts connecting. Returns 0, or an exit status
  * after reporting why. */
-static int start(connect_ctx *ctx, const char *url, uint64_t max_message) {
+static int start(connect_ctx *ctx, const char *url, const connect_opts *co) {
   ctx->loop = dx_loop_new();
   dx_options *o = dx_options_new();
   int rc = DX_ENOMEM;
-  if (ctx->loop && o) rc = dx_options_set_max_message(o, max_message);
+  if (ctx->loop && o) rc = dx_options_set_max_message(o, co->max_message);
+  if (rc == 0) rc = dx_options_set_deflate(o, !co->no_deflate);
+  if (rc == 0 && co->ca) rc = dx_options_set_tls_ca(o, co->ca);
+  if (rc == 0) dx_options_set_tls_insecure(o, co->insecure);
+  for (int i = 0; rc == 0 && i < co->protocols.n; i++) {
+    rc = dx_options_add_protocol(o, co->protocols.items[i]);
+    if (rc) cli_error("connect", "--protocol %s: not a valid name", co->protocols.items[i]);
+  }
   if (rc == 0) {
     dx_options_on_open(o, on_open);
     dx_options_on_message(o, on_message);
@@ -121,9 +128,11 @@ static int start(connect_ctx *ctx, const char *url, uint64_t max_message) {
   int saved_errno = errno;
   dx_options_free(o);
   if (rc == 0) return 0;
+  const char *why = dx_last_error();
   cli_error("connect", "cannot connect to %s: %s", url,
-            rc == DX_EADDR && saved_errno ? strerror(saved_errno)
-                                          : dx_strerror(rc));
+            *why ? why
+                 : rc == DX_EADDR && saved_errno ? strerror(saved_errno)
+                                                 : dx_strerror(rc));
   if (ctx->loop) dx_loop_free(ctx->loop);
   ctx->loop = NULL;
   return rc == DX_EURL || rc == DX_EUNSUPPORTED || rc == DX_EINVAL
@@ -132,7 +141,8 @@ static int start(connect_ctx *ctx, const char *url, uint64_t max_message) {
 }
 
 int cli_connect(int argc, char **argv) {
-  uint64_t max_message = (uint64_t)16 << 20;
+  connect_opts co = {.max_message = (uint64_t)16 << 20};
+  uint64_t max_message = co.max_message;
   unsigned linger_ms = 500;
   const cli_opt opts[] = {
       {"max-message", CLI_OPT_SIZE, "SIZE",
@@ -140,8 +150,17 @@ int cli_connect(int argc, char **argv) {
        &max_message},
       {"linger", CLI_OPT_UINT, "MS",
        "wait for replies this long after end of stdin", "500", &linger_ms},
+      {"protocol", CLI_OPT_LIST, "NAME", "offer this subprotocol (repeatable)",
+       "none", &co.protocols},
+      {"no-deflate", CLI_OPT_FLAG, NULL, "do not offer permessage-deflate",
+       "off (compression is offered)", &co.no_deflate},
+      {"ca", CLI_OPT_STRING, "FILE", "wss://: trust the CAs in this PEM file",
+       "the system CA store", &co.ca},
+      {"insecure", CLI_OPT_FLAG, NULL,
+       "wss://: do not verify the certificate (test servers only)", "off",
+       &co.insecure},
   };
-  const cli_command cmd = {"connect", "ws://HOST[:PORT][/PATH]",
+  const cli_command cmd = {"connect", "ws[s]://HOST[:PORT][/PATH]",
                            "Connect to a WebSocket server; stdin lines out, "
                            "messages to stdout.",
                            connect_details, opts,
@@ -159,7 +178,8 @@ int cli_connect(int argc, char **argv) {
   }
 
   connect_ctx ctx = {0};
-  int status = start(&ctx, pos[0], max_message);
+  co.max_message = max_message;
+  int status = start(&ctx, pos[0], &co);
   if (status != 0) return status;
   connect_input_init(&ctx, (size_t)max_message, linger_ms);
   status = CLI_EXIT_FAIL;

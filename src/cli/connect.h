@@ -9,6 +9,7 @@
 
 #include <duplex.h>
 
+#include "args.h"
 #include "lines.h"
 #include "reader.h"
 #include "timer.h"
@@ -27,6 +28,15 @@ typedef struct {
   cli_timer linger;
   unsigned long line_no;
 } connect_ctx;
+
+/* Command-line settings of the connection. */
+typedef struct {
+  uint64_t max_message;
+  cli_list protocols;
+  bool no_deflate;
+  bool insecure;
+  const char *ca;
+} connect_opts;
 
 /* connect.c: a local failure; stops input and closes with `code`. */
 void connect_fail(connect_ctx *ctx, int code, const char *reason);

@@ -21,7 +21,8 @@ static void on_open(dx_conn *c) {
   if (ctx->quiet) return;
   fputs("open: path=\"", stderr);
   cli_put_escaped(stderr, dx_conn_path(c));
-  fprintf(stderr, "\" connections=%zu\n",
+  fprintf(stderr, "\" protocol=\"%s\" deflate=%s connections=%zu\n",
+          dx_conn_protocol(c), dx_conn_compressed(c) ? "on" : "off",
           dx_server_connections(ctx->server));
 }
 
@@ -60,7 +61,9 @@ int cli_serve(int argc, char **argv) {
   const char *host = "";
   uint16_t port = 8080;
   uint64_t max_message = (uint64_t)16 << 20;
-  bool quiet = false;
+  bool quiet = false, no_deflate = false;
+  const char *tls_cert = NULL, *tls_key = NULL;
+  cli_list protocols = {0}, origins = {0};
   const cli_opt opts[] = {
       {"host", CLI_OPT_STRING, "HOST",
        "address to listen on", "\"\", every IPv4 and IPv6 address", &host},
@@ -71,6 +74,18 @@ int cli_serve(int argc, char **argv) {
        &max_message},
       {"quiet", CLI_OPT_FLAG, NULL,
        "do not log connections opening and closing", "off", &quiet},
+      {"tls-cert", CLI_OPT_STRING, "FILE",
+       "serve wss://: certificate chain (PEM); needs --tls-key", "none", &tls_cert},
+      {"tls-key", CLI_OPT_STRING, "FILE", "private key (PEM) for --tls-cert", "none",
+       &tls_key},
+      {"no-deflate", CLI_OPT_FLAG, NULL, "do not negotiate permessage-deflate",
+       "off (compression is negotiated)", &no_deflate},
+      {"protocol", CLI_OPT_LIST, "NAME",
+       "a subprotocol to speak (repeatable; the client's first match wins)",
+       "none", &protocols},
+      {"origin", CLI_OPT_LIST, "ORIGIN",
+       "allow browsers from this Origin only (repeatable; *.example.com "
+       "wildcards)", "any Origin", &origins},
   };
   const cli_command cmd = {"serve", "", "Run a WebSocket echo server.",
                            serve_details, opts,
@@ -100,6 +115,25 @@ int cli_serve(int argc, char **argv) {
     dx_loop_free(loop);
     return CLI_EXIT_USAGE;
   }
+  if (!tls_cert != !tls_key) {
+    cli_error("serve", "--tls-cert and --tls-key go together");
+    rc = DX_EINVAL;
+  }
+  if (rc == 0 && tls_cert) rc = dx_options_set_tls_cert(o, tls_cert, tls_key);
+  if (rc == 0) rc = dx_options_set_deflate(o, !no_deflate);
+  for (int i = 0; rc == 0 && i < protocols.n; i++) {
+    rc = dx_options_add_protocol(o, protocols.items[i]);
+    if (rc) cli_error("serve", "--protocol %s: not a valid name", protocols.items[i]);
+  }
+  for (int i = 0; rc == 0 && i < origins.n; i++) {
+    rc = dx_options_allow_origin(o, origins.items[i]);
+    if (rc) cli_error("serve", "--origin %s: not a valid origin", origins.items[i]);
+  }
+  if (rc != 0) {
+    dx_options_free(o);
+    dx_loop_free(loop);
+    return CLI_EXIT_USAGE;
+  }
   dx_options_on_open(o, on_open);
   dx_options_on_message(o, on_message);
   dx_options_on_close(o, on_close);
@@ -107,7 +141,7 @@ int cli_serve(int argc, char **argv) {
   ctx.server = dx_server_new(loop, o);
   dx_options_free(o);
   if (!ctx.server) {
-    cli_error("serve", "cannot create the server: out of memory");
+    cli_error("serve", "cannot create the server: %s", dx_last_error());
     dx_loop_free(loop);
     return CLI_EXIT_FAIL;
   }

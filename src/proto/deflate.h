@@ -8,16 +8,24 @@
 
 #include "alloc.h"
 
+/* Room for any header value this module writes (server response, client
+ * offer; the longest is about 130 bytes), NUL included. */
+#define DX__PMD_HEADER_MAX 192
+
 /* What one side is willing to do (from the user's options). */
 typedef struct dx__pmd_config {
   uint8_t enabled;
   /* Largest LZ77 window (9..15) this side lets the *server* and the
    * *client* compress with. A server asking a client for less sends
    * client_max_window_bits=N; a client asking the server for less sends
-   * server_max_window_bits=N. 8 is not offered or accepted as is: zlib's raw
-   * deflate cannot produce an 8-bit window, so a peer's request for 8 is
-   * negotiated as 9 on the inflate side where RFC 7692 allows it, and refused
-   * (the offer declined) where it would bind our compressor. */
+   * server_max_window_bits=N. 0 means 15; 8 is taken as 9: zlib's raw
+   * deflate refuses an 8-bit window (deflateInit2 fails). A peer's 8 is
+   * inflated with 9 (a superset). Where 8 would bind our compressor: a
+   * server declines that offer and tries the next; a client, which can no
+   * longer decline, compresses with stored blocks (level 0), which hold no
+   * back-references. deflate.c has the details and the evidence. A server
+   * limiting the client (< 15) declines offers without
+   * client_max_window_bits, since only that lets it bind the client. */
   uint8_t server_max_window_bits;
   uint8_t client_max_window_bits;
   /* Ask for no context takeover in either direction. */
@@ -28,7 +36,11 @@ typedef struct dx__pmd_config {
   uint32_t threshold; /* messages shorter than this go uncompressed */
 } dx__pmd_config;
 
-/* What was agreed for one connection. Window bits are always 9..15. */
+/* What was agreed for one connection. Window bits are 9..15, with one
+ * exception: on a client whose server chose client_max_window_bits=8,
+ * client_max_window_bits is 8 and dx__pmd_new then compresses at level 0
+ * (stored blocks). A client that asked for client_no_context_takeover has
+ * it set whatever the server answered (it resets its own compressor). */
 typedef struct dx__pmd_params {
   uint8_t server_no_context_takeover;
   uint8_t client_no_context_takeover;
@@ -36,8 +48,9 @@ typedef struct dx__pmd_params {
   uint8_t client_max_window_bits;
 } dx__pmd_params;
 
-/* Fills a config with the defaults (enabled, 15/15 bits, context takeover
- * both ways, memLevel 8, level -1, threshold 0... see deflate.c). */
+/* Fills a config with the defaults: enabled, 15/15 bits, context takeover
+ * both ways, memLevel 8, level -1, threshold 0. The threshold is for the
+ * caller: dx__pmd_compress compresses whatever it is given. */
 void dx__pmd_config_defaults(dx__pmd_config *c);
 
 /* Server: reads every Sec-WebSocket-Extensions value the client sent
@@ -54,7 +67,9 @@ int dx__pmd_server_negotiate(const dx__pmd_config *cfg,
                              size_t resp_cap);
 
 /* Client: writes our offer (a header value, NUL-terminated) and returns its
- * length; 0 if cap is too small or cfg->enabled is 0. */
+ * length; 0 if cap is too small or cfg->enabled is 0. One offer, always
+ * with client_max_window_bits (with a value when we limit ourselves), so
+ * servers that want to limit the client can accept it. */
 size_t dx__pmd_client_offer(const dx__pmd_config *cfg, char *out, size_t cap);
 
 /* Client: checks the server's Sec-WebSocket-Extensions values against what
@@ -73,34 +88,45 @@ int dx__pmd_client_verify(const dx__pmd_config *cfg,
 typedef struct dx__pmd dx__pmd;
 
 /* is_server selects which agreed parameters bind our compressor (server_*
- * for a server) and our decompressor. zlib streams are created lazily, on
- * first use, so an idle connection holds no zlib memory. NULL on no
- * memory. */
+ * for a server) and our decompressor. cfg (may be NULL) gives level and
+ * memLevel. zlib streams are created lazily, on first use, so an idle
+ * connection holds no zlib memory; with no context takeover for a
+ * direction, that direction's stream is freed after every message rather
+ * than reset, so between messages it holds none either. The allocator is
+ * copied. NULL on no memory. */
 dx__pmd *dx__pmd_new(const dx__pmd_params *p, const dx__pmd_config *cfg,
                      int is_server, const dx__alloc *a);
 void dx__pmd_free(dx__pmd *d);
 
-/* Compresses one whole message. On success returns 0 and sets *out/*out_len
+/* Compresses one whole message. On success returns 0 and sets *out and *out_len
  * to the compressed payload with the trailing 00 00 ff ff removed; the
  * buffer belongs to d and is valid until the next call. Resets the context
  * afterwards when no context takeover applies to our direction. DX_ENOMEM
- * on failure. */
+ * on failure; the compressor then starts afresh, which a peer keeping
+ * context can still read, so the connection may go on. */
 int dx__pmd_compress(dx__pmd *d, const uint8_t *in, size_t len,
                      const uint8_t **out, size_t *out_len);
 
 /* Decompresses part of a compressed message. `in` is the next piece of the
- * payload as it arrives; `fin` is 1 with the last piece (the 00 00 ff ff
- * tail is appended internally). Decompressed bytes go to sink(ud, p, n) as
- * they are produced; a non-zero return from sink stops and is returned.
- * Fails with DX_ETOOBIG as soon as the total for this message would exceed
- * `limit` (having produced no more than limit bytes), DX_EPROTO for a
- * corrupt stream, DX_ENOMEM. After fin, resets the context when no context
- * takeover applies to the peer's direction. */
+ * payload as it arrives (any split, empty pieces allowed); `fin` is 1 with
+ * the last piece (the 00 00 ff ff tail is appended internally). Decompressed
+ * bytes go to sink(ud, p, n) as they are produced, at most 16 KiB at a
+ * time; a non-zero return from sink stops and is returned. Fails with
+ * DX_ETOOBIG as soon as the total for this message would exceed `limit`
+ * (the sink has then received no more than limit bytes; pass UINT64_MAX
+ * for none), DX_EPROTO for a corrupt stream or a message that does not end
+ * on a block boundary, DX_ENOMEM. A message with an empty payload is the
+ * empty message. Blocks with BFINAL set are allowed (RFC 7692 §7.2.3.4).
+ * After fin, resets the context when no context takeover applies to the
+ * peer's direction. After any error the message is abandoned and the
+ * inflater dropped: with context takeover the connection must then fail. */
 int dx__pmd_decompress(dx__pmd *d, const uint8_t *in, size_t len, int fin,
                        uint64_t limit,
                        int (*sink)(void *ud, const uint8_t *p, size_t n),
                        void *ud);
 
-/* Bytes of zlib state currently held (for the memory table in the docs). */
+/* Bytes currently held through the allocator by this codec: the dx__pmd
+ * itself (a few hundred bytes), zlib's state and the last compressed
+ * message (for the memory table in the docs). */
 size_t dx__pmd_memory(const dx__pmd *d);
 #endif

@@ -454,20 +454,33 @@ int dx__ws_check_response(const dx__http_response *r, const char *key,
     set_why(why, why_cap, "%s", "Sec-WebSocket-Accept does not match the key");
     return DX_EHANDSHAKE;
   }
-  /* §4.1: the client offered no extensions and no subprotocols, so a server
-   * that picks one anyway must be refused. */
-  if ((f = dx__http_find(h, n, "Sec-WebSocket-Extensions")) != NULL) {
-    show(shown, sizeof shown, f->value, f->value_len);
-    set_why(why, why_cap, "Sec-WebSocket-Extensions: %s was not offered",
-            shown);
-    return DX_EHANDSHAKE;
-  }
-  if ((f = dx__http_find(h, n, "Sec-WebSocket-Protocol")) != NULL) {
-    show(shown, sizeof shown, f->value, f->value_len);
-    set_why(why, why_cap, "Sec-WebSocket-Protocol: %s was not offered", shown);
-    return DX_EHANDSHAKE;
-  }
   return 0;
+}
+
+int dx__ws_check_protocol(const dx__http_response *r, const char *offered,
+                          size_t offered_len, const char **chosen,
+                          size_t *chosen_len, char *why, size_t why_cap) {
+  const dx__http_header *h = r->headers;
+  size_t n = r->num_headers;
+  char shown[48];
+  *chosen = NULL;
+  *chosen_len = 0;
+  if (count_named(h, n, "Sec-WebSocket-Protocol") == 0) return 0;
+  const dx__http_header *f = need_one(h, n, "Sec-WebSocket-Protocol", why, why_cap);
+  if (f == NULL) return DX_EHANDSHAKE;
+  /* §4.1: the server selects one of the values we offered, or none. */
+  for (size_t i = 0; i < offered_len;) {
+    size_t l = strlen(offered + i);
+    if (l == f->value_len && memcmp(offered + i, f->value, l) == 0) {
+      *chosen = offered + i;
+      *chosen_len = l;
+      return 0;
+    }
+    i += l + 1;
+  }
+  show(shown, sizeof shown, f->value, f->value_len);
+  set_why(why, why_cap, "Sec-WebSocket-Protocol: %s was not offered", shown);
+  return DX_EHANDSHAKE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -510,12 +523,16 @@ static int is_target(const char *s) {
 }
 
 size_t dx__ws_build_response(char *out, size_t cap, const char *accept,
-                             const char *protocol) {
+                             const char *protocol, const char *extensions) {
   if (accept == NULL || strlen(accept) != DX__WS_ACCEPT_LEN)
     return 0;
   if (protocol != NULL && *protocol == '\0')
     protocol = NULL;
   if (protocol != NULL && !is_token(protocol))
+    return 0;
+  if (extensions != NULL && *extensions == '\0')
+    extensions = NULL;
+  if (extensions != NULL && !safe_value(extensions))
     return 0;
   int n = snprintf(out, cap,
                    "HTTP/1.1 101 Switching Protocols\r\n"
@@ -523,9 +540,12 @@ size_t dx__ws_build_response(char *out, size_t cap, const char *accept,
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Accept: %s\r\n"
                    "%s%s%s"
+                   "%s%s%s"
                    "\r\n",
                    accept, protocol ? "Sec-WebSocket-Protocol: " : "",
-                   protocol ? protocol : "", protocol ? "\r\n" : "");
+                   protocol ? protocol : "", protocol ? "\r\n" : "",
+                   extensions ? "Sec-WebSocket-Extensions: " : "",
+                   extensions ? extensions : "", extensions ? "\r\n" : "");
   return fitted(n, cap);
 }
 
@@ -578,9 +598,16 @@ size_t dx__http_build_error(char *out, size_t cap, int status,
 }
 
 size_t dx__ws_build_request(char *out, size_t cap, const char *host,
-                            const char *path, const char *key) {
+                            const char *path, const char *key,
+                            const char *protocols, const char *extensions) {
   if (!safe_value(host) || !is_target(path) || key == NULL ||
       !key_is_valid(key, strlen(key)))
+    return 0;
+  if (protocols != NULL && *protocols == '\0')
+    protocols = NULL;
+  if (extensions != NULL && *extensions == '\0')
+    extensions = NULL;
+  if ((protocols && !safe_value(protocols)) || (extensions && !safe_value(extensions)))
     return 0;
   int n = snprintf(out, cap,
                    "GET %s HTTP/1.1\r\n"
@@ -589,7 +616,12 @@ size_t dx__ws_build_request(char *out, size_t cap, const char *host,
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
+                   "%s%s%s"
+                   "%s%s%s"
                    "\r\n",
-                   path, host, key);
+                   path, host, key, protocols ? "Sec-WebSocket-Protocol: " : "",
+                   protocols ? protocols : "", protocols ? "\r\n" : "",
+                   extensions ? "Sec-WebSocket-Extensions: " : "",
+                   extensions ? extensions : "", extensions ? "\r\n" : "");
   return fitted(n, cap);
 }

@@ -88,12 +88,13 @@ int dx__ws_check_request(const dx__http_request *r,
                          size_t why_cap);
 
 /* Server: writes the 101 response into out[0..cap), NUL-terminated.
- * `protocol` (NULL or "" for none) is the chosen subprotocol. Returns its
+ * `protocol` (NULL or "" for none) is the chosen subprotocol, `extensions`
+ * (NULL or "" for none) the Sec-WebSocket-Extensions value. Returns its
  * length (without the NUL), or 0 if cap is too small (it must hold the NUL
- * too), `accept` is not DX__WS_ACCEPT_LEN chars or `protocol` is not an
- * RFC 7230 token. */
+ * too), `accept` is not DX__WS_ACCEPT_LEN chars, `protocol` is not an
+ * RFC 7230 token or `extensions` holds control bytes. */
 size_t dx__ws_build_response(char *out, size_t cap, const char *accept,
-                             const char *protocol);
+                             const char *protocol, const char *extensions);
 
 /* Server: writes an error response, NUL-terminated: status line,
  * Content-Type: text/plain, Content-Length, Connection: close,
@@ -113,18 +114,30 @@ const char *dx__http_status_text(int status);
  * target including any query, `key` from dx__ws_make_key. Returns its
  * length (without the NUL), or 0 if cap is too small (it must hold the NUL
  * too), host is empty or holds control bytes, path is empty or holds
- * anything but visible ASCII, or key is not a valid key. */
+ * anything but visible ASCII, or key is not a valid key. `protocols` (a
+ * comma-separated list) and `extensions` are the Sec-WebSocket-Protocol and
+ * Sec-WebSocket-Extensions values to offer (NULL or "" for none; control
+ * bytes make it return 0). */
 size_t dx__ws_build_request(char *out, size_t cap, const char *host,
-                            const char *path, const char *key);
+                            const char *path, const char *key,
+                            const char *protocols, const char *extensions);
 
 /* Client: checks the server's response to a request sent with `key`.
  * Returns 0 when the upgrade succeeded, otherwise DX_EHANDSHAKE with a
  * one-line reason in why[0..why_cap) (for a non-101 status: "server
  * answered 404 Not Found"; otherwise the header at fault). Upgrade must
  * list websocket, Connection must list upgrade, and exactly one
- * Sec-WebSocket-Accept must match. dx__ws_build_request offers no
- * extensions or subprotocols, so a Sec-WebSocket-Extensions or
- * Sec-WebSocket-Protocol header also fails (RFC 6455 §4.1). */
+ * Sec-WebSocket-Accept must match. Subprotocol and extensions are not
+ * judged here: see dx__ws_check_protocol and dx__pmd_client_verify. */
 int dx__ws_check_response(const dx__http_response *r, const char *key,
                           char *why, size_t why_cap);
+
+/* Client: the subprotocol the server chose. `offered` is our offer as
+ * NUL-separated names (offered_len bytes in all). Returns 0 with *chosen
+ * pointing into `offered` (or NULL when the server chose none), or
+ * DX_EHANDSHAKE with a reason when it chose one we did not offer or sent
+ * the header twice. */
+int dx__ws_check_protocol(const dx__http_response *r, const char *offered,
+                          size_t offered_len, const char **chosen,
+                          size_t *chosen_len, char *why, size_t why_cap);
 #endif

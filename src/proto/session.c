@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "duplex.h"
+#include "proto/deflate.h"
 
 enum {
   DX__SF_CLOSE_SENT = 1,
   DX__SF_CLOSE_RECEIVED = 2,
-  DX__SF_FAILED = 4 /* we failed the connection; input is ignored */
+  DX__SF_FAILED = 4,    /* we failed the connection; input is ignored */
+  DX__SF_COMPRESSED = 8 /* the open message came with RSV1 (deflated) */
 };
 
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
@@ -23,6 +25,8 @@ void dx__session_init(dx__session *s, const dx__session_config *cfg,
 }
 
 void dx__session_deinit(dx__session *s) {
+  dx__pmd_free(s->pmd);
+  s->pmd = NULL;
   dx__mem_free(s->alloc, s->msg);
   dx__mem_free(s->alloc, s->ctl);
   dx__mem_free(s->alloc, s->out);
@@ -75,20 +79,30 @@ static uint8_t *out_reserve(dx__session *s, size_t n) {
 }
 
 /* Queues one frame; masked with a fresh key in the client role. */
-static int queue_frame(dx__session *s, unsigned opcode, const uint8_t *data,
-                       size_t len) {
+static int queue_frame_rsv(dx__session *s, unsigned opcode, unsigned rsv,
+                           const uint8_t *data, size_t len) {
   int client = s->cfg->role == DX__ROLE_CLIENT;
   uint8_t *p = out_reserve(s, DX__FRAME_MAX_HEADER + len);
   if (!p) return DX_ENOMEM;
   uint8_t key[4];
   if (client) s->cfg->random(s->cfg->random_ud, key, 4);
-  size_t h = dx__frame_write_header(p, 1, 0, opcode, client ? key : NULL, len);
+  size_t h = dx__frame_write_header(p, 1, rsv, opcode, client ? key : NULL, len);
   if (client)
     dx__mask_copy(p + h, data, len, key, 0);
   else if (len)
     memcpy(p + h, data, len);
   s->out_len += h + len;
   return 0;
+}
+
+static int queue_frame(dx__session *s, unsigned opcode, const uint8_t *data,
+                       size_t len) {
+  return queue_frame_rsv(s, opcode, 0, data, len);
+}
+
+void dx__session_set_pmd(dx__session *s, dx__pmd *pmd) {
+  dx__pmd_free(s->pmd);
+  s->pmd = pmd;
 }
 
 int dx__session_queue_raw(dx__session *s, const void *data, size_t len) {
@@ -134,8 +148,22 @@ const char *dx__session_received_reason(const dx__session *s) {
 /* ---- sending ----------------------------------------------------------- */
 
 int dx__session_send(dx__session *s, int opcode, const void *data, size_t len) {
+  return dx__session_send_ex(s, opcode, data, len, 0);
+}
+
+int dx__session_send_ex(dx__session *s, int opcode, const void *data,
+                        size_t len, int compress) {
   if (opcode != DX__OP_TEXT && opcode != DX__OP_BINARY) return DX_EINVAL;
   if (dx__session_state(s) != DX__S_OPEN) return DX_ESTATE;
+  if (compress && s->pmd) {
+    const uint8_t *z;
+    size_t zlen;
+    int r = dx__pmd_compress(s->pmd, data, len, &z, &zlen);
+    if (r) return r;
+    /* RFC 7692 §6: RSV1 marks the first (here: only) frame of a
+     * compressed message. */
+    return queue_frame_rsv(s, (unsigned)opcode, DX__RSV1, z, zlen);
+  }
   return queue_frame(s, (unsigned)opcode, data, len);
 }
 
@@ -201,7 +229,11 @@ static int fail(dx__session *s, int err, int code) {
 static int on_header(dx__session *s) {
   const dx__frame_header *h = &s->fh;
   const dx__session_config *cfg = s->cfg;
-  if (h->rsv & ~cfg->allowed_rsv) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+  unsigned allowed = cfg->allowed_rsv;
+  /* RSV1 means "compressed" only on the first frame of a data message of a
+   * connection that negotiated permessage-deflate (RFC 7692 §6.1). */
+  if (s->pmd && (h->opcode == DX__OP_TEXT || h->opcode == DX__OP_BINARY)) allowed |= DX__RSV1;
+  if (h->rsv & ~allowed) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
   /* §5.1: clients always mask, servers never do. */
   int want_mask = cfg->role == DX__ROLE_SERVER;
   if (h->masked != want_mask) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
@@ -217,10 +249,15 @@ static int on_header(dx__session *s) {
     s->msg_opcode = h->opcode;
     s->msg_len = 0;
     s->utf8 = 0;
+    if (h->rsv & DX__RSV1)
+      s->flags |= DX__SF_COMPRESSED;
+    else
+      s->flags &= (uint8_t)~DX__SF_COMPRESSED;
   }
   /* Refuse before buffering anything: an oversized message costs us only
-   * its header. */
-  if (h->len > cfg->max_message - s->msg_len) return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
+   * its header. (A compressed payload is bounded as it inflates instead.) */
+  if (!(s->flags & DX__SF_COMPRESSED) && h->len > cfg->max_message - s->msg_len)
+    return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
   /* §1.4: after sending a close we only wait for the peer's close. */
   if (s->flags & DX__SF_CLOSE_SENT) s->discard = 1;
   return 0;
@@ -286,6 +323,47 @@ static int deliver(dx__session *s, uint8_t *p, size_t len) {
   return 0;
 }
 
+/* Appends to the reassembly buffer, reserving `expect` more bytes at once
+ * when it must grow (so a large frame arriving in pieces costs one
+ * allocation), never beyond max_message. */
+static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expect) {
+  if (s->msg_len + n > s->msg_cap) {
+    uint64_t want = s->msg_len + (expect > n ? expect : n);
+    if (want < (uint64_t)s->msg_cap * 2) want = (uint64_t)s->msg_cap * 2;
+    if (want > s->cfg->max_message) want = s->cfg->max_message;
+    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, (size_t)want);
+    if (!m) return DX_ENOMEM;
+    s->msg = m;
+    s->msg_cap = (size_t)want;
+  }
+  if (n) memcpy(s->msg + s->msg_len, p, n);
+  s->msg_len += n;
+  return 0;
+}
+
+/* Inflated bytes of a compressed message: validated and reassembled. */
+static int inflate_sink(void *ud, const uint8_t *p, size_t n) {
+  dx__session *s = ud;
+  if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n)) return DX_EUTF8;
+  return msg_append(s, p, n, 4096);
+}
+
+static int on_compressed_payload(dx__session *s, uint8_t *p, size_t n, int last) {
+  int end = last && s->fh.fin;
+  /* The limit is for the whole message: the codec counts across calls. */
+  int r = dx__pmd_decompress(s->pmd, p, n, end, s->cfg->max_message, inflate_sink, s);
+  switch (r) {
+    case 0: break;
+    case DX_ETOOBIG: return fail(s, r, DX_CLOSE_TOO_BIG);
+    case DX_EUTF8: return fail(s, r, DX_CLOSE_INVALID_DATA);
+    case DX_ENOMEM: return fail(s, r, DX_CLOSE_INTERNAL);
+    default: return fail(s, DX_EPROTO, DX_CLOSE_INVALID_DATA); /* corrupt stream */
+  }
+  if (!end) return 0;
+  /* Always hand out a valid pointer, even for an empty message. */
+  return deliver(s, s->msg ? s->msg : p, s->msg_len);
+}
+
 /* Consumes payload bytes p[0..n) of the current frame (already unmasked). */
 static int on_payload(dx__session *s, uint8_t *p, size_t n) {
   const dx__frame_header *h = &s->fh;
@@ -309,23 +387,12 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     if (last && h->fin) s->msg_opcode = 0;
     return 0;
   }
+  if (s->flags & DX__SF_COMPRESSED) return on_compressed_payload(s, p, n, last);
   if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   /* Fast path: a whole unfragmented message is delivered where it lies. */
   if (whole && h->fin && s->msg_len == 0) return deliver(s, p, n);
-  if (s->msg_len + n > s->msg_cap) {
-    /* Reserve the rest of this frame at once, so a large frame arriving in
-     * pieces costs one allocation. */
-    size_t want = s->msg_len + (size_t)(h->len - s->frame_got);
-    if (want < s->msg_cap * 2) want = s->msg_cap * 2;
-    if (want > s->cfg->max_message) want = (size_t)s->cfg->max_message;
-    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, want);
-    if (!m) return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
-    s->msg = m;
-    s->msg_cap = want;
-  }
-  if (n) memcpy(s->msg + s->msg_len, p, n);
-  s->msg_len += n;
+  if (msg_append(s, p, n, h->len - s->frame_got)) return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
   /* An empty message never allocated a buffer; hand out a valid pointer. */
   if (last && h->fin) return deliver(s, s->msg ? s->msg : p, s->msg_len);
   return 0;

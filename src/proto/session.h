@@ -13,6 +13,7 @@
 
 typedef enum { DX__ROLE_SERVER = 0, DX__ROLE_CLIENT = 1 } dx__role;
 
+#include "deflate.h"
 #include "frame.h"
 #include "utf8.h"
 
@@ -73,6 +74,7 @@ struct dx__session {
   /* closing */
   uint16_t sent_code, recv_code;
   char *recv_reason;       /* NUL-terminated, allocated only when non-empty */
+  dx__pmd *pmd;            /* permessage-deflate state, when negotiated */
 };
 
 /* Initialises a session in caller-provided memory. cfg, cb and alloc are
@@ -103,6 +105,17 @@ ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len);
  * here. */
 int dx__session_send(dx__session *s, int opcode, const void *data,
                      size_t len);
+/* Same, compressing the message when `compress` is set and
+ * permessage-deflate was negotiated (dx__session_set_pmd). DX_ENOMEM also
+ * when compression ran out of memory. */
+int dx__session_send_ex(dx__session *s, int opcode, const void *data,
+                        size_t len, int compress);
+/* Hands the session the negotiated permessage-deflate codec (it takes
+ * ownership and frees it with the session). Allows RSV1 on the first frame
+ * of data messages and inflates them, counting the inflated size against
+ * max_message (1009 past it) and a corrupt stream as 1007. */
+void dx__session_set_pmd(dx__session *s, dx__pmd *pmd);
+
 /* Queues a ping or pong (len <= 125). 0, DX_ESTATE, DX_EINVAL, DX_ENOMEM. */
 int dx__session_control(dx__session *s, int opcode, const void *data,
                         size_t len);

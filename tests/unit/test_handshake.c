@@ -759,7 +759,7 @@ static void test_status_text(void **state) {
 static void test_build_response(void **state) {
   (void)state;
   char out[512];
-  size_t n = dx__ws_build_response(out, sizeof out, RFC_ACCEPT, NULL);
+  size_t n = dx__ws_build_response(out, sizeof out, RFC_ACCEPT, NULL, NULL);
   const char *want = "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
@@ -771,7 +771,7 @@ static void test_build_response(void **state) {
   char why[128];
   assert_int_equal(check_resp_str(out, RFC_KEY, why, sizeof why), 0);
 
-  n = dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "chat");
+  n = dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "chat", NULL);
   want = "HTTP/1.1 101 Switching Protocols\r\n"
          "Upgrade: websocket\r\n"
          "Connection: Upgrade\r\n"
@@ -783,12 +783,12 @@ static void test_build_response(void **state) {
 
   /* Too small, bad accept, header injection through the protocol. */
   for (size_t cap = 0; cap <= n; cap++)
-    assert_int_equal(dx__ws_build_response(out, cap, RFC_ACCEPT, "chat"), 0);
-  assert_int_equal(dx__ws_build_response(out, sizeof out, "short", NULL), 0);
+    assert_int_equal(dx__ws_build_response(out, cap, RFC_ACCEPT, "chat", NULL), 0);
+  assert_int_equal(dx__ws_build_response(out, sizeof out, "short", NULL, NULL), 0);
   assert_int_equal(
-      dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "a\r\nSet-Cookie: x"),
+      dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "a\r\nSet-Cookie: x", NULL),
       0);
-  assert_int_equal(dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "a b"),
+  assert_int_equal(dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "a b", NULL),
                    0);
 }
 
@@ -804,7 +804,7 @@ static void test_build_request_round_trip(void **state) {
                            0xff};
   dx__ws_make_key(raw, key);
   size_t n = dx__ws_build_request(out, sizeof out, "example.com:8080",
-                                  "/ws?room=1", key);
+                                  "/ws?room=1", key, NULL, NULL);
   assert_true(n > 0);
   assert_int_equal(strlen(out), n);
   assert_prefix(out, "GET /ws?room=1 HTTP/1.1\r\n");
@@ -822,20 +822,20 @@ static void test_build_request_round_trip(void **state) {
   dx__ws_accept_key(key, strlen(key), expect);
   assert_string_equal(accept, expect);
   char resp[512];
-  assert_true(dx__ws_build_response(resp, sizeof resp, accept, NULL) > 0);
+  assert_true(dx__ws_build_response(resp, sizeof resp, accept, NULL, NULL) > 0);
   assert_int_equal(check_resp_str(resp, key, why, sizeof why), 0);
 
   for (size_t cap = 0; cap <= n; cap++)
     assert_int_equal(dx__ws_build_request(out, cap, "example.com:8080",
-                                          "/ws?room=1", key),
+                                          "/ws?room=1", key, NULL, NULL),
                      0);
   /* Injection and empty fields are refused. */
   assert_int_equal(
-      dx__ws_build_request(out, sizeof out, "h\r\nX: y", "/", key), 0);
-  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "/ a", key), 0);
-  assert_int_equal(dx__ws_build_request(out, sizeof out, "", "/", key), 0);
-  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "", key), 0);
-  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "/", "abc"), 0);
+      dx__ws_build_request(out, sizeof out, "h\r\nX: y", "/", key, NULL, NULL), 0);
+  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "/ a", key, NULL, NULL), 0);
+  assert_int_equal(dx__ws_build_request(out, sizeof out, "", "/", key, NULL, NULL), 0);
+  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "", key, NULL, NULL), 0);
+  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "/", "abc", NULL, NULL), 0);
 }
 
 static void test_check_response_non_101(void **state) {
@@ -906,15 +906,6 @@ static void test_check_response_headers(void **state) {
        "Connection: Upgrade\r\nSec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
        "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n",
        "duplicate Sec-WebSocket-Accept"},
-      /* nothing was offered, so nothing may be chosen */
-      {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-       "Connection: Upgrade\r\nSec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
-       "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-       "Sec-WebSocket-Extensions"},
-      {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-       "Connection: Upgrade\r\nSec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
-       "Sec-WebSocket-Protocol: chat\r\n\r\n",
-       "Sec-WebSocket-Protocol"},
   };
   char why[160];
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -942,8 +933,68 @@ static void test_check_response_headers(void **state) {
                    0);
 }
 
+/* Subprotocol and extension offers appear in the request, and the client
+ * accepts only a subprotocol it offered. */
+static void test_subprotocol_offer_and_check(void **state) {
+  (void)state;
+  char out[512], why[160];
+  char key[DX__WS_KEY_LEN + 1];
+  const uint8_t raw[16] = {0};
+  dx__ws_make_key(raw, key);
+  size_t n = dx__ws_build_request(out, sizeof out, "h", "/", key, "chat, superchat",
+                                  "permessage-deflate; client_max_window_bits");
+  assert_true(n > 0);
+  assert_non_null(strstr(out, "\r\nSec-WebSocket-Protocol: chat, superchat\r\n"));
+  assert_non_null(strstr(out, "\r\nSec-WebSocket-Extensions: permessage-deflate; "
+                              "client_max_window_bits\r\n"));
+  assert_int_equal(dx__ws_build_request(out, sizeof out, "h", "/", key, "a\r\nX: y", NULL), 0);
+
+  n = dx__ws_build_response(out, sizeof out, RFC_ACCEPT, "chat", "permessage-deflate");
+  assert_true(n > 0);
+  assert_non_null(strstr(out, "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"));
+
+  static const char offered[] = "chat\0superchat";
+  const struct {
+    const char *proto_lines;
+    int rc;
+    const char *chosen;
+  } cases[] = {
+      {"", 0, NULL},
+      {"Sec-WebSocket-Protocol: superchat\r\n", 0, "superchat"},
+      {"Sec-WebSocket-Protocol: chat\r\n", 0, "chat"},
+      {"Sec-WebSocket-Protocol: Chat\r\n", DX_EHANDSHAKE, NULL}, /* case-sensitive */
+      {"Sec-WebSocket-Protocol: mqtt\r\n", DX_EHANDSHAKE, NULL},
+      {"Sec-WebSocket-Protocol: chat, superchat\r\n", DX_EHANDSHAKE, NULL},
+      {"Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n",
+       DX_EHANDSHAKE, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char head[512];
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                      RFC_ACCEPT, cases[i].proto_lines);
+    dx__http_response r;
+    assert_int_equal(dx__http_parse_response(head, (size_t)hn, &r), 0);
+    const char *chosen;
+    size_t chosen_len;
+    int rc = dx__ws_check_protocol(&r, offered, sizeof offered, &chosen,
+                                   &chosen_len, why, sizeof why);
+    if (rc != cases[i].rc) fail_msg("case %zu: rc %d, want %d", i, rc, cases[i].rc);
+    if (rc) {
+      assert_non_null(strstr(why, "Sec-WebSocket-Protocol"));
+    } else if (cases[i].chosen) {
+      assert_int_equal(chosen_len, strlen(cases[i].chosen));
+      assert_memory_equal(chosen, cases[i].chosen, chosen_len);
+    } else {
+      assert_null(chosen);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_subprotocol_offer_and_check),
       cmocka_unit_test(test_accept_key_rfc_example),
       cmocka_unit_test(test_make_key_rfc_nonce),
       cmocka_unit_test(test_head_end_every_split_point),
