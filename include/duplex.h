@@ -49,7 +49,9 @@ extern "C" {
   X(EURL, -12, "malformed ws:// or wss:// URL")                               \
   X(EUNSUPPORTED, -13, "not supported by this build")                         \
   X(EINCOMPLETE, -14, "more input is needed")                                 \
-  X(ECLOSECODE, -15, "close code may not be sent or received on the wire")
+  X(ECLOSECODE, -15, "close code may not be sent or received on the wire")    \
+  X(ERECONNECTING, -16, "not connected: the client is reconnecting")          \
+  X(EBUFFER, -17, "output buffer limit reached: message refused")
 
 typedef enum {
   DX_OK = 0,
@@ -180,6 +182,46 @@ int dx_options_set_handshake_timeout(dx_options *o, uint32_t ms);
  * ours (default 5000). */
 int dx_options_set_close_timeout(dx_options *o, uint32_t ms);
 
+/* ---- Heartbeats ---- */
+
+/* Sends a ping every interval_ms and ends a connection whose peer sent
+ * nothing at all (no pong, no frame) within timeout_ms after a ping: its
+ * on_close reports DX_WHY_PING_TIMEOUT and 1006. interval_ms 0 turns
+ * heartbeats off. Defaults: 25000 and 20000, both roles. The pongs give
+ * dx_conn_rtt(). Timers are embedded in the connection: no allocation per
+ * ping. 0 or DX_EINVAL (timeout 0 with an interval). */
+int dx_options_set_ping(dx_options *o, uint32_t interval_ms,
+                        uint32_t timeout_ms);
+
+/* ---- Backpressure ---- */
+
+/* Output queued beyond `high` bytes makes dx_send() return
+ * DX_SEND_BACKPRESSURE (the message is still queued); once the queue falls
+ * to `low` or below, on_drain runs. Defaults: 1 MiB and 256 KiB.
+ * 0 or DX_EINVAL (low > high). */
+int dx_options_set_watermarks(dx_options *o, size_t high, size_t low);
+typedef void (*dx_on_drain)(dx_conn *c);
+void dx_options_on_drain(dx_options *o, dx_on_drain cb);
+
+/* What happens when a message would take a connection's queued output past
+ * the cap: */
+typedef enum {
+  DX_SLOW_CLOSE = 0,     /* refuse it (DX_EBUFFER) and close with 1008 */
+  DX_SLOW_CLOSE_RETRY,   /* refuse it and close with 1013 (try again later) */
+  DX_SLOW_DROP           /* refuse it (DX_EBUFFER), keep the connection */
+} dx_slow_policy;
+/* Caps the bytes queued per connection (default 16 MiB, DX_SLOW_CLOSE), so
+ * a peer that stops reading costs bounded memory. 0 or DX_EINVAL. */
+int dx_options_set_max_buffered(dx_options *o, size_t bytes,
+                                dx_slow_policy policy);
+
+/* ---- Listening ---- */
+
+/* Server: set SO_REUSEPORT on listening sockets, so several loops (one per
+ * thread) can listen on the same port and the kernel spreads connections
+ * among them. */
+void dx_options_set_reuseport(dx_options *o, int on);
+
 /* ---- Subprotocols (RFC 6455 §1.9) ---- */
 
 /* Server: a subprotocol this server speaks; the server picks the first one
@@ -264,6 +306,15 @@ int dx_loop_unwatch_fd(dx_loop *loop, int fd);
 /* Frees the loop. Servers and connections on it must be freed/closed first
  * (remaining connections are cut without callbacks). */
 void dx_loop_free(dx_loop *loop);
+/* The one thread-safe entry point: runs fn(loop, ud) on the loop's thread
+ * during its next iteration (in the order posted), waking it through an
+ * eventfd. Use it to send from other threads: post a function that calls
+ * dx_send(); the connection must still be alive when fn runs (keep your own
+ * registry, updated from on_open/on_close, which run on the loop thread).
+ * Returns 0 or DX_ENOMEM. Callable from any thread, not from a signal
+ * handler. Functions still queued when the loop is freed are dropped. */
+typedef void (*dx_post_fn)(dx_loop *loop, void *ud);
+int dx_loop_post(dx_loop *loop, dx_post_fn fn, void *ud);
 
 /* ---------------------------------------------------------------------- */
 /* Server                                                                  */
@@ -284,6 +335,15 @@ uint16_t dx_server_port(const dx_server *s);
 void dx_server_free(dx_server *s);
 /* How many connections (any state) the server holds. */
 size_t dx_server_connections(const dx_server *s);
+/* Graceful drain: stops accepting, sends every open connection a close
+ * frame 1001 "server shutting down" (after anything already queued for
+ * it), waits for their replies, and cuts whatever is left after
+ * deadline_ms. Each on_close reports DX_WHY_SERVER_SHUTDOWN and 1001.
+ * Connections still in their opening handshake are dropped. Returns at
+ * once; dx_loop_run() returns when the last connection is gone (if nothing
+ * else keeps it running). Free the server afterwards as usual. 0, or
+ * DX_ESTATE if already shutting down. */
+int dx_server_shutdown(dx_server *s, uint32_t deadline_ms);
 
 /* The upgrade request seen by dx_on_accept (valid during that callback). */
 const char *dx_request_path(const dx_request *r, size_t *len);
@@ -309,13 +369,85 @@ int dx_connect(dx_loop *loop, const char *url, const dx_options *o,
                dx_conn **out);
 
 /* ---------------------------------------------------------------------- */
+/* Reconnecting client                                                     */
+/* ---------------------------------------------------------------------- */
+
+/* A client that reconnects after an abnormal end, with exponential backoff
+ * and jitter (Socket.IO's defaults). Each underlying connection is an
+ * ordinary dx_conn: on_open, on_message and on_close (from the options)
+ * run for every one of them, and dx_conn_client() leads back here. */
+typedef struct dx_client dx_client;
+
+/* Before attempt `attempt` (1, 2, ...), which starts after `delay_ms`. */
+typedef void (*dx_on_reconnect_attempt)(dx_client *cl, unsigned attempt,
+                                        uint32_t delay_ms);
+/* A reconnection succeeded after `attempts` attempts (on_open also ran). */
+typedef void (*dx_on_reconnected)(dx_client *cl, unsigned attempts);
+/* max_attempts ran out; the client is now idle (dx_client_conn is NULL). */
+typedef void (*dx_on_reconnect_failed)(dx_client *cl, unsigned attempts);
+/* Decides whether to reconnect after a connection ended with these
+ * values; return 1 to reconnect, 0 not to. Replaces the default rule:
+ * reconnect after 1006, 1011, 1012, 1013, 1001 sent by the server, a
+ * transport error, a ping timeout, or a failed handshake with a 5xx status
+ * or none (connection refused); never after a close this side asked for,
+ * and not after 1000, 1003, 1008, 1009 or 4000-4999 (an application's
+ * decision, such as "kicked from room"). The hook is not asked after a
+ * close this side asked for: that never reconnects. */
+typedef int (*dx_should_reconnect)(dx_client *cl, int code, dx_why why,
+                                   int http_status);
+
+/* Backoff: the n-th delay is min(max_ms, initial_ms * 2^(n-1)), then moved
+ * at random by up to +-randomization of itself (0..1). max_attempts 0 means
+ * unlimited. Defaults: 1000, 5000, 0.5, 0. 0 or DX_EINVAL. */
+int dx_options_set_reconnect(dx_options *o, uint32_t initial_ms,
+                             uint32_t max_ms, double randomization,
+                             unsigned max_attempts);
+void dx_options_on_reconnect_attempt(dx_options *o, dx_on_reconnect_attempt cb);
+void dx_options_on_reconnected(dx_options *o, dx_on_reconnected cb);
+void dx_options_on_reconnect_failed(dx_options *o, dx_on_reconnect_failed cb);
+void dx_options_should_reconnect(dx_options *o, dx_should_reconnect cb);
+/* While disconnected, dx_client_send() queues up to `bytes` of messages
+ * (sent in order once reconnected) instead of refusing them. Default 0:
+ * refuse with DX_ERECONNECTING. */
+int dx_options_set_reconnect_queue(dx_options *o, size_t bytes);
+
+/* Starts connecting to url (as dx_connect). Returns NULL on a bad URL, an
+ * unusable CA file or no memory (dx_last_error() says why); an address
+ * that cannot be reached is retried like any other failure. */
+dx_client *dx_client_new(dx_loop *loop, const char *url, const dx_options *o);
+/* Sends on the current connection. Returns dx_send()'s codes, or, while
+ * reconnecting, DX_ERECONNECTING (or 0 when queued, DX_EBUFFER when the
+ * queue is full), or DX_ECLOSED after dx_client_close() or giving up. */
+int dx_client_send(dx_client *cl, dx_msg_type type, const void *data,
+                   size_t len);
+/* Closes deliberately (dx_close on the current connection, or stops a
+ * pending reconnection): no reconnection follows. 0 or DX_ECLOSED. */
+int dx_client_close(dx_client *cl, int code, const char *reason);
+/* The current connection (OPEN or CONNECTING), NULL between attempts. */
+dx_conn *dx_client_conn(const dx_client *cl);
+/* The client a connection belongs to, NULL for a plain dx_connect(). */
+dx_client *dx_conn_client(const dx_conn *c);
+void *dx_client_user(const dx_client *cl);
+/* Cuts the current connection without callbacks and frees the client. */
+void dx_client_free(dx_client *cl);
+
+/* ---------------------------------------------------------------------- */
 /* Connections                                                             */
 /* ---------------------------------------------------------------------- */
 
-/* Queues a message. `data` is copied. Returns 0, DX_ESTATE when the
- * connection is not OPEN (nothing is queued), DX_EUTF8 for DX_TEXT that is
- * not valid UTF-8, DX_ENOMEM, or DX_EINVAL. Queued bytes leave when the
- * loop finishes the current iteration (writes are corked). */
+/* Queues a message. `data` is copied. Queued bytes leave when the loop
+ * finishes the current iteration (writes are corked). Returns:
+ *   0                     queued;
+ *   DX_SEND_BACKPRESSURE  queued, but the connection's output is above the
+ *                         high-water mark: hold further sends until
+ *                         on_drain (see dx_options_set_watermarks);
+ *   DX_ESTATE             not OPEN: nothing queued;
+ *   DX_EBUFFER            refused: it would pass the per-connection cap
+ *                         (dx_options_set_max_buffered), whose policy may
+ *                         also have started closing the connection;
+ *   DX_EUTF8              DX_TEXT that is not valid UTF-8;
+ *   DX_ENOMEM, DX_EINVAL. */
+enum { DX_SEND_BACKPRESSURE = 1 };
 int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len);
 static inline int dx_send_text(dx_conn *c, const char *s, size_t len) {
   return dx_send(c, DX_TEXT, s, len);
@@ -344,6 +476,9 @@ void *dx_conn_user(const dx_conn *c);
 void dx_conn_set_user(dx_conn *c, void *user);
 /* Bytes queued but not yet written to the socket. */
 size_t dx_conn_buffered_amount(const dx_conn *c);
+/* The last round-trip time measured by a heartbeat ping, in ms; -1 before
+ * the first pong. */
+int32_t dx_conn_rtt(const dx_conn *c);
 /* The request path (server) or URL path (client), NUL-terminated; owned by
  * the connection. */
 const char *dx_conn_path(const dx_conn *c);

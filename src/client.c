@@ -18,7 +18,12 @@
 typedef struct dx__client_ep {
   dx__endpoint ep;
   char key[DX__WS_KEY_LEN + 1];
+  dx_client *owner; /* the reconnecting client this belongs to, if any */
 } dx__client_ep;
+
+dx_client *dx_conn_client(const dx_conn *c) {
+  return c->is_client ? ((const dx__client_ep *)c->ep)->owner : NULL;
+}
 
 typedef struct dx__url {
   int tls;
@@ -171,6 +176,11 @@ static void free_client(dx_conn *c, dx__client_ep *cep, char *path) {
 }
 
 int dx_connect(dx_loop *loop, const char *url, const dx_options *o, dx_conn **out) {
+  return dx__connect(loop, url, o, NULL, out);
+}
+
+int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *owner,
+                dx_conn **out) {
   if (!loop || !url || !out) return DX_EINVAL;
   dx__set_last_error("");
   dx__url u;
@@ -194,6 +204,7 @@ int dx_connect(dx_loop *loop, const char *url, const dx_options *o, dx_conn **ou
     return DX_ENOMEM;
   }
   cep->ep.on_head = client_on_head;
+  cep->owner = owner;
   if (u.tls) {
     const dx_options *eo = &cep->ep.opt;
     cep->ep.tls = dx__tls_client_ctx(eo->tls_ca, eo->tls_insecure, err, sizeof err);

@@ -56,6 +56,15 @@ void dx__options_defaults(dx_options *o) {
   o->pmd.mem_level = 8;
   o->pmd.level = -1;
   o->pmd.threshold = 64;
+  o->ping_interval_ms = 25000;
+  o->ping_timeout_ms = 20000;
+  o->high_water = 1u << 20;
+  o->low_water = 256u << 10;
+  o->max_buffered = 16u << 20;
+  o->slow_policy = DX_SLOW_CLOSE;
+  o->reconnect_initial_ms = 1000;
+  o->reconnect_max_ms = 5000;
+  o->reconnect_randomization = 0.5;
 }
 
 static int on_server_head_missing(dx_conn *c, const char *h, size_t n) {
@@ -106,7 +115,14 @@ static void ev_ping(void *ud, const uint8_t *data, size_t len) {
 }
 static void ev_pong(void *ud, const uint8_t *data, size_t len) {
   dx_conn *c = ud;
-  if (c->phase != DX__P_DONE && c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
+  if (c->phase == DX__P_DONE) return;
+  /* Our heartbeat pings carry the loop time they left at. */
+  uint32_t sent;
+  if (len == sizeof sent && c->hb_waiting) {
+    memcpy(&sent, data, sizeof sent);
+    if (sent == c->ping_sent) c->rtt = (int32_t)((uint32_t)dx__loop_now(c->loop) - sent);
+  }
+  if (c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
 }
 static void ev_close(void *ud, int code, const char *reason, size_t len) {
   (void)code, (void)reason, (void)len;
@@ -124,6 +140,7 @@ static const dx__session_callbacks session_events = {ev_message, ev_ping, ev_pon
 
 static void on_io(dx__io *io, uint32_t events);
 static void on_timer(dx__timer *t);
+static void on_heartbeat(dx__timer *t);
 static void run_flush(dx__task *t);
 
 static void run_release(dx__task *t) {
@@ -160,6 +177,8 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   c->release_task.run = run_release;
   c->phase = DX__P_HANDSHAKE;
   dx__timer_init(&c->timer, on_timer);
+  dx__timer_init(&c->hb_timer, on_heartbeat);
+  c->rtt = -1;
   dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
   if (dx__io_start(l, &c->io, events)) return DX_EIO;
   dx__loop_ref(l);
@@ -174,6 +193,7 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   int owed = (c->opened || c->is_client) && !c->silent;
   c->phase = DX__P_DONE;
   dx__timer_stop(c->loop, &c->timer);
+  dx__timer_stop(c->loop, &c->hb_timer);
   dx__io_stop(c->loop, &c->io);
   c->tr.ops->close(&c->tr);
   if (c->server) dx__server_detach(c->server, c);
@@ -208,6 +228,9 @@ static void finish_decided(dx_conn *c) {
       dx__conn_finish(c, DX_WHY_PROTOCOL_ERROR, code, dx__session_fail_reason(code));
       break;
     }
+    case DX_WHY_SERVER_SHUTDOWN:
+      dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, "server shutting down");
+      break;
     default:
       dx__conn_finish(c, (dx_why)c->why, DX_CLOSE_ABNORMAL, "");
   }
@@ -244,6 +267,15 @@ static void transport_failed(dx_conn *c) {
   dx__conn_finish(c, handshake ? DX_WHY_HANDSHAKE_FAILED : DX_WHY_TRANSPORT_ERROR, code, why);
 }
 
+/* After output left: the drain callback is owed once the queue is back at
+ * the low-water mark. */
+static void drained(dx_conn *c) {
+  if (!c->above_high || c->phase != DX__P_OPEN) return;
+  if (dx_conn_buffered_amount(c) > c->ep->opt.low_water) return;
+  c->above_high = 0;
+  if (c->ep->opt.on_drain) c->ep->opt.on_drain(c);
+}
+
 static void flush(dx_conn *c) {
   if (c->phase == DX__P_DONE || c->connecting) return;
   const dx__transport_ops *ops = c->tr.ops;
@@ -269,10 +301,12 @@ static void flush(dx_conn *c) {
   }
   if (n || ops->pending(&c->tr)) {
     dx__io_update(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+    drained(c);
     return;
   }
   if (c->io.events & EPOLLOUT) dx__io_update(c->loop, &c->io, EPOLLIN);
   if (c->close_after_flush && !c->fin_sent) linger(c);
+  drained(c);
 }
 
 static void run_flush(dx__task *t) { flush(CONTAINER(t, dx_conn, flush_task)); }
@@ -307,13 +341,41 @@ static void feed(dx_conn *c, uint8_t *buf, size_t n) {
   after_session(c);
 }
 
+/* The heartbeat, two alternating deadlines on one embedded timer: at the
+ * interval a ping leaves; at the timeout after it, the connection must have
+ * shown a sign of life (any bytes at all) since the ping. Reading costs one
+ * store (last_rx), never a timer update. */
+static void on_heartbeat(dx__timer *t) {
+  dx_conn *c = CONTAINER(t, dx_conn, hb_timer);
+  const dx_options *o = &c->ep->opt;
+  if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return;
+  uint32_t now = (uint32_t)dx__loop_now(c->loop);
+  if (c->hb_waiting) {
+    if ((int32_t)(c->last_rx - c->ping_sent) < 0) {
+      dx__conn_finish(c, DX_WHY_PING_TIMEOUT, DX_CLOSE_ABNORMAL, "no pong within the ping timeout");
+      return;
+    }
+    c->hb_waiting = 0;
+    uint32_t waited = now - c->ping_sent;
+    dx__timer_start(c->loop, t, o->ping_interval_ms > waited ? o->ping_interval_ms - waited : 0);
+    return;
+  }
+  c->ping_sent = now;
+  c->hb_waiting = 1;
+  if (dx__session_control(&c->sess, DX__OP_PING, &now, sizeof now) == 0) dx__conn_want_flush(c);
+  dx__timer_start(c->loop, t, o->ping_timeout_ms);
+}
+
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   free(c->hs);
   c->hs = NULL;
   c->hs_len = 0;
   c->phase = DX__P_OPEN;
   c->opened = 1;
+  c->last_rx = (uint32_t)dx__loop_now(c->loop);
   dx__timer_stop(c->loop, &c->timer);
+  if (c->ep->opt.ping_interval_ms)
+    dx__timer_start(c->loop, &c->hb_timer, c->ep->opt.ping_interval_ms);
   dx__conn_want_flush(c);
   if (c->ep->opt.on_open) c->ep->opt.on_open(c);
   if (c->phase == DX__P_OPEN) after_session(c);
@@ -398,6 +460,7 @@ static void on_readable(dx_conn *c) {
       transport_failed(c);
       return;
     }
+    c->last_rx = (uint32_t)dx__loop_now(c->loop);
     if (c->phase == DX__P_HANDSHAKE)
       handshake_input(c, buf, (size_t)n);
     else if (c->phase == DX__P_OPEN)
@@ -455,11 +518,25 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   if (!c || (type != DX_TEXT && type != DX_BINARY) || (!data && len)) return DX_EINVAL;
   if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
   if (type == DX_TEXT && dx__utf8_validate(data, len)) return DX_EUTF8;
-  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= c->ep->opt.pmd.threshold;
+  const dx_options *o = &c->ep->opt;
+  size_t queued = dx_conn_buffered_amount(c);
+  if (o->max_buffered && queued + len > o->max_buffered) {
+    /* A consumer this slow would make us hold unbounded memory. */
+    if (o->slow_policy != DX_SLOW_DROP)
+      dx_close(c, o->slow_policy == DX_SLOW_CLOSE_RETRY ? 1013 : DX_CLOSE_POLICY,
+               "slow consumer: output buffer limit reached");
+    return DX_EBUFFER;
+  }
+  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold;
   int r = dx__session_send_ex(&c->sess, type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY,
                               data, len, compress);
-  if (r == 0) dx__conn_want_flush(c);
-  return r;
+  if (r) return r;
+  dx__conn_want_flush(c);
+  if (dx_conn_buffered_amount(c) > o->high_water) {
+    c->above_high = 1;
+    return DX_SEND_BACKPRESSURE;
+  }
+  return 0;
 }
 
 int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
@@ -496,8 +573,9 @@ int dx_close(dx_conn *c, int code, const char *reason) {
 void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) {
-  return c->sess.out_len - c->sess.out_off;
+  return c->sess.out_len - c->sess.out_off + c->tr.ops->pending((dx__transport *)&c->tr);
 }
+int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
 const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
 const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
 int dx_conn_compressed(const dx_conn *c) { return c->sess.pmd != NULL; }

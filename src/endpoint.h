@@ -34,6 +34,20 @@ struct dx_options {
   char *tls_cert, *tls_key, *tls_ca;
   uint8_t tls_insecure;
   dx__pmd_config pmd;
+  uint32_t ping_interval_ms, ping_timeout_ms;
+  size_t high_water, low_water, max_buffered;
+  dx_slow_policy slow_policy;
+  dx_on_drain on_drain;
+  uint8_t reuseport;
+  /* the reconnecting client (src/reconnect.c) */
+  uint32_t reconnect_initial_ms, reconnect_max_ms;
+  double reconnect_randomization;
+  unsigned reconnect_max_attempts;
+  size_t reconnect_queue;
+  dx_on_reconnect_attempt on_reconnect_attempt;
+  dx_on_reconnected on_reconnected;
+  dx_on_reconnect_failed on_reconnect_failed;
+  dx_should_reconnect should_reconnect;
 };
 
 /* Settings shared by every connection of one server (or owned by one client
@@ -60,6 +74,10 @@ struct dx_conn {
   dx__io io;
   dx__transport tr;
   dx__timer timer;       /* handshake, then close timeout */
+  dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline */
+  uint32_t last_rx;      /* loop time (ms, wrapping) of the last bytes read */
+  uint32_t ping_sent;    /* loop time of the outstanding heartbeat ping */
+  int32_t rtt;           /* last heartbeat round trip in ms, -1 if none */
   dx__task flush_task;   /* corked output leaves at iteration end */
   dx__task release_task; /* memory freed after the event batch */
   dx__session sess;
@@ -81,6 +99,9 @@ struct dx_conn {
   uint8_t close_after_flush : 1;
   uint8_t connecting : 1; /* client: TCP connect in progress */
   uint8_t fin_sent : 1;   /* our direction of the stream is shut */
+  uint8_t hb_waiting : 1; /* a heartbeat ping awaits any sign of life */
+  uint8_t above_high : 1; /* output passed the high-water mark: drain owed */
+  uint8_t visited : 1;    /* scratch mark for walks over a server's conns */
   int16_t http_status;
 };
 
@@ -115,6 +136,10 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close);
 /* Schedules a flush of pending output at the end of this iteration. */
 void dx__conn_want_flush(dx_conn *c);
+/* dx_connect() for a reconnecting client: the connection remembers its
+ * owner (dx_conn_client). */
+int dx__connect(dx_loop *loop, const char *url, const dx_options *o,
+                dx_client *owner, dx_conn **out);
 /* Records the reason dx_last_error() gives on this thread. */
 void dx__set_last_error(const char *msg);
 /* Buffered random bytes from OpenSSL's CSPRNG (masking keys, client keys). */

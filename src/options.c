@@ -186,3 +186,30 @@ int dx_options_set_deflate_threshold(dx_options *o, size_t bytes) {
   o->pmd.threshold = (uint32_t)bytes;
   return 0;
 }
+
+int dx_options_set_ping(dx_options *o, uint32_t interval_ms, uint32_t timeout_ms) {
+  if (interval_ms && !timeout_ms) return DX_EINVAL;
+  o->ping_interval_ms = interval_ms;
+  o->ping_timeout_ms = timeout_ms;
+  return 0;
+}
+
+int dx_options_set_watermarks(dx_options *o, size_t high, size_t low) {
+  if (low > high) return DX_EINVAL;
+  o->high_water = high;
+  o->low_water = low;
+  return 0;
+}
+
+void dx_options_on_drain(dx_options *o, dx_on_drain cb) { o->on_drain = cb; }
+
+int dx_options_set_max_buffered(dx_options *o, size_t bytes, dx_slow_policy policy) {
+  if (bytes == 0 || (policy != DX_SLOW_CLOSE && policy != DX_SLOW_CLOSE_RETRY &&
+                     policy != DX_SLOW_DROP))
+    return DX_EINVAL;
+  o->max_buffered = bytes;
+  o->slow_policy = policy;
+  return 0;
+}
+
+void dx_options_set_reuseport(dx_options *o, int on) { o->reuseport = !!on; }

@@ -29,6 +29,8 @@ struct dx_server {
   int nlisteners;
   uint16_t port;
   size_t nconns; /* connections in any state (they sit on the loop's list) */
+  int shutting_down;
+  dx__timer deadline; /* graceful drain: cut what is left */
 };
 
 struct dx_request {
@@ -36,6 +38,7 @@ struct dx_request {
 };
 
 static int server_on_head(dx_conn *c, const char *head, size_t len);
+static void on_deadline(dx__timer *t);
 
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   if (!loop) return NULL;
@@ -45,6 +48,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
     return NULL;
   }
   s->loop = loop;
+  dx__timer_init(&s->deadline, on_deadline);
   char err[256] = "out of memory";
   if (dx__endpoint_init(&s->ep, o, DX__ROLE_SERVER, err, sizeof err)) {
     dx__set_last_error(err);
@@ -91,7 +95,8 @@ static void on_accept(dx__io *io, uint32_t events) {
 int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
   if (!s) return DX_EINVAL;
   if (s->nlisteners == DX__MAX_LISTENERS) return DX_EINVAL;
-  int fd = dx__tcp_listen(host, port, 1024);
+  if (s->shutting_down) return DX_ESTATE;
+  int fd = dx__tcp_listen(host, port, 1024, s->ep.opt.reuseport);
   if (fd < 0) return fd;
   dx__listener *li = &s->listeners[s->nlisteners];
   li->io.fd = fd;
@@ -109,19 +114,83 @@ int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
   return 0;
 }
 
-void dx_server_free(dx_server *s) {
-  if (!s) return;
+static void stop_listening(dx_server *s) {
   for (int i = 0; i < s->nlisteners; i++) {
     dx__io_stop(s->loop, &s->listeners[i].io);
     close(s->listeners[i].io.fd);
     dx__loop_unref(s->loop);
   }
+  s->nlisteners = 0;
+}
+
+static dx_conn *conn_of(dx__handle *h) {
+  return (dx_conn *)((char *)h - offsetof(dx_conn, handle));
+}
+
+/* Calls fn once on each of the server's connections. fn may end
+ * connections (through callbacks, others too), so they are taken in
+ * batches marked `visited`; one that ended meanwhile is skipped (its memory
+ * lives until the end of the iteration). */
+static void each_conn(dx_server *s, void (*fn)(dx_conn *c)) {
+  for (dx__handle *h = dx__loop_handles(s->loop); h; h = h->next)
+    if (conn_of(h)->server == s) conn_of(h)->visited = 0;
+  for (;;) {
+    dx_conn *todo[64];
+    size_t n = 0;
+    for (dx__handle *h = dx__loop_handles(s->loop); h && n < 64; h = h->next) {
+      dx_conn *c = conn_of(h);
+      if (c->server == s && !c->visited) {
+        c->visited = 1;
+        todo[n++] = c;
+      }
+    }
+    if (!n) return;
+    for (size_t i = 0; i < n; i++)
+      if (todo[i]->phase != DX__P_DONE) fn(todo[i]);
+  }
+}
+
+static void drain_one(dx_conn *c) {
+  if (c->phase == DX__P_HANDSHAKE) {
+    c->silent = 1; /* never opened: nothing to report */
+    dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, "server shutting down");
+    return;
+  }
+  /* Connections already closing finish on their own (or at the deadline). */
+  if (dx_conn_state(c) != DX_OPEN) return;
+  c->why = DX_WHY_SERVER_SHUTDOWN;
+  c->why_set = 1;
+  dx_close(c, DX_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+static void cut_one(dx_conn *c) {
+  dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+static void on_deadline(dx__timer *t) {
+  dx_server *s = (dx_server *)((char *)t - offsetof(dx_server, deadline));
+  each_conn(s, cut_one);
+}
+
+int dx_server_shutdown(dx_server *s, uint32_t deadline_ms) {
+  if (!s || s->shutting_down) return DX_ESTATE;
+  s->shutting_down = 1;
+  stop_listening(s);
+  each_conn(s, drain_one);
+  dx__timer_start(s->loop, &s->deadline, deadline_ms);
+  return 0;
+}
+
+void dx_server_free(dx_server *s) {
+  if (!s) return;
+  stop_listening(s);
+  dx__timer_stop(s->loop, &s->deadline);
   /* Our connections sit on the loop's list among others (clients, other
    * servers'). A close callback may end further connections, so start over
    * from the head after each: finished ones have left the list. */
   dx__handle *h = dx__loop_handles(s->loop);
   while (h && s->nconns) {
-    dx_conn *c = (dx_conn *)((char *)h - offsetof(dx_conn, handle));
+    dx_conn *c = conn_of(h);
     if (c->server != s) {
       h = h->next;
       continue;

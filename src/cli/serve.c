@@ -29,8 +29,11 @@ static void on_open(dx_conn *c) {
 static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data,
                        size_t len) {
   int rc = dx_send(c, type, data, len);
-  /* DX_ESTATE only means the peer is already closing; nothing to echo to. */
-  if (rc != 0 && rc != DX_ESTATE) {
+  /* DX_ESTATE only means the peer is already closing; nothing to echo to.
+   * DX_SEND_BACKPRESSURE means queued: an echo server reads only as fast as
+   * its peer sends, so it has nothing to hold back. DX_EBUFFER means the
+   * output cap was hit and the library is already closing the slow peer. */
+  if (rc < 0 && rc != DX_ESTATE && rc != DX_EBUFFER) {
     serve_ctx *ctx = dx_conn_user(c);
     if (!ctx->quiet)
       fprintf(stderr, "echo failed: %s\n", dx_strerror(rc));

@@ -3,6 +3,7 @@
 #include "net/loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -40,7 +41,16 @@ struct dx_loop {
   dx__handle *handles;
   dx__io wake_io;
   uint8_t *rbuf;
+  /* dx_loop_post: the only state other threads touch, under `mu`. */
+  pthread_mutex_t mu;
+  struct dx__post *posted;
+  size_t nposted, capposted;
 };
+
+typedef struct dx__post {
+  dx_post_fn fn;
+  void *ud;
+} dx__post;
 
 static void run_tasks(dx_loop *l);
 
@@ -52,9 +62,41 @@ static uint64_t clock_ms(void) {
 
 static void on_wake(dx__io *io, uint32_t events) {
   (void)events;
+  dx_loop *l = (dx_loop *)((char *)io - offsetof(dx_loop, wake_io));
   uint64_t v;
   while (read(io->fd, &v, sizeof v) > 0) {
   }
+  /* Take the whole batch under the lock and run it outside, so a posted
+   * function may post again (it runs next iteration) without deadlock. */
+  pthread_mutex_lock(&l->mu);
+  dx__post *batch = l->posted;
+  size_t n = l->nposted;
+  l->posted = NULL;
+  l->nposted = l->capposted = 0;
+  pthread_mutex_unlock(&l->mu);
+  for (size_t i = 0; i < n; i++) batch[i].fn(l, batch[i].ud);
+  free(batch);
+}
+
+int dx_loop_post(dx_loop *l, dx_post_fn fn, void *ud) {
+  if (!l || !fn) return DX_EINVAL;
+  pthread_mutex_lock(&l->mu);
+  if (l->nposted == l->capposted) {
+    size_t cap = l->capposted ? l->capposted * 2 : 16;
+    dx__post *p = realloc(l->posted, cap * sizeof *p);
+    if (!p) {
+      pthread_mutex_unlock(&l->mu);
+      return DX_ENOMEM;
+    }
+    l->posted = p;
+    l->capposted = cap;
+  }
+  l->posted[l->nposted++] = (dx__post){fn, ud};
+  pthread_mutex_unlock(&l->mu);
+  uint64_t one = 1;
+  ssize_t r = write(l->wakefd, &one, sizeof one);
+  (void)r; /* a full counter still wakes the loop */
+  return 0;
 }
 
 dx_loop *dx_loop_new(void) {
@@ -63,6 +105,7 @@ dx_loop *dx_loop_new(void) {
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   l->rbuf = malloc(DX__RBUF_SIZE);
+  pthread_mutex_init(&l->mu, NULL);
   l->tasks_tail = &l->tasks;
   l->last_tail = &l->last;
   l->now = clock_ms();
@@ -88,6 +131,8 @@ void dx_loop_free(dx_loop *l) {
   if (l->wakefd >= 0) close(l->wakefd);
   free(l->heap);
   free(l->rbuf);
+  free(l->posted);
+  pthread_mutex_destroy(&l->mu);
   free(l);
 }
 

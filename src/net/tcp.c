@@ -83,7 +83,7 @@ static struct addrinfo *resolve(const char *host, unsigned port, int passive) {
   return res;
 }
 
-int dx__tcp_listen(const char *host, unsigned port, int backlog) {
+int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport) {
   if (host && !*host) host = NULL;
   struct addrinfo *res = resolve(host, port, 1);
   if (!res) return DX_EADDR;
@@ -103,6 +103,7 @@ int dx__tcp_listen(const char *host, unsigned port, int backlog) {
     if (fd < 0) { err = errno; continue; }
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (a->ai_family == AF_INET6 && !host)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, backlog) < 0) {

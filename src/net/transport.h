@@ -44,7 +44,7 @@ extern const dx__transport_ops dx__tcp_ops;
 /* Non-blocking, close-on-exec listening socket on host:port (host NULL or
  * "" binds the IPv6 wildcard with IPv4 mapped, or IPv4 if IPv6 is absent).
  * Returns the fd, or DX_EADDR with errno kept. */
-int dx__tcp_listen(const char *host, unsigned port, int backlog);
+int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport);
 /* Starts a non-blocking connect to host:port (resolved synchronously).
  * Returns the fd, or DX_EADDR. */
 int dx__tcp_connect(const char *host, unsigned port);

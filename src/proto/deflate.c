@@ -410,8 +410,8 @@ int dx__pmd_server_negotiate(const dx__pmd_config *cfg,
  * response are both derived from it, so they cannot drift apart. */
 typedef struct plan {
   int snct, cnct;
-  int smwb;      /* server_max_window_bits asked for, 0 = not offered */
-  int cmwb;      /* client_max_window_bits: -1 not offered, 0 no value */
+  int smwb; /* server_max_window_bits asked for, 0 = not offered */
+  int cmwb; /* client_max_window_bits (always offered): 0 = without value */
 } plan;
 
 static plan client_plan(const dx__pmd_config *cfg) {
@@ -441,10 +441,10 @@ size_t dx__pmd_client_offer(const dx__pmd_config *cfg, char *out, size_t cap) {
   if (pl.smwb)
     len += snprintf(buf + len, sizeof buf - (size_t)len,
                     "; server_max_window_bits=%d", pl.smwb);
-  if (pl.cmwb > 0)
+  if (pl.cmwb)
     len += snprintf(buf + len, sizeof buf - (size_t)len,
                     "; client_max_window_bits=%d", pl.cmwb);
-  else if (pl.cmwb == 0)
+  else
     len += snprintf(buf + len, sizeof buf - (size_t)len,
                     "; client_max_window_bits");
   if ((size_t)len >= cap)
@@ -540,21 +540,16 @@ static int client_check(const dx__pmd_config *cfg, const element *e,
             pl.smwb);
     return DX_EHANDSHAKE;
   }
-  /* §7.1.2.2: client_max_window_bits only if offered, always with a
-   * value, and no more than the value we offered. */
-  int c = pl.cmwb > 0 ? pl.cmwb : 15;
+  /* §7.1.2.2: client_max_window_bits only if offered (we always offer
+   * it), always with a value, and no more than a value we offered. */
+  int c = pl.cmwb ? pl.cmwb : 15;
   if (e->seen & P_CMWB) {
-    if (pl.cmwb < 0) {
-      set_why(why, cap, "%s",
-              "server sent client_max_window_bits, which we did not offer");
-      return DX_EHANDSHAKE;
-    }
     if (e->cmwb == 0) {
       set_why(why, cap, "%s",
               "server sent client_max_window_bits without a value");
       return DX_EHANDSHAKE;
     }
-    if (pl.cmwb > 0 && e->cmwb > pl.cmwb) {
+    if (pl.cmwb && e->cmwb > pl.cmwb) {
       set_why(why, cap,
               "server chose client_max_window_bits=%d, more than the %d we "
               "offered", e->cmwb, pl.cmwb);
@@ -698,8 +693,12 @@ dx__pmd *dx__pmd_new(const dx__pmd_params *p, const dx__pmd_config *cfg,
     if (cfg->mem_level >= 1 && cfg->mem_level <= 9)
       d->mem_level = cfg->mem_level;
   }
-  if (d->stored)
+  if (d->stored) {
+    /* Level 0 never searches for matches, so the smallest hash tables
+     * will do. */
     d->level = 0;
+    d->mem_level = 1;
+  }
   return d;
 }
 

@@ -249,7 +249,7 @@ static int on_header(dx__session *s) {
     s->msg_opcode = h->opcode;
     s->msg_len = 0;
     s->utf8 = 0;
-    if (h->rsv & DX__RSV1)
+    if ((h->rsv & DX__RSV1) && s->pmd)
       s->flags |= DX__SF_COMPRESSED;
     else
       s->flags &= (uint8_t)~DX__SF_COMPRESSED;
