@@ -2,6 +2,8 @@
 #include "args.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
@@ -109,6 +111,18 @@ static int store_value(const cli_command *cmd, const cli_opt *o,
       }
       cli_error(cmd->name, "--%s: '%s' is not a whole number", o->name,
                 value);
+      return -1;
+    }
+    case CLI_OPT_SECONDS: {
+      /* Seconds with an optional fraction ("25", "0.5"), kept as ms. */
+      char *end;
+      errno = 0;
+      double secs = strtod(value, &end);
+      if (errno == 0 && end != value && *end == '\0' && secs >= 0 && secs <= 4294967.0) {
+        *(uint32_t *)o->dest = (uint32_t)(secs * 1000.0 + 0.5);
+        return 0;
+      }
+      cli_error(cmd->name, "--%s: '%s' is not a number of seconds", o->name, value);
       return -1;
     }
     case CLI_OPT_FLAG:

@@ -26,7 +26,8 @@ typedef enum {
   CLI_OPT_PORT,    /* dest: uint16_t *; 0-65535 */
   CLI_OPT_SIZE,    /* dest: uint64_t *; > 0 bytes, K/M/G (KiB-based) */
   CLI_OPT_UINT,    /* dest: unsigned *; decimal 0-UINT_MAX */
-  CLI_OPT_LIST     /* dest: cli_list *; repeatable string */
+  CLI_OPT_LIST,    /* dest: cli_list *; repeatable string */
+  CLI_OPT_SECONDS  /* dest: uint32_t * (milliseconds); "2.5" seconds */
 } cli_opt_kind;
 
 #define CLI_LIST_MAX 16

@@ -30,6 +30,11 @@ void connect_input_stop(connect_ctx *ctx) {
   cli_timer_stop(&ctx->linger);
 }
 
+void connect_input_pause(connect_ctx *ctx) {
+  /* The pipe keeps what arrives meanwhile; input_done stays as it is. */
+  cli_reader_stop(&ctx->input);
+}
+
 void connect_input_free(connect_ctx *ctx) {
   connect_input_stop(ctx);
   cli_lines_free(&ctx->lines);
@@ -38,6 +43,8 @@ void connect_input_free(connect_ctx *ctx) {
 void connect_input_start(connect_ctx *ctx) {
   /* stdin is only read from now on, so nothing is sent before the
    * connection is open; earlier input waits in the pipe or terminal. */
+  if (ctx->input_done) return;
+  ctx->input_started = true;
   if (cli_reader_start(&ctx->input) != 0) {
     cli_error("connect", "cannot read stdin: %s", strerror(errno));
     connect_fail(ctx, DX_CLOSE_GOING_AWAY, NULL);
@@ -55,7 +62,7 @@ static void on_linger(cli_timer *t, void *ud) {
       cli_timer_start(t, ctx->linger_ms, on_linger, ctx) == 0)
     return;
   connect_input_stop(ctx);
-  dx_close(ctx->conn, DX_CLOSE_NORMAL, NULL);
+  connect_close(ctx, DX_CLOSE_NORMAL, NULL);
 }
 
 void connect_input_activity(connect_ctx *ctx) {
@@ -65,23 +72,34 @@ void connect_input_activity(connect_ctx *ctx) {
 
 static void end_of_input(connect_ctx *ctx) {
   connect_input_stop(ctx);
-  if (!ctx->conn) return;
+  if (!ctx->conn) {
+    /* --reconnect, between connections: stop trying. */
+    if (ctx->client) connect_close(ctx, DX_CLOSE_NORMAL, NULL);
+    return;
+  }
   if (ctx->linger_ms > 0 &&
       cli_timer_start(&ctx->linger, ctx->linger_ms, on_linger, ctx) == 0) {
     ctx->lingering = true;
     return;
   }
-  dx_close(ctx->conn, DX_CLOSE_NORMAL, NULL);
+  connect_close(ctx, DX_CLOSE_NORMAL, NULL);
 }
 
 static void send_line(connect_ctx *ctx, const char *line, size_t len) {
   ctx->line_no++;
-  int rc = dx_send_text(ctx->conn, line, len);
+  int rc = connect_send(ctx, line, len);
   if (rc == 0) return;
   if (rc == DX_EUTF8) {
     cli_error("connect", "stdin line %lu is not valid UTF-8; not sent",
               ctx->line_no);
-  } else if (rc == DX_ESTATE) {
+  } else if (rc == DX_ERECONNECTING || rc == DX_EBUFFER ||
+             (rc == DX_ESTATE && ctx->client)) {
+    /* --reconnect: no open connection now, but there may be one again. */
+    cli_error("connect", "stdin line %lu dropped: %s", ctx->line_no,
+              rc == DX_EBUFFER ? "the reconnect queue is full"
+              : rc == DX_ESTATE ? "the connection is closing"
+                                : "not connected (reconnecting)");
+  } else if (rc == DX_ESTATE || rc == DX_ECLOSED) {
     connect_input_stop(ctx); /* closing already; on_close will follow */
   } else {
     cli_error("connect", "cannot send stdin line %lu: %s", ctx->line_no,
@@ -101,7 +119,8 @@ static void on_input(void *ud) {
   connect_ctx *ctx = ud;
   size_t room, len;
   const char *line;
-  if (ctx->input_done || !ctx->conn) return;
+  /* --reconnect reads on between connections (lines are queued). */
+  if (ctx->input_done || (!ctx->conn && !ctx->client)) return;
   char *p = cli_lines_room(&ctx->lines, READ_CHUNK, &room);
   if (!p) {
     cli_error("connect", "out of memory buffering stdin");
@@ -126,7 +145,7 @@ static void on_input(void *ud) {
       return;
     }
     send_line(ctx, line, len);
-    if (ctx->input_done || !ctx->conn) return;
+    if (ctx->input_done || (!ctx->conn && !ctx->client)) return;
   }
   if (n == 0) {
     /* End of input: a last line without '\n' still counts. */
@@ -134,6 +153,6 @@ static void on_input(void *ud) {
     if (!ctx->input_done) end_of_input(ctx);
     return;
   }
-  if (dx_conn_buffered_amount(ctx->conn) > HIGH_WATER)
+  if (ctx->conn && dx_conn_buffered_amount(ctx->conn) > HIGH_WATER)
     cli_reader_pause(&ctx->input, drained);
 }

@@ -1,29 +1,39 @@
-/* duplex serve: an echo server (text back as text, binary as binary). */
+/* duplex serve: an echo server (text back as text, binary as binary), on
+ * one event loop per thread sharing the port through SO_REUSEPORT. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <duplex.h>
 
 #include "args.h"
 #include "cli.h"
 #include "fmt.h"
-#include "signals.h"
+
+#define MAX_THREADS 64
 
 typedef struct {
+  dx_loop *loop;
   dx_server *server;
+  pthread_t thread;
   bool quiet;
-} serve_ctx;
+  uint32_t drain_ms;
+  int rc;
+} worker;
 
 static void on_open(dx_conn *c) {
-  serve_ctx *ctx = dx_conn_user(c);
-  if (ctx->quiet) return;
+  worker *w = dx_conn_user(c);
+  if (w->quiet) return;
   fputs("open: path=\"", stderr);
   cli_put_escaped(stderr, dx_conn_path(c));
   fprintf(stderr, "\" protocol=\"%s\" deflate=%s connections=%zu\n",
           dx_conn_protocol(c), dx_conn_compressed(c) ? "on" : "off",
-          dx_server_connections(ctx->server));
+          dx_server_connections(w->server));
 }
 
 static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data,
@@ -34,19 +44,36 @@ static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data,
    * its peer sends, so it has nothing to hold back. DX_EBUFFER means the
    * output cap was hit and the library is already closing the slow peer. */
   if (rc < 0 && rc != DX_ESTATE && rc != DX_EBUFFER) {
-    serve_ctx *ctx = dx_conn_user(c);
-    if (!ctx->quiet)
-      fprintf(stderr, "echo failed: %s\n", dx_strerror(rc));
+    worker *w = dx_conn_user(c);
+    if (!w->quiet) fprintf(stderr, "echo failed: %s\n", dx_strerror(rc));
     dx_close(c, DX_CLOSE_INTERNAL, "echo failed");
   }
 }
 
 static void on_close(dx_conn *c, int code, const char *reason, dx_why why,
                      int http_status) {
-  serve_ctx *ctx = dx_conn_user(c);
+  worker *w = dx_conn_user(c);
   (void)http_status;
   /* The server may be mid-dx_server_free() here, so don't query it. */
-  if (!ctx->quiet) cli_put_close(stderr, "close", code, reason, why);
+  if (!w->quiet) cli_put_close(stderr, "close", code, reason, why);
+}
+
+/* Posted to each loop by the main thread (the only thread-safe entry). */
+static void post_drain(dx_loop *loop, void *ud) {
+  (void)loop;
+  worker *w = ud;
+  dx_server_shutdown(w->server, w->drain_ms);
+}
+
+static void post_stop(dx_loop *loop, void *ud) {
+  (void)ud;
+  dx_loop_stop(loop);
+}
+
+static void *run_worker(void *arg) {
+  worker *w = arg;
+  w->rc = dx_loop_run(w->loop);
+  return NULL;
 }
 
 static const char serve_details[] =
@@ -55,10 +82,85 @@ static const char serve_details[] =
     "with the port actually bound (so --port 0 can be used to pick a free\n"
     "one); the default host, every IPv4 and IPv6 address, is shown as \"*\".\n"
     "That line is printed even with --quiet, which only silences the\n"
-    "per-connection open/close lines. SIGINT (Ctrl-C) or SIGTERM stops the\n"
-    "server, cutting any open connections, and it exits 0.\n"
+    "per-connection open/close lines.\n"
     "\n"
-    "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n";
+    "SIGINT (Ctrl-C) or SIGTERM drains the server: it stops accepting, sends\n"
+    "every connection a close frame 1001 \"server shutting down\" after what\n"
+    "was already queued for it, waits up to --drain-timeout for the replies,\n"
+    "cuts the rest and exits 0. A second signal exits at once.\n"
+    "\n"
+    "--threads N runs N event loops, one per thread, on the same port\n"
+    "(SO_REUSEPORT: the kernel spreads connections over them).\n"
+    "\n"
+    "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n"
+    "SECONDS may have a fraction (0.5).\n";
+
+/* Builds the options every worker's server copies. NULL after reporting. */
+static dx_options *make_options(uint64_t max_message, bool no_deflate,
+                                const char *tls_cert, const char *tls_key,
+                                const cli_list *protocols, const cli_list *origins,
+                                uint32_t ping_ms, uint32_t ping_timeout_ms,
+                                unsigned threads) {
+  dx_options *o = dx_options_new();
+  if (!o) {
+    cli_error("serve", "out of memory");
+    return NULL;
+  }
+  int rc = dx_options_set_max_message(o, max_message);
+  if (rc) cli_error("serve", "--max-message: %s", dx_strerror(rc));
+  if (rc == 0 && !tls_cert != !tls_key) {
+    cli_error("serve", "--tls-cert and --tls-key go together");
+    rc = DX_EINVAL;
+  }
+  if (rc == 0 && tls_cert) rc = dx_options_set_tls_cert(o, tls_cert, tls_key);
+  if (rc == 0) rc = dx_options_set_deflate(o, !no_deflate);
+  if (rc == 0 && (rc = dx_options_set_ping(o, ping_ms, ping_timeout_ms)))
+    cli_error("serve", "--ping-timeout must be above 0 when pings are on");
+  for (int i = 0; rc == 0 && i < protocols->n; i++)
+    if ((rc = dx_options_add_protocol(o, protocols->items[i])))
+      cli_error("serve", "--protocol %s: not a valid name", protocols->items[i]);
+  for (int i = 0; rc == 0 && i < origins->n; i++)
+    if ((rc = dx_options_allow_origin(o, origins->items[i])))
+      cli_error("serve", "--origin %s: not a valid origin", origins->items[i]);
+  if (rc) {
+    dx_options_free(o);
+    return NULL;
+  }
+  dx_options_set_reuseport(o, threads > 1);
+  dx_options_on_open(o, on_open);
+  dx_options_on_message(o, on_message);
+  dx_options_on_close(o, on_close);
+  return o;
+}
+
+/* Creates worker i's loop and server and listens. 0, or an exit status
+ * after reporting. */
+static int start_worker(worker *w, const dx_options *o, const char *host,
+                        uint16_t *port) {
+  w->loop = dx_loop_new();
+  if (!w->loop) {
+    cli_error("serve", "cannot create an event loop: out of memory or file descriptors");
+    return CLI_EXIT_FAIL;
+  }
+  dx_options *mine = (dx_options *)o;
+  dx_options_set_user(mine, w); /* copied by dx_server_new */
+  w->server = dx_server_new(w->loop, mine);
+  if (!w->server) {
+    cli_error("serve", "cannot create the server: %s", dx_last_error());
+    return CLI_EXIT_FAIL;
+  }
+  char where[300];
+  cli_hostport(where, sizeof where, host, *port);
+  errno = 0; /* DX_EADDR keeps errno; make sure a stale one is not shown */
+  int rc = dx_server_listen(w->server, host, *port);
+  if (rc != 0) {
+    cli_error("serve", "cannot listen on %s: %s", where,
+              rc == DX_EADDR && errno ? strerror(errno) : dx_strerror(rc));
+    return rc == DX_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+  }
+  *port = dx_server_port(w->server); /* port 0: later workers share the one picked */
+  return 0;
+}
 
 int cli_serve(int argc, char **argv) {
   const char *host = "";
@@ -67,6 +169,9 @@ int cli_serve(int argc, char **argv) {
   bool quiet = false, no_deflate = false;
   const char *tls_cert = NULL, *tls_key = NULL;
   cli_list protocols = {0}, origins = {0};
+  uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
   const cli_opt opts[] = {
       {"host", CLI_OPT_STRING, "HOST",
        "address to listen on", "\"\", every IPv4 and IPv6 address", &host},
@@ -89,6 +194,15 @@ int cli_serve(int argc, char **argv) {
       {"origin", CLI_OPT_LIST, "ORIGIN",
        "allow browsers from this Origin only (repeatable; *.example.com "
        "wildcards)", "any Origin", &origins},
+      {"ping-interval", CLI_OPT_SECONDS, "SECONDS",
+       "send a ping this often; 0 turns heartbeats off", "25", &ping_ms},
+      {"ping-timeout", CLI_OPT_SECONDS, "SECONDS",
+       "close a peer silent this long after a ping (why: ping timeout)", "20",
+       &ping_timeout_ms},
+      {"drain-timeout", CLI_OPT_SECONDS, "SECONDS",
+       "on SIGINT/SIGTERM, wait this long for close replies", "5", &drain_ms},
+      {"threads", CLI_OPT_UINT, "N", "event loops (threads) sharing the port",
+       "one per core", &threads},
   };
   const cli_command cmd = {"serve", "", "Run a WebSocket echo server.",
                            serve_details, opts,
@@ -100,88 +214,73 @@ int cli_serve(int argc, char **argv) {
     case CLI_PARSE_HELP: return CLI_EXIT_OK;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
   }
+  if (threads < 1 || threads > MAX_THREADS) {
+    cli_error("serve", "--threads: 1 to %d", MAX_THREADS);
+    return CLI_EXIT_USAGE;
+  }
+  dx_options *o = make_options(max_message, no_deflate, tls_cert, tls_key, &protocols,
+                               &origins, ping_ms, ping_timeout_ms, threads);
+  if (!o) return CLI_EXIT_USAGE;
 
-  serve_ctx ctx = {NULL, quiet};
-  dx_loop *loop = dx_loop_new();
-  dx_options *o = dx_options_new();
-  if (!loop || !o) {
-    cli_error("serve", "cannot create the event loop: out of memory or "
-              "file descriptors");
-    dx_options_free(o);
-    if (loop) dx_loop_free(loop);
-    return CLI_EXIT_FAIL;
+  /* Workers inherit a blocked SIGINT/SIGTERM; the main thread takes them
+   * with sigwait, so no handler ever runs inside a loop. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  worker workers[MAX_THREADS];
+  memset(workers, 0, sizeof workers);
+  int status = 0;
+  unsigned started = 0;
+  for (unsigned i = 0; i < threads && status == 0; i++) {
+    workers[i].quiet = quiet;
+    workers[i].drain_ms = drain_ms;
+    status = start_worker(&workers[i], o, host, &port);
+    if (status == 0) {
+      if (pthread_create(&workers[i].thread, NULL, run_worker, &workers[i]) != 0) {
+        cli_error("serve", "cannot start a thread: %s", strerror(errno));
+        status = CLI_EXIT_FAIL;
+      } else {
+        started++;
+      }
+    }
   }
-  int rc = dx_options_set_max_message(o, max_message);
-  if (rc != 0) {
-    cli_error("serve", "--max-message: %s", dx_strerror(rc));
-    dx_options_free(o);
-    dx_loop_free(loop);
-    return CLI_EXIT_USAGE;
-  }
-  if (!tls_cert != !tls_key) {
-    cli_error("serve", "--tls-cert and --tls-key go together");
-    rc = DX_EINVAL;
-  }
-  if (rc == 0 && tls_cert) rc = dx_options_set_tls_cert(o, tls_cert, tls_key);
-  if (rc == 0) rc = dx_options_set_deflate(o, !no_deflate);
-  for (int i = 0; rc == 0 && i < protocols.n; i++) {
-    rc = dx_options_add_protocol(o, protocols.items[i]);
-    if (rc) cli_error("serve", "--protocol %s: not a valid name", protocols.items[i]);
-  }
-  for (int i = 0; rc == 0 && i < origins.n; i++) {
-    rc = dx_options_allow_origin(o, origins.items[i]);
-    if (rc) cli_error("serve", "--origin %s: not a valid origin", origins.items[i]);
-  }
-  if (rc != 0) {
-    dx_options_free(o);
-    dx_loop_free(loop);
-    return CLI_EXIT_USAGE;
-  }
-  dx_options_on_open(o, on_open);
-  dx_options_on_message(o, on_message);
-  dx_options_on_close(o, on_close);
-  dx_options_set_user(o, &ctx);
-  ctx.server = dx_server_new(loop, o);
   dx_options_free(o);
-  if (!ctx.server) {
-    cli_error("serve", "cannot create the server: %s", dx_last_error());
-    dx_loop_free(loop);
-    return CLI_EXIT_FAIL;
+  if (status == 0) {
+    char where[300];
+    fprintf(stderr, "listening on %s\n", cli_hostport(where, sizeof where, host, port));
+    /* First signal: drain. Second: stop at once. */
+    for (int n = 0; n < 2; n++) {
+      int sig;
+      if (sigwait(&sigs, &sig) != 0) break;
+      for (unsigned i = 0; i < started; i++)
+        dx_loop_post(workers[i].loop, n == 0 ? post_drain : post_stop, &workers[i]);
+      /* Done once every loop returned on its own (drained). */
+      bool running = false;
+      for (unsigned i = 0; i < started && n == 0; i++) {
+        /* Wait with a bounded join: the drain deadline plus a margin. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (drain_ms + 2000) / 1000 + 1;
+        if (pthread_timedjoin_np(workers[i].thread, NULL, &ts) != 0) running = true;
+        else workers[i].thread = 0;
+      }
+      if (!running) break;
+    }
+  } else {
+    for (unsigned i = 0; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);
   }
-
-  char where[300];
-  cli_hostport(where, sizeof where, host, port);
-  errno = 0; /* DX_EADDR keeps errno; make sure a stale one is not shown */
-  rc = dx_server_listen(ctx.server, host, port);
-  int saved_errno = errno;
-  /* Handlers go in before "listening on" is printed: whoever reads that
-   * line may send SIGTERM at once. */
-  if (rc == 0 && cli_signals_install(loop) != 0) {
-    saved_errno = errno;
-    rc = DX_EIO;
+  for (unsigned i = 0; i < threads; i++) {
+    if (i < started && workers[i].thread) pthread_join(workers[i].thread, NULL);
+    if (workers[i].rc && status == 0) {
+      cli_error("serve", "event loop failed: %s", dx_strerror(workers[i].rc));
+      status = CLI_EXIT_FAIL;
+    }
+    if (workers[i].server) dx_server_free(workers[i].server);
+    if (workers[i].loop) dx_loop_free(workers[i].loop);
   }
-  if (rc != 0) {
-    if (rc == DX_EADDR && saved_errno != 0)
-      cli_error("serve", "cannot listen on %s: %s", where,
-                strerror(saved_errno));
-    else
-      cli_error("serve", "cannot listen on %s: %s", where, dx_strerror(rc));
-    dx_server_free(ctx.server);
-    dx_loop_free(loop);
-    return rc == DX_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
-  }
-  fprintf(stderr, "listening on %s\n",
-          cli_hostport(where, sizeof where, host,
-                       dx_server_port(ctx.server)));
-
-  /* A signal that arrived before the loop ran has already been counted. */
-  rc = cli_signals_count() ? 0 : dx_loop_run(loop);
-  cli_signals_forget_loop();
-  dx_server_free(ctx.server);
-  dx_loop_free(loop);
-  if (rc != 0) {
-    cli_error("serve", "event loop failed: %s", dx_strerror(rc));
-    return CLI_EXIT_FAIL;
-  }
-  return CLI_EXIT_OK;
+  return status;
 }
