@@ -14,6 +14,9 @@
 #include "proto/utf8.h"
 #include "server_internal.h"
 
+/* Messages at least this large may bypass the output buffer. */
+#define DX__DIRECT_MIN (64 * 1024)
+
 #define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 /* ---- randomness ------------------------------------------------------- */
@@ -141,6 +144,7 @@ static const dx__session_callbacks session_events = {ev_message, ev_ping, ev_pon
 static void on_io(dx__io *io, uint32_t events);
 static void on_timer(dx__timer *t);
 static void on_heartbeat(dx__timer *t);
+static int send_direct(dx_conn *c, int opcode, const void *data, size_t len);
 static void run_flush(dx__task *t);
 
 static void run_release(dx__task *t) {
@@ -225,7 +229,7 @@ static void finish_decided(dx_conn *c) {
     }
     case DX_WHY_PROTOCOL_ERROR: {
       int code = dx__session_sent_code(s);
-      dx__conn_finish(c, DX_WHY_PROTOCOL_ERROR, code, dx__session_fail_reason(code));
+      dx__conn_finish(c, DX_WHY_PROTOCOL_ERROR, code, dx__session_fail_reason(s));
       break;
     }
     case DX_WHY_SERVER_SHUTDOWN:
@@ -484,7 +488,15 @@ static void on_io(dx__io *io, uint32_t events) {
     return;
   }
   if (events & EPOLLOUT) flush(c);
-  if (c->phase != DX__P_DONE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_readable(c);
+  if (c->phase != DX__P_DONE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    on_readable(c);
+    /* Replies to this read leave now, in one send, rather than after the
+     * whole event batch: a request/response peer gets its answer without
+     * waiting for up to 255 other connections' callbacks. What other events
+     * queue for this socket later in the iteration joins the end-of-
+     * iteration flush (the task is still queued). */
+    if (c->phase == DX__P_OPEN && c->flush_task.queued) flush(c);
+  }
 }
 
 static void on_timer(dx__timer *t) {
@@ -527,9 +539,11 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
                "slow consumer: output buffer limit reached");
     return DX_EBUFFER;
   }
-  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold;
-  int r = dx__session_send_ex(&c->sess, type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY,
-                              data, len, compress);
+  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold && c->sess.pmd;
+  int opcode = type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY;
+  int r = len >= DX__DIRECT_MIN && !compress && send_direct(c, opcode, data, len)
+              ? 0
+              : dx__session_send_ex(&c->sess, opcode, data, len, compress);
   if (r) return r;
   dx__conn_want_flush(c);
   if (dx_conn_buffered_amount(c) > o->high_water) {
@@ -537,6 +551,32 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
     return DX_SEND_BACKPRESSURE;
   }
   return 0;
+}
+
+/* A large message on a plain-TCP server connection with nothing queued
+ * ahead of it goes straight from the caller's buffer to the socket (header
+ * and payload in one writev); only what the socket does not take is
+ * copied. Saves a copy of the whole message. Returns 1 when it handled the
+ * message, 0 when the normal path must. */
+static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
+  if (c->is_client || c->tr.impl || c->connecting ||
+      dx__session_pending(&c->sess, &(const uint8_t *){0}))
+    return 0;
+  uint8_t hdr[DX__FRAME_MAX_HEADER];
+  size_t h = dx__frame_write_header(hdr, 1, 0, (unsigned)opcode, NULL, len);
+  struct iovec iov[2] = {{hdr, h}, {(void *)data, len}};
+  ssize_t w = c->tr.ops->writev(&c->tr, iov, 2);
+  /* An error surfaces on the next flush, outside the caller's dx_send. */
+  size_t done = w > 0 ? (size_t)w : 0;
+  if (done < h && dx__session_queue_raw(&c->sess, hdr + done, h - done)) return 0;
+  size_t off = done > h ? done - h : 0;
+  if (off < len && dx__session_queue_raw(&c->sess, (const uint8_t *)data + off, len - off)) {
+    /* Out of memory with part of a frame on the wire: the stream is
+     * broken; let the transport end it. */
+    c->tr.ops->shutdown(&c->tr);
+    return 1;
+  }
+  return 1;
 }
 
 int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {

@@ -200,14 +200,16 @@ static void queue_drop(dx_client *cl) {
   cl->q_bytes = 0;
 }
 
-/* Sends what was queued, oldest first, on the connection that just opened.
- * A message that cannot be sent stays queued when the connection is no
- * longer open (the next one gets it), and is dropped with the rest when
- * the connection is open but refused it (out of memory). */
+/* Sends what was queued, oldest first, on the connection that just opened
+ * (DX_SEND_BACKPRESSURE still counts as sent: the queue was bounded by
+ * reconnect_queue). A message that cannot be sent stays queued when the
+ * connection is no longer open (the next one gets it), and is dropped with
+ * the rest when the connection is open but refused it (out of memory, the
+ * max_buffered cap under DX_SLOW_DROP). */
 static void queue_flush(dx_client *cl, dx_conn *c) {
   while (cl->q_head) {
     dx__qmsg *m = cl->q_head;
-    if (dx_send(c, m->type, m->data, m->len) != 0) {
+    if (dx_send(c, m->type, m->data, m->len) < 0) {
       if (dx_conn_state(c) == DX_OPEN) queue_drop(cl);
       return;
     }
@@ -404,7 +406,9 @@ int dx_client_send(dx_client *cl, dx_msg_type type, const void *data, size_t len
   if (!cl || (type != DX_TEXT && type != DX_BINARY) || (!data && len)) return DX_EINVAL;
   if (cl->closing || cl->state == CL_CLOSED) return DX_ECLOSED;
   if (cl->conn && dx_conn_state(cl->conn) != DX_CONNECTING)
-    return dx_send(cl->conn, type, data, len); /* OPEN, or DX_ESTATE while closing */
+    /* OPEN (DX_SEND_BACKPRESSURE passes through), or DX_ESTATE while
+     * closing. */
+    return dx_send(cl->conn, type, data, len);
   if (!cl->opt.reconnect_queue) return DX_ERECONNECTING;
   if (type == DX_TEXT && dx__utf8_validate(data, len)) return DX_EUTF8;
   if (len > cl->opt.reconnect_queue - cl->q_bytes) return DX_EBUFFER;

@@ -88,7 +88,8 @@ static void end_of_input(connect_ctx *ctx) {
 static void send_line(connect_ctx *ctx, const char *line, size_t len) {
   ctx->line_no++;
   int rc = connect_send(ctx, line, len);
-  if (rc == 0) return;
+  /* DX_SEND_BACKPRESSURE is queued too; on_input pauses stdin itself. */
+  if (rc >= 0) return;
   if (rc == DX_EUTF8) {
     cli_error("connect", "stdin line %lu is not valid UTF-8; not sent",
               ctx->line_no);

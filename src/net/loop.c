@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -30,7 +31,7 @@ typedef struct dx__watch {
 struct dx_loop {
   int epfd;
   int wakefd;           /* eventfd: dx_loop_stop from other threads/signals */
-  volatile sig_atomic_t stop;
+  atomic_int stop;      /* lock-free, so also safe from a signal handler */
   size_t refs;
   uint64_t now;
   dx__timer **heap;

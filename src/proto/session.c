@@ -11,7 +11,8 @@ enum {
   DX__SF_CLOSE_SENT = 1,
   DX__SF_CLOSE_RECEIVED = 2,
   DX__SF_FAILED = 4,    /* we failed the connection; input is ignored */
-  DX__SF_COMPRESSED = 8 /* the open message came with RSV1 (deflated) */
+  DX__SF_COMPRESSED = 8, /* the open message came with RSV1 (deflated) */
+  DX__SF_BAD_DEFLATE = 16 /* we failed it for a corrupt deflate stream */
 };
 
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
@@ -200,10 +201,11 @@ int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen)
   return send_close(s, code, reason, rlen);
 }
 
-const char *dx__session_fail_reason(int code) {
-  switch (code) {
+const char *dx__session_fail_reason(const dx__session *s) {
+  switch (s->sent_code) {
     case DX_CLOSE_PROTOCOL_ERROR: return "protocol error";
-    case DX_CLOSE_INVALID_DATA: return "invalid UTF-8";
+    case DX_CLOSE_INVALID_DATA:
+      return (s->flags & DX__SF_BAD_DEFLATE) ? "invalid compressed data" : "invalid UTF-8";
     case DX_CLOSE_TOO_BIG: return "message too big";
     case DX_CLOSE_INTERNAL: return "out of memory";
     default: return "";
@@ -214,7 +216,10 @@ const char *dx__session_fail_reason(int code) {
  * sent one, stop reading, and hand `err` back to the caller. */
 static int fail(dx__session *s, int err, int code) {
   if (!(s->flags & DX__SF_CLOSE_SENT)) {
-    const char *r = dx__session_fail_reason(code);
+    /* 1007 covers both bad text and a corrupt deflate stream; say which. */
+    if (code == DX_CLOSE_INVALID_DATA && err != DX_EUTF8) s->flags |= DX__SF_BAD_DEFLATE;
+    s->sent_code = (uint16_t)code;
+    const char *r = dx__session_fail_reason(s);
     send_close(s, code, r, strlen(r));
   }
   s->flags |= DX__SF_FAILED;
@@ -237,7 +242,14 @@ static int on_header(dx__session *s) {
   /* §5.1: clients always mask, servers never do. */
   int want_mask = cfg->role == DX__ROLE_SERVER;
   if (h->masked != want_mask) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
-  if (h->len > cfg->max_frame && !dx__opcode_is_control(h->opcode))
+  /* Deflate can grow incompressible data slightly (stored blocks: 5 bytes
+   * per 16 KiB), so a compressed frame carrying a message of exactly the
+   * limit is let through; the inflated size is checked exactly. */
+  uint64_t max_frame = cfg->max_frame;
+  int deflated = s->pmd && ((h->rsv & DX__RSV1) ||
+                            (h->opcode == DX__OP_CONT && (s->flags & DX__SF_COMPRESSED)));
+  if (deflated) max_frame += max_frame / 1024 + 64;
+  if (h->len > max_frame && !dx__opcode_is_control(h->opcode))
     return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
 
   s->discard = 0;
@@ -326,7 +338,8 @@ static int deliver(dx__session *s, uint8_t *p, size_t len) {
 /* Appends to the reassembly buffer, reserving `expect` more bytes at once
  * when it must grow (so a large frame arriving in pieces costs one
  * allocation), never beyond max_message. */
-static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expect) {
+static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expect,
+                      const uint8_t *mask, uint64_t mask_off) {
   if (s->msg_len + n > s->msg_cap) {
     uint64_t want = s->msg_len + (expect > n ? expect : n);
     if (want < (uint64_t)s->msg_cap * 2) want = (uint64_t)s->msg_cap * 2;
@@ -336,7 +349,11 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expec
     s->msg = m;
     s->msg_cap = (size_t)want;
   }
-  if (n) memcpy(s->msg + s->msg_len, p, n);
+  /* Unmasking while copying reads the payload once instead of twice. */
+  if (mask)
+    dx__mask_copy(s->msg + s->msg_len, p, n, mask, mask_off);
+  else if (n)
+    memcpy(s->msg + s->msg_len, p, n);
   s->msg_len += n;
   return 0;
 }
@@ -345,7 +362,7 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expec
 static int inflate_sink(void *ud, const uint8_t *p, size_t n) {
   dx__session *s = ud;
   if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n)) return DX_EUTF8;
-  return msg_append(s, p, n, 4096);
+  return msg_append(s, p, n, 4096, NULL, 0);
 }
 
 static int on_compressed_payload(dx__session *s, uint8_t *p, size_t n, int last) {
@@ -364,12 +381,25 @@ static int on_compressed_payload(dx__session *s, uint8_t *p, size_t n, int last)
   return deliver(s, s->msg ? s->msg : p, s->msg_len);
 }
 
-/* Consumes payload bytes p[0..n) of the current frame (already unmasked). */
+/* Consumes payload bytes p[0..n) of the current frame, still masked when
+ * the frame is: each path unmasks where it is cheapest (in place, or while
+ * copying into the reassembly buffer). */
 static int on_payload(dx__session *s, uint8_t *p, size_t n) {
   const dx__frame_header *h = &s->fh;
   int whole = s->frame_got == 0 && n == h->len; /* the frame is all here */
   int last = s->frame_got + n == h->len;
+  const uint8_t *mask = h->masked ? h->mask : NULL;
 
+  if (s->discard && !dx__opcode_is_control(h->opcode)) {
+    /* Dropped, but the message structure still counts: a later frame must
+     * be judged against it. */
+    if (last && h->fin) s->msg_opcode = 0;
+    return 0;
+  }
+  /* Fast path: a whole unfragmented message is delivered where it lies. */
+  int in_place = whole && h->fin && s->msg_len == 0 && !(s->flags & DX__SF_COMPRESSED);
+  if (mask && (in_place || dx__opcode_is_control(h->opcode) || (s->flags & DX__SF_COMPRESSED)))
+    dx__mask(p, n, mask, s->frame_got);
   if (dx__opcode_is_control(h->opcode)) {
     if (whole) return on_control(s, p, n);
     if (!s->ctl && !(s->ctl = dx__mem_alloc(s->alloc, 125)))
@@ -381,18 +411,17 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     s->ctl = NULL;
     return r;
   }
-  if (s->discard) {
-    /* Dropped, but the message structure still counts: a later frame must
-     * be judged against it. */
-    if (last && h->fin) s->msg_opcode = 0;
-    return 0;
-  }
   if (s->flags & DX__SF_COMPRESSED) return on_compressed_payload(s, p, n, last);
-  if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n))
+  if (in_place) {
+    if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n))
+      return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
+    return deliver(s, p, n);
+  }
+  size_t old = s->msg_len;
+  if (msg_append(s, p, n, h->len - s->frame_got, mask, s->frame_got))
+    return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
+  if (n && s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, s->msg + old, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
-  /* Fast path: a whole unfragmented message is delivered where it lies. */
-  if (whole && h->fin && s->msg_len == 0) return deliver(s, p, n);
-  if (msg_append(s, p, n, h->len - s->frame_got)) return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
   /* An empty message never allocated a buffer; hand out a valid pointer. */
   if (last && h->fin) return deliver(s, s->msg ? s->msg : p, s->msg_len);
   return 0;
@@ -438,7 +467,6 @@ ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len) {
     size_t n = len - pos;
     if (n > s->fh.len - s->frame_got) n = (size_t)(s->fh.len - s->frame_got);
     uint8_t *p = in + pos;
-    if (s->fh.masked) dx__mask(p, n, s->fh.mask, s->frame_got);
     /* Mark the frame done before its events run, so a callback that sends
      * or closes sees a consistent session. */
     uint64_t got = s->frame_got;

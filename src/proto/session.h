@@ -94,7 +94,8 @@ void dx__session_free(dx__session *s);
 
 /* Feeds received bytes; they may be modified (unmasked in place). Returns
  * len when everything was consumed, or a negative code when the peer broke
- * the protocol: DX_EPROTO (1002 queued), DX_EUTF8 (1007 queued), DX_ETOOBIG
+ * the protocol: DX_EPROTO (1002 queued; 1007 for a corrupt compressed message),
+ * DX_EUTF8 (1007 queued), DX_ETOOBIG
  * (1009 queued), DX_ENOMEM (1011 queued when possible). After an error the
  * session is CLOSING and ignores further input; flush the output and close
  * the transport. Input after the peer's close frame is ignored. */
@@ -147,9 +148,10 @@ int dx__session_sent_code(const dx__session *s);
 int dx__session_received_code(const dx__session *s);
 const char *dx__session_received_reason(const dx__session *s);
 
-/* The reason text the session sends when it fails a connection with
- * `code` ("protocol error", "invalid UTF-8", ...); "" for other codes. */
-const char *dx__session_fail_reason(int code);
+/* The reason text the session sent when it failed the connection
+ * ("protocol error", "invalid UTF-8", "invalid compressed data", "message
+ * too big", "out of memory"); "" when it did not fail it. */
+const char *dx__session_fail_reason(const dx__session *s);
 
 /* 1 when `code` may appear in a close frame (RFC 6455 §7.4). */
 int dx__close_code_valid(int code);

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# bench/run.sh — duplex against two references, in one invocation, with the
+# same client (wsbench) on the same machine:
+#   duplex  `duplex serve` (the library's echo server)
+#   lws     bench/lws_echo, a libwebsockets echo server
+#   raw     bench/raw_echo, plain TCP echo on epoll: the machine's limit
+# Each server is started fresh on its own loopback port for every run and
+# stopped after it. Prints each figure (median over --reps runs) and the
+# ratios duplex/lws and duplex/raw; every line wsbench printed is kept in
+# BUILD/bench-results/<time>/results.txt. See bench/README.md.
+#
+# usage: bench/run.sh [--quick] [--reps N] [BUILD_DIR]   (default /work/main/build)
+# env:   BENCH_PORT_BASE (default 18480: duplex, +1 lws, +2 raw)
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=/work/main/build
+QUICK=0
+REPS=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --reps) shift; REPS=${1:?--reps needs a number} ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    *) BUILD=$1 ;;
+  esac
+  shift
+done
+
+if [ "$QUICK" = 1 ]; then
+  : "${REPS:=1}"; SECS=1; WARM=0.5; IDLE_N=2000
+else
+  : "${REPS:=3}"; SECS=3; WARM=1; IDLE_N=10000
+fi
+PORT_BASE=${BENCH_PORT_BASE:-18480}
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- build
+mkdir -p "$BUILD" || die "cannot create $BUILD"
+BUILD=$(cd "$BUILD" && pwd)
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  echo "configuring $BUILD (Release)..."
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_BENCH=ON \
+    >"$BUILD/bench-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/bench-configure.log"
+fi
+# Builds TARGET; if that fails (the tree is shared and may be mid-edit) but
+# an earlier PATH exists, says so loudly and uses it.
+ensure() { # TARGET PATH
+  if cmake --build "$BUILD" -j2 --target "$1" >>"$BUILD/bench-build.log" 2>&1 && [ -x "$2" ]; then
+    return 0
+  fi
+  [ -x "$2" ] || return 1
+  echo "run.sh: warning: $1 failed to build; using the older $2 ($(date -r "$2" '+%H:%M:%S'))" >&2
+}
+: >"$BUILD/bench-build.log"
+echo "building..."
+ensure wsbench "$BUILD/bench/wsbench" || die "wsbench did not build: see $BUILD/bench-build.log"
+ensure raw_echo "$BUILD/bench/raw_echo" || die "raw_echo did not build: see $BUILD/bench-build.log"
+SERVERS=""
+if ensure duplex "$BUILD/duplex"; then SERVERS="duplex"; else
+  echo "run.sh: warning: the duplex CLI did not build; its column will be empty" >&2
+fi
+if ensure lws_echo "$BUILD/bench/lws_echo"; then SERVERS="$SERVERS lws"; else
+  echo "run.sh: warning: lws_echo did not build (libwebsockets-dev missing?)" >&2
+fi
+SERVERS="$SERVERS raw"
+WSBENCH=$BUILD/bench/wsbench
+
+BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+case "$BTYPE" in Release|RelWithDebInfo|MinSizeRel) ;; *)
+  echo "run.sh: warning: $BUILD is a '$BTYPE' build: figures are not representative" >&2 ;;
+esac
+if grep -q '^DX_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt"; then
+  echo "run.sh: warning: $BUILD has sanitizers on: figures are not representative" >&2
+fi
+
+# ------------------------------------------------------- limits and ports
+# Both the client and the server hold one descriptor per idle connection;
+# servers inherit the raised limit from this shell.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ] && [ "$IDLE_N" -gt $((NOFILE - 200)) ]; then
+  IDLE_N=$((NOFILE - 200))
+  echo "run.sh: warning: ulimit -n is $NOFILE: idle row uses $IDLE_N connections" >&2
+fi
+
+port_of() { case $1 in duplex) echo "$PORT_BASE" ;; lws) echo $((PORT_BASE + 1)) ;; raw) echo $((PORT_BASE + 2)) ;; esac; }
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+for s in $SERVERS; do
+  listening "$(port_of "$s")" && die "port $(port_of "$s") is already in use (set BENCH_PORT_BASE)"
+done
+
+OUT=$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT" || die "cannot create $OUT"
+RESULTS=$OUT/results.txt
+: >"$RESULTS"
+
+# Other work on the machine skews every figure: measure it for a second.
+busy_pct() {
+  local a b
+  a=$(head -1 /proc/stat); sleep 1; b=$(head -1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " ")
+    for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
+    printf "%.0f", tot ? 100 * (tot - idle) / tot : 0 }'
+}
+check_busy() { # WHEN
+  local pct; pct=$(busy_pct)
+  echo "CPU busy $1 (nothing of ours running): $pct%"
+  [ "$pct" -gt 10 ] && echo "run.sh: warning: the machine is already $pct% busy: figures will be low and noisy" >&2
+  return 0
+}
+
+# -------------------------------------------------------------- servers
+SPID=
+start_server() { # NAME ROW
+  local port; port=$(port_of "$1")
+  case $1 in
+    duplex) "$BUILD/duplex" serve --threads 1 --quiet --host 127.0.0.1 --port "$port" >>"$OUT/duplex.log" 2>&1 & ;;
+    lws) "$BUILD/bench/lws_echo" "$port" >>"$OUT/lws.log" 2>&1 & ;;
+    raw) # the handshake row needs the server to close first, as WebSocket does
+      local extra=()
+      [ "$2" = hs ] && extra=(--close-after-request)
+      "$BUILD/bench/raw_echo" "$port" 127.0.0.1 "${extra[@]}" >>"$OUT/raw.log" 2>&1 & ;;
+  esac
+  SPID=$!
+  for _ in $(seq 100); do
+    listening "$port" && return 0
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "run.sh: $1 server did not start listening on $port (see $OUT/$1.log)" >&2
+  stop_server
+  return 1
+}
+stop_server() {
+  [ -n "$SPID" ] || return 0
+  kill "$SPID" 2>/dev/null
+  for _ in $(seq 40); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  SPID=
+}
+trap 'stop_server; exit 130' INT TERM
+
+# ----------------------------------------------------------------- rows
+row_args() {
+  case $1 in
+    echo1) echo "--mode echo --conns 200 --inflight 1 --size 20 --seconds $SECS --warmup $WARM" ;;
+    echo16) echo "--mode echo --conns 200 --inflight 16 --size 20 --seconds $SECS --warmup $WARM" ;;
+    big) echo "--mode echo --conns 4 --inflight 1 --size 1048576 --binary --seconds $SECS --warmup $WARM" ;;
+    hs) echo "--mode handshake --conns 16 --seconds $SECS --warmup $WARM" ;;
+    idle) echo "--mode idle --conns $IDLE_N --settle 1" ;;
+  esac
+}
+
+run_one() { # ROW SERVER REP
+  local row=$1 srv=$2 rep=$3 line rc raw=""
+  [ "$srv" = raw ] && raw=--raw
+  if ! start_server "$srv" "$row"; then
+    echo "row=$row server=$srv rep=$rep failed=start" >>"$RESULTS"
+    return
+  fi
+  # shellcheck disable=SC2046 # row_args is meant to split
+  line=$(timeout 120 "$WSBENCH" $raw --port "$(port_of "$srv")" --pid "$SPID" \
+    $(row_args "$row") 2>>"$OUT/wsbench.log")
+  rc=$?
+  if [ $rc -ne 0 ] || [ -z "$line" ]; then
+    line="failed=wsbench-rc-$rc"
+    echo "run.sh: $srv $row rep $rep failed (see $OUT/wsbench.log, $OUT/$srv.log)" >&2
+  elif ! kill -0 "$SPID" 2>/dev/null; then
+    line="failed=server-died $line"
+  fi
+  echo "row=$row server=$srv rep=$rep $line" >>"$RESULTS"
+  printf '  %-6s %-6s rep %s: %s\n' "$row" "$srv" "$rep" "$line"
+  stop_server
+}
+
+{
+  echo "duplex bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) CPUs shared by client and servers"
+  echo "build: $BUILD ($BTYPE); libwebsockets $(pkg-config --modversion libwebsockets 2>/dev/null || echo n/a)"
+  echo "servers: $SERVERS; $REPS rep(s) of ${SECS}s after ${WARM}s warm-up; idle row: $IDLE_N connections"
+} | tee "$OUT/header.txt"
+check_busy "before the run" | tee -a "$OUT/header.txt"
+
+START=$(date +%s)
+for rep in $(seq "$REPS"); do
+  for row in echo1 echo16 big hs; do
+    for srv in $SERVERS; do run_one "$row" "$srv" "$rep"; done
+  done
+done
+for srv in $SERVERS; do run_one idle "$srv" 1; done
+echo "ran in $(( $(date +%s) - START ))s; raw lines: $RESULTS"
+check_busy "after the run" | tee -a "$OUT/header.txt"
+echo
+
+# ---------------------------------------------------------------- table
+awk -v servers="$SERVERS" '
+function median(key,   k, i, j, t, a) {
+  k = cnt[key]
+  if (!k) return ""
+  for (i = 1; i <= k; i++) a[i] = val[key, i]
+  for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+  return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
+function fmt(v) {
+  if (v == "") return "-"
+  if (v >= 100 || (v >= 10 && v == int(v))) return sprintf("%.0f", v)
+  return sprintf("%.2f", v)
+}
+function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+{
+  row = ""; srv = ""; failed = ""
+  for (i = 1; i <= NF; i++) {
+    eq = index($i, "="); k = substr($i, 1, eq - 1); v = substr($i, eq + 1)
+    if (k == "row") row = v; else if (k == "server") srv = v; else if (k == "failed") failed = v
+    else f[k] = v
+  }
+  if (failed != "") { fail[row, srv] = failed; delete f; next }
+  for (k in f) { key = row SUBSEP srv SUBSEP k; val[key, ++cnt[key]] = f[k] + 0 }
+  delete f
+}
+function line(label, row, fig, name, showratio,   d, l, r, s) {
+  d = median(row SUBSEP "duplex" SUBSEP fig)
+  l = median(row SUBSEP "lws" SUBSEP fig)
+  r = median(row SUBSEP "raw" SUBSEP fig)
+  printf "%-34s %-18s %12s %12s %12s %11s %11s\n", label, name,
+    cell(row, "duplex", d), cell(row, "lws", l), cell(row, "raw", r),
+    showratio ? ratio(d, l) : "", showratio ? ratio(d, r) : ""
+}
+function cell(row, srv, v) {
+  if (v != "") return fmt(v)
+  if ((row, srv) in fail) return "FAIL"
+  return index(" " servers " ", " " srv " ") ? "-" : "n/a"
+}
+END {
+  printf "%-34s %-18s %12s %12s %12s %11s %11s\n", "row", "figure", "duplex", "lws", "raw", "duplex/lws", "duplex/raw"
+  n = split("echo1|echo16|big|hs", rows, "|")
+  label["echo1"] = "echo 20 B, 200 conns, 1 in flight"
+  label["echo16"] = "echo 20 B, 200 conns, 16 in flight"
+  label["big"] = "echo 1 MiB binary, 4 conns"
+  label["hs"] = "handshakes, 16 concurrent"
+  for (i = 1; i <= n; i++) {
+    r = rows[i]
+    if (r == "hs") line(label[r], r, "handshakes_per_s", "handshakes/s", 1)
+    else if (r == "big") line(label[r], r, "mb_per_s", "MB/s", 1)
+    else line(label[r], r, "msgs_per_s", "msgs/s", 1)
+    line("", r, "p50_us", "p50 us", 1)
+    line("", r, "p99_us", "p99 us", 1)
+    line("", r, "server_cpu", "server CPU (cores)", 0)
+    line("", r, "client_cpu", "client CPU (cores)", 0)
+  }
+  line("idle connections", "idle", "conns", "connections", 0)
+  line("", "idle", "bytes_per_conn", "server bytes/conn", 1)
+  line("", "idle", "marginal_bytes_per_conn", "marginal bytes/conn", 1)
+  print ""
+  print "Ratios are duplex / reference: above 1 is better for msgs/s, MB/s and handshakes/s;"
+  print "below 1 is better for latency and bytes/conn. MB = 10^6 bytes of echoed payload."
+}' "$RESULTS" | tee "$OUT/table.txt"

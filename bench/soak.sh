@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# bench/soak.sh — churn soak of `duplex serve`: N connections (bench/soak)
+# with heartbeats, ending at random by clean close, TCP reset, TCP close,
+# silence (the server's ping timeout), protocol error or a cut mid-handshake,
+# and reconnecting, for T seconds. Then checks that no connection was lost
+# track of and that the server's memory stayed flat:
+#   - the server logged as many "open:" as "close:" lines, as many opens as
+#     the client made and, for each why=, exactly the ends the client caused;
+#   - the client saw no error (echoes byte for byte and in order, close
+#     codes, pongs, silent peers cut in time);
+#   - the server's VmRSS, sampled every S seconds during the churn: the mean
+#     of the last quarter of the samples against the first quarter.
+# Not part of the tests or CI (see bench/README.md). Exit 0 when every check
+# passes, 1 otherwise.
+#
+# usage: bench/soak.sh [--seconds T] [--conns N] [--sample S] [--port P]
+#                      [--max-growth-kib K] [BUILD_DIR]
+#   defaults: 60 s, 200 connections, a sample every 3 s, port 18590,
+#   growth allowed 1024 KiB, BUILD_DIR /work/main/build
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=/work/main/build
+SECS=60
+CONNS=200
+SAMPLE=3
+PORT=${SOAK_PORT:-18590}
+MAX_GROWTH_KIB=1024
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) shift; SECS=${1:?--seconds needs a value} ;;
+    --conns) shift; CONNS=${1:?--conns needs a value} ;;
+    --sample) shift; SAMPLE=${1:?--sample needs a value} ;;
+    --port) shift; PORT=${1:?--port needs a value} ;;
+    --max-growth-kib) shift; MAX_GROWTH_KIB=${1:?--max-growth-kib needs a value} ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -*) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
+    *) BUILD=$1 ;;
+  esac
+  shift
+done
+
+die() { echo "soak.sh: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- build
+mkdir -p "$BUILD" || die "cannot create $BUILD"
+BUILD=$(cd "$BUILD" && pwd)
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  echo "configuring $BUILD (Release)..."
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_BENCH=ON \
+    >"$BUILD/soak-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/soak-configure.log"
+fi
+cmake --build "$BUILD" -j2 --target soak duplex >"$BUILD/soak-build.log" 2>&1 ||
+  die "build failed: see $BUILD/soak-build.log"
+DUPLEX=$BUILD/duplex
+SOAK=$BUILD/bench/soak
+
+# Both sides hold one descriptor per connection (the server inherits this).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+listening "$PORT" && die "port $PORT is already in use (--port)"
+
+OUT=$BUILD/soak-results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT" || die "cannot create $OUT"
+
+# -------------------------------------------------------------- server
+"$DUPLEX" serve --threads 1 --ping-interval 1 --ping-timeout 1 \
+  --host 127.0.0.1 --port "$PORT" 2>"$OUT/server.log" &
+SPID=$!
+CPID=
+cleanup() {
+  [ -n "$CPID" ] && kill "$CPID" 2>/dev/null
+  kill "$SPID" 2>/dev/null
+  wait 2>/dev/null
+}
+trap 'cleanup; exit 130' INT TERM
+for _ in $(seq 100); do
+  listening "$PORT" && break
+  kill -0 "$SPID" 2>/dev/null || break
+  sleep 0.05
+done
+listening "$PORT" || { cleanup; die "the server did not start (see $OUT/server.log)"; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$SPID/status" 2>/dev/null; }
+count() { grep -c "^$1" "$OUT/server.log"; }
+echo "soak: $CONNS connections for ${SECS}s against duplex serve (pid $SPID, port $PORT); results in $OUT"
+echo "server RSS before any connection: $(rss_kib) KiB"
+
+# -------------------------------------------------------------- client
+"$SOAK" --port "$PORT" --conns "$CONNS" --seconds "$SECS" --ping 1000 1000 \
+  >"$OUT/client.txt" 2>"$OUT/client.log" &
+CPID=$!
+
+# VmRSS every SAMPLE seconds while the churn runs (not during the final
+# drain), with the connections the server holds at that moment and the
+# connections it has opened so far.
+: >"$OUT/rss.txt"
+START=$(date +%s.%N)
+n=1
+while kill -0 "$CPID" 2>/dev/null; do
+  next=$(awk -v s="$START" -v n="$n" -v d="$SAMPLE" 'BEGIN { printf "%.3f", s + n * d }')
+  now=$(date +%s.%N)
+  wait_s=$(awk -v a="$next" -v b="$now" 'BEGIN { d = a - b; printf "%.3f", (d > 0 ? d : 0) }')
+  sleep "$wait_s"
+  kill -0 "$CPID" 2>/dev/null || break
+  t=$(awk -v s="$START" -v n="$n" -v d="$SAMPLE" 'BEGIN { printf "%.0f", n * d }')
+  [ "$t" -ge "$SECS" ] && { n=$((n + 1)); continue; }
+  kill -0 "$SPID" 2>/dev/null || break
+  opened=$(count open:)
+  echo "$t $(rss_kib) $((opened - $(count close:))) $opened" >>"$OUT/rss.txt"
+  n=$((n + 1))
+done
+wait "$CPID"
+CRC=$?
+CPID=
+
+# Let the server log the last closes (a silent peer takes up to 2 s).
+for _ in $(seq 50); do
+  [ "$(count open:)" = "$(count close:)" ] && break
+  sleep 0.1
+done
+RSS_END=$(rss_kib)
+ALIVE=1
+kill -0 "$SPID" 2>/dev/null || ALIVE=0
+kill -TERM "$SPID" 2>/dev/null
+wait "$SPID" 2>/dev/null
+SRC=$?
+
+# ------------------------------------------------------------- report
+CLIENT=$(tail -1 "$OUT/client.txt")
+field() { echo "$CLIENT" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+why() { grep -c "^close:.*why=$1\$" "$OUT/server.log"; }
+S_OPEN=$(count open:)
+S_CLOSE=$(count close:)
+FAIL=0
+check() { # LABEL GOT WANT
+  if [ "$2" = "$3" ]; then printf '  ok    %-44s %s\n' "$1" "$2"
+  else printf '  FAIL  %-44s %s, expected %s\n' "$1" "$2" "$3"; FAIL=1; fi
+}
+
+echo
+echo "client: $CLIENT"
+echo "server close lines by why=:"
+sed -n 's/^close:.*why=//p' "$OUT/server.log" | sort | uniq -c | sed 's/^/  /'
+echo
+echo "server VmRSS (KiB) every ${SAMPLE}s, with the connections it held and had opened so far:"
+awk '{ printf "  t=%4ss  %7d KiB  %5d open  %7d opened\n", $1, $2, $3, $4 }' "$OUT/rss.txt"
+echo "  after the drain (no connections): $RSS_END KiB"
+read -r Q1 Q4 NS < <(awk '{ v[NR] = $2 } END {
+  q = int(NR / 4); if (q < 1) q = 1
+  for (i = 1; i <= q; i++) a += v[i]
+  for (i = NR - q + 1; i <= NR; i++) b += v[i]
+  printf "%.0f %.0f %d\n", NR ? a / q : 0, NR ? b / q : 0, NR }' "$OUT/rss.txt")
+GROWTH=$((Q4 - Q1))
+echo "  mean of the first quarter: $Q1 KiB; of the last quarter: $Q4 KiB;" \
+  "growth $GROWTH KiB ($(awk -v a="$Q1" -v g="$GROWTH" 'BEGIN { printf "%+.1f", a ? 100 * g / a : 0 }')%)" \
+  "over $(field opens) connections"
+echo
+echo "checks:"
+check "client exit status" "$CRC" 0
+check "client errors" "$(field errors)" 0
+check "client opens = client closes" "$(field closes)" "$(field opens)"
+check "server open lines = close lines" "$S_CLOSE" "$S_OPEN"
+check "server opens = client opens" "$S_OPEN" "$(field opens)"
+check "server closes = client closes" "$S_CLOSE" "$(field closes)"
+check "why=closed by peer = client clean closes" "$(why 'closed by peer')" "$(field expect_peer)"
+check "why=protocol error = client proto" "$(why 'protocol error')" "$(field expect_protocol_error)"
+check "why=ping timeout = client silent" "$(why 'ping timeout')" "$(field expect_ping_timeout)"
+check "why=transport close/error = client rst+fin" \
+  "$(( $(why 'transport close') + $(why 'transport error') ))" "$(field expect_transport)"
+check "server alive until the end" "$ALIVE" 1
+check "server exit status after SIGTERM" "$SRC" 0
+check "RSS samples" "$([ "$NS" -ge 4 ] && echo ">=4" || echo "$NS")" ">=4"
+check "RSS growth <= $MAX_GROWTH_KIB KiB" "$([ "$GROWTH" -le "$MAX_GROWTH_KIB" ] && echo yes || echo "no ($GROWTH)")" yes
+echo
+if [ "$FAIL" = 0 ]; then echo "soak: PASS"; else echo "soak: FAIL (logs in $OUT)"; fi
+exit "$FAIL"
