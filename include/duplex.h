@@ -387,12 +387,14 @@ typedef void (*dx_on_reconnected)(dx_client *cl, unsigned attempts);
 typedef void (*dx_on_reconnect_failed)(dx_client *cl, unsigned attempts);
 /* Decides whether to reconnect after a connection ended with these
  * values; return 1 to reconnect, 0 not to. Replaces the default rule:
- * reconnect after 1006, 1011, 1012, 1013, 1001 sent by the server, a
- * transport error, a ping timeout, or a failed handshake with a 5xx status
- * or none (connection refused); never after a close this side asked for,
- * and not after 1000, 1003, 1008, 1009 or 4000-4999 (an application's
- * decision, such as "kicked from room"). The hook is not asked after a
- * close this side asked for: that never reconnects. */
+ * reconnect after 1006, 1011, 1012, 1013, 1014, 1001 sent by the server,
+ * a server shutting down, a transport error (TLS failures included), a ping
+ * timeout, or a failed handshake with a 5xx status or none (connection
+ * refused); not after any other code the server sent — 1000, 1003, 1008,
+ * 1009, 3000-4999 (an application's decision, such as "kicked from room")
+ * — nor after a protocol error or a subprotocol/extension the server chose
+ * that we did not offer. The hook is not asked after a close this side
+ * asked for: that never reconnects. */
 typedef int (*dx_should_reconnect)(dx_client *cl, int code, dx_why why,
                                    int http_status);
 
@@ -421,14 +423,18 @@ dx_client *dx_client_new(dx_loop *loop, const char *url, const dx_options *o);
 int dx_client_send(dx_client *cl, dx_msg_type type, const void *data,
                    size_t len);
 /* Closes deliberately (dx_close on the current connection, or stops a
- * pending reconnection): no reconnection follows. 0 or DX_ECLOSED. */
+ * pending reconnection): no reconnection follows. 0, DX_ECLOSED (already
+ * closed or given up), or dx_close()'s argument errors (DX_ECLOSECODE,
+ * DX_EINVAL, DX_EUTF8), which leave the client unchanged. */
 int dx_client_close(dx_client *cl, int code, const char *reason);
-/* The current connection (OPEN or CONNECTING), NULL between attempts. */
+/* The current connection (CONNECTING, OPEN or CLOSING), NULL between
+ * attempts. */
 dx_conn *dx_client_conn(const dx_client *cl);
 /* The client a connection belongs to, NULL for a plain dx_connect(). */
 dx_client *dx_conn_client(const dx_conn *c);
 void *dx_client_user(const dx_client *cl);
-/* Cuts the current connection without callbacks and frees the client. */
+/* Cuts the current connection without callbacks and frees the client.
+ * Safe inside any of its callbacks. Free clients before their loop. */
 void dx_client_free(dx_client *cl);
 
 /* ---------------------------------------------------------------------- */

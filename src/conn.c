@@ -160,11 +160,12 @@ static void run_release(dx__task *t) {
   free(c);
 }
 
-static void cut(dx__handle *h) {
-  dx_conn *c = CONTAINER(h, dx_conn, handle);
+void dx__conn_cut(dx_conn *c) {
   c->silent = 1;
-  dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "loop freed");
+  dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "cut");
 }
+
+static void cut(dx__handle *h) { dx__conn_cut(CONTAINER(h, dx_conn, handle)); }
 
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host) {

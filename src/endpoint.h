@@ -131,6 +131,9 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n);
 /* Ends the connection now: closes the socket, reports on_close once (when
  * owed), and frees the memory at the end of the iteration. */
 void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
+/* Ends the connection now without any callback (dx_loop_free,
+ * dx_client_free). */
+void dx__conn_cut(dx_conn *c);
 /* Queues raw bytes (HTTP) and has them flushed; with `then_close` the
  * connection shuts down once they are written. */
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close);

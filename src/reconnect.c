@@ -464,10 +464,6 @@ void dx_client_free(dx_client *cl) {
   dx_conn *c = cl->conn;
   cl->conn = NULL;
   become_closed(cl);
-  if (c && c->phase != DX__P_DONE) {
-    /* Cut without callbacks, as dx_loop_free() cuts connections. */
-    c->silent = 1;
-    dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "client freed");
-  }
+  if (c && c->phase != DX__P_DONE) dx__conn_cut(c); /* as dx_loop_free() does */
   if (cl->depth == 0) destroy(cl);
 }

@@ -222,6 +222,8 @@ static int start(connect_ctx *ctx, const char *url, const connect_opts *co) {
   dx_options *o = dx_options_new();
   int rc = DX_ENOMEM;
   if (ctx->loop && o) rc = dx_options_set_max_message(o, co->max_message);
+  if (rc == 0 && (rc = dx_options_set_ping(o, co->ping_ms, co->ping_timeout_ms)))
+    cli_error("connect", "--ping-timeout must be above 0 when pings are on");
   if (rc == 0) rc = dx_options_set_deflate(o, !co->no_deflate);
   if (rc == 0 && co->ca) rc = dx_options_set_tls_ca(o, co->ca);
   if (rc == 0) dx_options_set_tls_insecure(o, co->insecure);
@@ -312,7 +314,8 @@ static int reconnect_opts(connect_opts *co, const char *delay,
 }
 
 int cli_connect(int argc, char **argv) {
-  connect_opts co = {.max_message = (uint64_t)16 << 20};
+  connect_opts co = {.max_message = (uint64_t)16 << 20, .ping_ms = 25000,
+                     .ping_timeout_ms = 20000};
   uint64_t max_message = co.max_message;
   unsigned linger_ms = 500;
   const char *reconnect_delay = NULL, *reconnect_queue = NULL;
@@ -325,6 +328,11 @@ int cli_connect(int argc, char **argv) {
        "wait for replies this long after end of stdin", "500", &linger_ms},
       {"protocol", CLI_OPT_LIST, "NAME", "offer this subprotocol (repeatable)",
        "none", &co.protocols},
+      {"ping-interval", CLI_OPT_SECONDS, "SECONDS",
+       "send a ping this often; 0 turns heartbeats off", "25", &co.ping_ms},
+      {"ping-timeout", CLI_OPT_SECONDS, "SECONDS",
+       "give up on a server silent this long after a ping (why: ping timeout)",
+       "20", &co.ping_timeout_ms},
       {"no-deflate", CLI_OPT_FLAG, NULL, "do not offer permessage-deflate",
        "off (compression is offered)", &co.no_deflate},
       {"ca", CLI_OPT_STRING, "FILE", "wss://: trust the CAs in this PEM file",

@@ -49,6 +49,7 @@ typedef struct {
   uint32_t delay_min_ms, delay_max_ms;
   unsigned max_attempts;  /* 0: unlimited */
   uint64_t queue_bytes;
+  uint32_t ping_ms, ping_timeout_ms;
 } connect_opts;
 
 /* connect.c: a local failure; stops input and closes with `code`. */
