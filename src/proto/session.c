@@ -349,10 +349,12 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expec
     s->msg = m;
     s->msg_cap = (size_t)want;
   }
-  /* Unmasking while copying reads the payload once instead of twice. */
+  /* Unmasking while copying reads the payload once instead of twice. (An
+   * empty piece may come with no buffer yet: touch nothing.) */
+  if (n == 0) return 0;
   if (mask)
     dx__mask_copy(s->msg + s->msg_len, p, n, mask, mask_off);
-  else if (n)
+  else
     memcpy(s->msg + s->msg_len, p, n);
   s->msg_len += n;
   return 0;
