@@ -532,8 +532,10 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
   if (type == DX_TEXT && dx__utf8_validate(data, len)) return DX_EUTF8;
   const dx_options *o = &c->ep->opt;
-  size_t queued = dx_conn_buffered_amount(c);
-  if (o->max_buffered && queued + len > o->max_buffered) {
+  /* The cap counts what will sit in the queue: the frame header too. (A
+   * compressed message is counted at its uncompressed size.) */
+  size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
+  if (o->max_buffered && (queued > o->max_buffered || len > o->max_buffered - queued)) {
     /* A consumer this slow would make us hold unbounded memory. */
     if (o->slow_policy != DX_SLOW_DROP)
       dx_close(c, o->slow_policy == DX_SLOW_CLOSE_RETRY ? 1013 : DX_CLOSE_POLICY,
