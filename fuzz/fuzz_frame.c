@@ -15,14 +15,7 @@
 #include "duplex.h"
 #include "proto/frame.h"
 
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-              #cond);                                                      \
-      abort();                                                             \
-    }                                                                      \
-  } while (0)
+#include "fuzz_check.h"
 
 static int reserved_op(unsigned op) { return (op >= 3 && op <= 7) || op >= 0xB; }
 

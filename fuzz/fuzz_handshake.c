@@ -33,14 +33,7 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-              #cond);                                                      \
-      abort();                                                             \
-    }                                                                      \
-  } while (0)
+#include "fuzz_check.h"
 
 static int within(const char *p, size_t n, const char *buf, size_t len) {
   return n == 0 || (p >= buf && p + n <= buf + len);

@@ -25,14 +25,7 @@
 #include "duplex.h"
 #include "proto/deflate.h"
 
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-              #cond);                                                      \
-      abort();                                                             \
-    }                                                                      \
-  } while (0)
+#include "fuzz_check.h"
 
 typedef struct out {
   uint8_t *p;

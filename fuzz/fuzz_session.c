@@ -30,14 +30,7 @@
 #include "proto/session.h"
 #include "proto/utf8.h"
 
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-              #cond);                                                      \
-      abort();                                                             \
-    }                                                                      \
-  } while (0)
+#include "fuzz_check.h"
 
 typedef struct run {
   dx__session_config cfg;
