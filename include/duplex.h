@@ -210,8 +210,9 @@ typedef enum {
   DX_SLOW_CLOSE_RETRY,   /* refuse it and close with 1013 (try again later) */
   DX_SLOW_DROP           /* refuse it (DX_EBUFFER), keep the connection */
 } dx_slow_policy;
-/* Caps the bytes queued per connection (default 16 MiB, DX_SLOW_CLOSE), so
- * a peer that stops reading costs bounded memory. 0 or DX_EINVAL. */
+/* Caps the bytes queued per connection (frame headers included), so a peer
+ * that stops reading costs bounded memory. Default: twice the max message
+ * size (32 MiB by default), DX_SLOW_CLOSE. 0 or DX_EINVAL. */
 int dx_options_set_max_buffered(dx_options *o, size_t bytes,
                                 dx_slow_policy policy);
 

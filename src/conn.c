@@ -63,7 +63,7 @@ void dx__options_defaults(dx_options *o) {
   o->ping_timeout_ms = 20000;
   o->high_water = 1u << 20;
   o->low_water = 256u << 10;
-  o->max_buffered = 16u << 20;
+  o->max_buffered = 0; /* 0: twice the max message, see dx__default_max_buffered */
   o->slow_policy = DX_SLOW_CLOSE;
   o->reconnect_initial_ms = 1000;
   o->reconnect_max_ms = 5000;
@@ -535,7 +535,8 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   /* The cap counts what will sit in the queue: the frame header too. (A
    * compressed message is counted at its uncompressed size.) */
   size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
-  if (o->max_buffered && (queued > o->max_buffered || len > o->max_buffered - queued)) {
+  size_t cap = o->max_buffered ? o->max_buffered : dx__default_max_buffered(o);
+  if (queued > cap || len > cap - queued) {
     /* A consumer this slow would make us hold unbounded memory. */
     if (o->slow_policy != DX_SLOW_DROP)
       dx_close(c, o->slow_policy == DX_SLOW_CLOSE_RETRY ? 1013 : DX_CLOSE_POLICY,

@@ -105,6 +105,13 @@ struct dx_conn {
   int16_t http_status;
 };
 
+/* The output cap when none was set: room for two messages of the maximum
+ * size (one being written, one queued behind it), headers included, so a
+ * peer may always be sent what it may send. */
+static inline size_t dx__default_max_buffered(const dx_options *o) {
+  return (size_t)(2 * o->max_message + 64);
+}
+
 /* Defaults for a fresh options object. */
 void dx__options_defaults(dx_options *o);
 /* Deep-copies options (strings included). 0 or DX_ENOMEM (dst is then

@@ -29,11 +29,14 @@ typedef struct {
 static void on_open(dx_conn *c) {
   worker *w = dx_conn_user(c);
   if (w->quiet) return;
+  /* Several loop threads log: hold stderr's lock for the whole line. */
+  flockfile(stderr);
   fputs("open: path=\"", stderr);
   cli_put_escaped(stderr, dx_conn_path(c));
   fprintf(stderr, "\" protocol=\"%s\" deflate=%s connections=%zu\n",
           dx_conn_protocol(c), dx_conn_compressed(c) ? "on" : "off",
           dx_server_connections(w->server));
+  funlockfile(stderr);
 }
 
 static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data,
@@ -55,7 +58,10 @@ static void on_close(dx_conn *c, int code, const char *reason, dx_why why,
   worker *w = dx_conn_user(c);
   (void)http_status;
   /* The server may be mid-dx_server_free() here, so don't query it. */
-  if (!w->quiet) cli_put_close(stderr, "close", code, reason, why);
+  if (w->quiet) return;
+  flockfile(stderr);
+  cli_put_close(stderr, "close", code, reason, why);
+  funlockfile(stderr);
 }
 
 /* Posted to each loop by the main thread (the only thread-safe entry). */

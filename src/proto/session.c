@@ -242,13 +242,14 @@ static int on_header(dx__session *s) {
   /* §5.1: clients always mask, servers never do. */
   int want_mask = cfg->role == DX__ROLE_SERVER;
   if (h->masked != want_mask) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
-  /* Deflate can grow incompressible data slightly (stored blocks: 5 bytes
-   * per 16 KiB), so a compressed frame carrying a message of exactly the
-   * limit is let through; the inflated size is checked exactly. */
+  /* Deflate can grow incompressible data (seen: +0.25 % from common
+   * encoders), so a compressed frame carrying a message of exactly the limit
+   * is let through with room to spare. Its payload is streamed into the
+   * inflater, never buffered, and the inflated size is checked exactly. */
   uint64_t max_frame = cfg->max_frame;
   int deflated = s->pmd && ((h->rsv & DX__RSV1) ||
                             (h->opcode == DX__OP_CONT && (s->flags & DX__SF_COMPRESSED)));
-  if (deflated) max_frame += max_frame / 1024 + 64;
+  if (deflated) max_frame += max_frame / 8 + 1024;
   if (h->len > max_frame && !dx__opcode_is_control(h->opcode))
     return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
 

@@ -4,7 +4,10 @@
 // check, and turns the first failed check into a non-zero exit. A watchdog
 // bounds the whole suite so a hung peer can never hang CTest.
 
-const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { spawn, spawnSync } = require('child_process');
 
 const children = new Set();
 const servers = []; // every duplex serve, for its stderr on failure
@@ -121,9 +124,12 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
-// `duplex serve` on 127.0.0.1 with a kernel-chosen port.
-async function startServer(duplex, extra = []) {
+// `duplex serve` on 127.0.0.1 with a kernel-chosen port; with tls
+// ({cert, key} PEM files) it serves wss:// and srv.url() names localhost,
+// the host the test certificates carry.
+async function startServer(duplex, extra = [], { tls = null } = {}) {
   const cmd = ['serve', '--host', '127.0.0.1', '--port', '0', ...extra];
+  if (tls) cmd.push('--tls-cert', tls.cert, '--tls-key', tls.key);
   say(`starting: ${duplex} ${cmd.join(' ')}`);
   const proc = track(spawn(duplex, cmd, { stdio: ['ignore', 'ignore', 'pipe'] }));
   const srv = { proc, port: null, stderr: '', cmd: `${duplex} ${cmd.join(' ')}` };
@@ -143,7 +149,11 @@ async function startServer(duplex, extra = []) {
     proc.on('error', (e) => reject(new CheckFailed(`cannot start ${duplex}: ${e.message}`)));
   }), 10000, "duplex serve printing 'listening on HOST:PORT'");
   say(`duplex serve is listening on port ${port}`);
-  srv.url = (path = '/') => `ws://127.0.0.1:${port}${path}`;
+  srv.url = (p = '/') => (tls ? `wss://localhost:${port}${p}` : `ws://127.0.0.1:${port}${p}`);
+  // How often text occurs in what it logged. With several threads its
+  // open/close lines may interleave mid-line, so checks count a fragment
+  // such as ' deflate=on ' rather than read whole lines.
+  srv.logCount = (text) => srv.stderr.split(text).length - 1;
   srv.alive = () => proc.exitCode === null && proc.signalCode === null;
   // 'close' comes after 'exit' once stderr is drained, so a sanitizer
   // report printed while exiting is in srv.stderr by then.
@@ -180,12 +190,14 @@ function parseCloseLine(stderr) {
 // Runs `duplex connect URL` feeding lines on stdin. keepStdinOpen leaves
 // stdin open so the peer must end the connection; stdinDelayMs waits before
 // EOF so echoes can come back first.
+// extra: options such as ['--ca', FILE].
 function runConnect(duplex, url, lines, { keepStdinOpen = false, timeoutMs = 30000,
-  stdinDelayMs = 0 } = {}) {
-  say(`running: ${duplex} connect ${url}  (${lines.length} stdin line(s)` +
+  stdinDelayMs = 0, extra = [] } = {}) {
+  say(`running: ${duplex} connect ${[...extra, url].join(' ')}  (${lines.length} stdin line(s)` +
     `${keepStdinOpen ? ', stdin kept open' : ''})`);
   return new Promise((resolve, reject) => {
-    const proc = track(spawn(duplex, ['connect', url], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const proc = track(spawn(duplex, ['connect', ...extra, url],
+      { stdio: ['pipe', 'pipe', 'pipe'] }));
     const out = [];
     const err = [];
     proc.stdout.on('data', (d) => out.push(d));
@@ -223,11 +235,13 @@ function runConnect(duplex, url, lines, { keepStdinOpen = false, timeoutMs = 300
   });
 }
 
-// Runs the C client_peer with a script; rejects on a non-zero exit.
-function runClientPeer(peer, url, script, timeoutMs = 60000) {
-  say(`running: ${peer} ${url} ${script.join(' ')}`);
+// Runs the C client_peer with options (such as --ca=FILE, --deflate) and a
+// script; rejects on a non-zero exit, else resolves with its output.
+function runClientPeer(peer, url, script, timeoutMs = 60000, opts = []) {
+  say(`running: ${peer} ${[...opts, url, ...script].join(' ')}`);
   return new Promise((resolve, reject) => {
-    const proc = track(spawn(peer, [url, ...script], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const proc = track(spawn(peer, [...opts, url, ...script],
+      { stdio: ['ignore', 'pipe', 'pipe'] }));
     const out = [];
     proc.stdout.on('data', (d) => out.push(d));
     proc.stderr.on('data', (d) => out.push(d));
@@ -250,7 +264,171 @@ function runClientPeer(peer, url, script, timeoutMs = 60000) {
       if (code !== 0) {
         reject(new CheckFailed(`client_peer exited with status ${code}` +
           `${signal ? ' signal ' + signal : ''} (script ${script.join(' ')})`));
-      } else resolve();
+      } else resolve(text);
+    });
+  });
+}
+
+// ------------------------------------------------------------ ws peers
+
+// The pinned ws from tests/interop/node_modules; exits with a FAIL line
+// when it is not installed.
+function requireWs() {
+  try {
+    return require(path.join(__dirname, 'node_modules', 'ws'));
+  } catch (e) {
+    say('FAIL: the ws package is not installed: run `npm ci` in tests/interop');
+    process.exit(1);
+  }
+  return null;
+}
+
+function wsVersion() {
+  return require(path.join(__dirname, 'node_modules', 'ws', 'package.json')).version;
+}
+
+// Throwaway certificates from tests/certs/make.sh (see there), in a
+// temporary folder removed on exit: { ca, server, wrong, self } where each
+// but ca is { cert, key }.
+function makeCerts() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duplex-certs-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const r = spawnSync('sh', [path.join(__dirname, '..', 'certs', 'make.sh'), dir],
+    { encoding: 'utf8', timeout: 60000 });
+  if (r.status !== 0) {
+    throw new CheckFailed(`tests/certs/make.sh failed (status ${r.status}): ` +
+      `${(r.stdout || '') + (r.stderr || '')}${r.error ? r.error.message : ''}`.slice(-2000));
+  }
+  const pair = (n) => ({ cert: path.join(dir, `${n}.pem`), key: path.join(dir, `${n}.key`) });
+  return { dir, ca: path.join(dir, 'ca.pem'), server: pair('server'), wrong: pair('wrong'),
+    self: pair('self') };
+}
+
+// A ws client (url, ws options) whose messages, pongs and close land in
+// awaitable queues; st.upgrade holds the headers of the server's 101.
+function openClient(url, wsOptions = {}, ms = 30000) {
+  const WebSocket = requireWs();
+  return withTimeout(new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { maxPayload: 64 << 20, ...wsOptions });
+    const st = { ws, messages: [], pongs: [], waiters: [], closed: null, upgrade: null };
+    const wake = () => { const w = st.waiters; st.waiters = []; w.forEach((f) => f()); };
+    ws.on('upgrade', (res) => { st.upgrade = res.headers; });
+    ws.on('message', (data, isBinary) => { st.messages.push({ data, isBinary }); wake(); });
+    ws.on('pong', (data) => { st.pongs.push(data); wake(); });
+    ws.on('close', (code, reason) => {
+      st.closed = { code, reason: reason.toString() };
+      wake();
+    });
+    ws.on('error', (e) => { st.error = e; wake(); });
+    ws.once('open', () => resolve(st));
+    ws.once('error', (e) => reject(new CheckFailed(`cannot connect to ${url}: ${e.message}`)));
+  }), ms, `opening ${url}`);
+}
+
+// Resolves with pred()'s first defined value, re-checked on every event of
+// st; rejects when the connection closes first (unless allowClosed).
+function waitEvent(st, pred, what, { ms = 30000, allowClosed = false } = {}) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const poll = () => {
+      const v = pred();
+      if (v !== undefined) return resolve(v);
+      if (st.closed && !allowClosed) {
+        return reject(new CheckFailed(`${what}: connection closed instead (code=` +
+          `${st.closed.code} reason=${JSON.stringify(st.closed.reason)})`));
+      }
+      st.waiters.push(poll);
+      return undefined;
+    };
+    poll();
+  }), ms, what);
+}
+
+// Sends data (whole, or as fragments when parts is given) and expects it
+// back whole with the same type.
+async function roundTrip(st, data, isBinary, what, parts = null) {
+  if (!parts) st.ws.send(data, { binary: isBinary });
+  else parts.forEach((p, i) => st.ws.send(p, { binary: isBinary, fin: i === parts.length - 1 }));
+  const m = await waitEvent(st, () => st.messages.shift(), what);
+  const want = Buffer.isBuffer(data) ? data : Buffer.from(data, 'utf8');
+  expectEq(m.isBinary, isBinary, `${what}: message is ${isBinary ? 'binary' : 'text'}`);
+  if (!m.data.equals(want)) {
+    let i = 0;
+    while (i < want.length && i < m.data.length && want[i] === m.data[i]) i++;
+    throw new CheckFailed(`${what}: echo differs (sent ${want.length} bytes, got ` +
+      `${m.data.length}; first difference at ${i})`);
+  }
+}
+
+// Closes with code and reason; resolves with the server's reply.
+async function closeWith(st, what, code = 1000, reason = 'bye') {
+  st.ws.close(code, reason);
+  const c = await waitEvent(st, () => st.closed || undefined, `${what}: close`,
+    { allowClosed: true });
+  expectEq(c.code, code, `${what}: close code in the server's reply`);
+  return c;
+}
+
+// n bytes cycling through every byte value; n characters of ASCII text.
+const bytesOf = (n, seed = 0) =>
+  Buffer.alloc(n, Buffer.from(Array.from({ length: 256 }, (_, i) => (i + seed) & 0xff)));
+const textOf = (n, seed = 0) => {
+  const a = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  const k = seed % a.length;
+  return (a.slice(k) + a.slice(0, k)).repeat(Math.ceil(n / a.length) + 1).slice(0, n);
+};
+
+// A Node ws echo server (over https when tls is {cert, key}); on /frag it
+// echoes a message of 3 or more bytes as 3 fragments. wsOptions go to
+// WebSocketServer (perMessageDeflate, handleProtocols, ...). Each
+// connection is recorded in peer.conns: { path, request, response (the
+// 101's header lines), protocol, extensions, close }.
+function startWsPeer({ tls = null, ...wsOptions } = {}) {
+  const WebSocket = requireWs();
+  const http = require(tls ? 'https' : 'http');
+  const server = tls
+    ? http.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) })
+    : http.createServer();
+  const wss = new WebSocket.WebSocketServer({ server, maxPayload: 64 << 20, ...wsOptions });
+  const peer = { server, wss, conns: [], pending: [] };
+  wss.on('headers', (headers) => peer.pending.push(headers.slice()));
+  wss.on('connection', (ws, req) => {
+    const rec = { path: req.url, request: req.headers, response: peer.pending.shift(),
+      protocol: ws.protocol, extensions: ws.extensions, close: null };
+    peer.conns.push(rec);
+    ws.on('message', (data, isBinary) => {
+      if (req.url === '/frag' && data.length >= 3) {
+        const k = Math.floor(data.length / 3);
+        const parts = [data.subarray(0, k), data.subarray(k, 2 * k), data.subarray(2 * k)];
+        parts.forEach((p, i) => ws.send(p, { binary: isBinary, fin: i === 2 }));
+      } else ws.send(data, { binary: isBinary });
+    });
+    ws.on('close', (code, reason) => { rec.close = { code, reason: reason.toString() }; });
+    ws.on('error', () => { /* failures are what some checks provoke */ });
+  });
+  // The server records a client's close asynchronously: wait for it.
+  peer.waitClose = async (what, ms = 3000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const last = peer.conns[peer.conns.length - 1];
+      if (last && last.close) return last.close;
+      if (Date.now() > deadline) throw new CheckFailed(`${what}: the ws server saw no close`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  peer.stop = () => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.close();
+  };
+  return new Promise((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      peer.port = server.address().port;
+      peer.url = (p = '/', scheme = tls ? 'wss' : 'ws') =>
+        `${scheme}://${tls ? 'localhost' : '127.0.0.1'}:${peer.port}${p}`;
+      say(`ws ${wsVersion()} peer server on port ${peer.port} (${tls ? 'TLS' : 'plain'}` +
+        `${Object.keys(wsOptions).length ? ', ' + JSON.stringify(wsOptions) : ''})`);
+      resolve(peer);
     });
   });
 }
@@ -258,4 +436,6 @@ function runClientPeer(peer, url, script, timeoutMs = 60000) {
 module.exports = {
   CheckFailed, say, step, check, expectEq, short, parseArgs, runMain, withTimeout,
   startServer, runConnect, runClientPeer, parseCloseLine, track,
+  requireWs, wsVersion, makeCerts, openClient, waitEvent, roundTrip, closeWith, bytesOf, textOf,
+  startWsPeer,
 };
