@@ -2,7 +2,6 @@
  * the loop's shared buffer, the handshake head, feeding the session,
  * corked writes, the closing handshake, and reporting the end once. */
 #include <errno.h>
-#include <openssl/rand.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,92 +17,6 @@
 #define DX__DIRECT_MIN (64 * 1024)
 
 #define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
-
-/* ---- randomness ------------------------------------------------------- */
-
-void dx__random(void *ud, uint8_t *out, size_t n) {
-  (void)ud;
-  /* RAND_bytes per 4-byte masking key would cost a lock and a DRBG call per
-   * frame; draw a block at a time instead. Per thread, so no locking. */
-  static __thread uint8_t pool[512];
-  static __thread size_t left;
-  while (n) {
-    if (left == 0) {
-      if (RAND_bytes(pool, sizeof pool) != 1) abort(); /* no entropy: unsafe to go on */
-      left = sizeof pool;
-    }
-    size_t k = n < left ? n : left;
-    memcpy(out, pool + sizeof pool - left, k);
-    /* Never hand out the same bytes twice. */
-    memset(pool + sizeof pool - left, 0, k);
-    left -= k;
-    out += k;
-    n -= k;
-  }
-}
-
-/* ---- options and endpoints -------------------------------------------- */
-
-void dx__options_defaults(dx_options *o) {
-  memset(o, 0, sizeof *o);
-  o->max_message = 16u << 20;
-  o->max_frame = 0; /* 0: same as max_message */
-  o->max_header = 8192;
-  o->handshake_timeout_ms = 10000;
-  o->close_timeout_ms = 5000;
-  /* permessage-deflate is opt-in: it costs memory per connection and CPU
-   * per message, which not every deployment wants. */
-  o->pmd.enabled = 0;
-  o->pmd.server_max_window_bits = 15;
-  o->pmd.client_max_window_bits = 15;
-  o->pmd.mem_level = 8;
-  o->pmd.level = -1;
-  o->pmd.threshold = 64;
-  o->ping_interval_ms = 25000;
-  o->ping_timeout_ms = 20000;
-  o->high_water = 1u << 20;
-  o->low_water = 256u << 10;
-  o->max_buffered = 0; /* 0: twice the max message, see dx__default_max_buffered */
-  o->slow_policy = DX_SLOW_CLOSE;
-  o->reconnect_initial_ms = 1000;
-  o->reconnect_max_ms = 5000;
-  o->reconnect_randomization = 0.5;
-}
-
-static int on_server_head_missing(dx_conn *c, const char *h, size_t n) {
-  (void)c, (void)h, (void)n;
-  return -1;
-}
-
-int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
-                      char *err, size_t err_cap) {
-  memset(ep, 0, sizeof *ep);
-  if (o) {
-    if (dx__options_copy(&ep->opt, o)) return DX_ENOMEM;
-  } else {
-    dx__options_defaults(&ep->opt);
-  }
-  ep->scfg.role = role;
-  ep->scfg.max_message = ep->opt.max_message;
-  ep->scfg.max_frame = ep->opt.max_frame ? ep->opt.max_frame : ep->opt.max_message;
-  ep->scfg.random = dx__random;
-  ep->on_head = on_server_head_missing;
-  const dx_options *eo = &ep->opt;
-  if (role == DX__ROLE_SERVER && eo->tls_cert) {
-    ep->tls = dx__tls_server_ctx(eo->tls_cert, eo->tls_key, err, err_cap);
-    if (!ep->tls) {
-      dx__options_clear(&ep->opt);
-      return DX_EINVAL;
-    }
-  }
-  return 0;
-}
-
-void dx__endpoint_deinit(dx__endpoint *ep) {
-  dx__tls_ctx_free(ep->tls);
-  ep->tls = NULL;
-  dx__options_clear(&ep->opt);
-}
 
 /* ---- session events ----------------------------------------------------- */
 

@@ -6,6 +6,32 @@
 
 #include "endpoint.h"
 
+void dx__options_defaults(dx_options *o) {
+  memset(o, 0, sizeof *o);
+  o->max_message = 16u << 20;
+  o->max_frame = 0; /* 0: same as max_message */
+  o->max_header = 8192;
+  o->handshake_timeout_ms = 10000;
+  o->close_timeout_ms = 5000;
+  /* permessage-deflate is opt-in: it costs memory per connection and CPU
+   * per message, which not every deployment wants. */
+  o->pmd.enabled = 0;
+  o->pmd.server_max_window_bits = 15;
+  o->pmd.client_max_window_bits = 15;
+  o->pmd.mem_level = 8;
+  o->pmd.level = -1;
+  o->pmd.threshold = 64;
+  o->ping_interval_ms = 25000;
+  o->ping_timeout_ms = 20000;
+  o->high_water = 1u << 20;
+  o->low_water = 256u << 10;
+  o->max_buffered = 0; /* 0: twice the max message, see dx__default_max_buffered */
+  o->slow_policy = DX_SLOW_CLOSE;
+  o->reconnect_initial_ms = 1000;
+  o->reconnect_max_ms = 5000;
+  o->reconnect_randomization = 0.5;
+}
+
 dx_options *dx_options_new(void) {
   dx_options *o = malloc(sizeof *o);
   if (o) dx__options_defaults(o);
