@@ -193,6 +193,11 @@ int dx_options_set_close_timeout(dx_options *o, uint32_t ms);
 int dx_options_set_ping(dx_options *o, uint32_t interval_ms,
                         uint32_t timeout_ms);
 
+/* Closes a connection (1000 "idle timeout", why DX_WHY_LOCAL) when no
+ * message went either way for `ms` milliseconds; pings do not count. 0
+ * (the default) turns it off. Returns 0. */
+int dx_options_set_idle_timeout(dx_options *o, uint32_t ms);
+
 /* ---- Backpressure ---- */
 
 /* Output queued beyond `high` bytes makes dx_send() return

@@ -22,6 +22,7 @@
 
 static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
   dx_conn *c = ud;
+  c->last_msg = (uint32_t)dx__loop_now(c->loop);
   if (c->phase == DX__P_DONE || !c->ep->opt.on_message) return;
   c->ep->opt.on_message(c, opcode == DX__OP_TEXT ? DX_TEXT : DX_BINARY, data, len);
 }
@@ -290,8 +291,9 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   c->hs_len = 0;
   c->phase = DX__P_OPEN;
   c->opened = 1;
-  c->last_rx = (uint32_t)dx__loop_now(c->loop);
+  c->last_rx = c->last_msg = (uint32_t)dx__loop_now(c->loop);
   dx__timer_stop(c->loop, &c->timer);
+  if (c->ep->opt.idle_timeout_ms) dx__timer_start(c->loop, &c->timer, c->ep->opt.idle_timeout_ms);
   if (c->ep->opt.ping_interval_ms)
     dx__timer_start(c->loop, &c->hb_timer, c->ep->opt.ping_interval_ms);
   dx__conn_want_flush(c);
@@ -421,8 +423,22 @@ static void on_timer(dx__timer *t) {
                       "opening handshake timed out");
       break;
     case DX__P_OPEN:
+      if (dx__session_state(&c->sess) == DX__S_OPEN) {
+        /* While open, this timer is the idle timeout: no message either
+         * way for that long ends the connection politely. */
+        uint32_t idle = (uint32_t)dx__loop_now(c->loop) - c->last_msg;
+        uint32_t limit = c->ep->opt.idle_timeout_ms;
+        if (idle >= limit)
+          dx_close(c, DX_CLOSE_NORMAL, "idle timeout");
+        else
+          dx__timer_start(c->loop, t, limit - idle);
+        break;
+      }
+      /* The peer never answered our close. */
+      finish_decided(c);
+      break;
     case DX__P_LINGER:
-      /* The peer never answered our close or never closed TCP. */
+      /* The peer never closed TCP. */
       finish_decided(c);
       break;
   }
@@ -462,6 +478,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
               ? 0
               : dx__session_send_ex(&c->sess, opcode, data, len, compress);
   if (r) return r;
+  c->last_msg = (uint32_t)dx__loop_now(c->loop);
   dx__conn_want_flush(c);
   if (dx_conn_buffered_amount(c) > o->high_water) {
     c->above_high = 1;

@@ -35,6 +35,7 @@ struct dx_options {
   uint8_t tls_insecure;
   dx__pmd_config pmd;
   uint32_t ping_interval_ms, ping_timeout_ms;
+  uint32_t idle_timeout_ms;
   size_t high_water, low_water, max_buffered;
   dx_slow_policy slow_policy;
   dx_on_drain on_drain;
@@ -77,6 +78,7 @@ struct dx_conn {
   dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline */
   uint32_t last_rx;      /* loop time (ms, wrapping) of the last bytes read */
   uint32_t ping_sent;    /* loop time of the outstanding heartbeat ping */
+  uint32_t last_msg;     /* loop time of the last message either way */
   int32_t rtt;           /* last heartbeat round trip in ms, -1 if none */
   dx__task flush_task;   /* corked output leaves at iteration end */
   dx__task release_task; /* memory freed after the event batch */

@@ -239,3 +239,8 @@ int dx_options_set_max_buffered(dx_options *o, size_t bytes, dx_slow_policy poli
 }
 
 void dx_options_set_reuseport(dx_options *o, int on) { o->reuseport = !!on; }
+
+int dx_options_set_idle_timeout(dx_options *o, uint32_t ms) {
+  o->idle_timeout_ms = ms;
+  return 0;
+}

@@ -11,6 +11,7 @@
  * Options:
  *   --ping=INTERVAL,TIMEOUT     dx_options_set_ping, ms (0,0 turns pings off)
  *   --close-timeout=MS          dx_options_set_close_timeout
+ *   --idle-timeout=MS           dx_options_set_idle_timeout
  *   --handshake-timeout=MS      dx_options_set_handshake_timeout
  *   --watermarks=HIGH,LOW       dx_options_set_watermarks, bytes
  *   --max-buffered=BYTES,POLICY dx_options_set_max_buffered; close|retry|drop
@@ -365,6 +366,8 @@ static int apply_option(const char *arg, dx_options *o) {
   if (IS("--ping")) {
     pair(v, &a, &b, "--ping");
     must(dx_options_set_ping(o, (uint32_t)a, (uint32_t)b), "dx_options_set_ping");
+  } else if (IS("--idle-timeout")) {
+    must(dx_options_set_idle_timeout(o, (uint32_t)atol(v)), "dx_options_set_idle_timeout");
   } else if (IS("--close-timeout")) {
     must(dx_options_set_close_timeout(o, (uint32_t)atol(v)), "dx_options_set_close_timeout");
   } else if (IS("--handshake-timeout")) {

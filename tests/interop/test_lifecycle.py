@@ -837,6 +837,28 @@ def t_backpressure_close(args):
         p.finish()
 
 
+def t_idle_timeout(args):
+    step("idle timeout: --idle-timeout=500; messages keep the connection, silence ends it "
+         "with close 1000 'idle timeout' (pings do not count)")
+    p, c = served_client(args, ["--idle-timeout=500"])
+    t_open = time.monotonic()
+    for _ in range(4):  # 4 x 0.3 s of traffic: past the timeout, yet never idle that long
+        time.sleep(0.3)
+        c.send(frame(1, b"keep", mask=True))
+    check(time.monotonic() - t_open > 1.0, "the traffic phase was too short to mean anything")
+    t0 = time.monotonic()
+    fr = c.read_frame()
+    took = time.monotonic() - t0
+    expect_close_frame(fr, 1000, "idle timeout", b"idle timeout")
+    say("  close frame %.2f s after the last message" % took)
+    check(0.4 <= took <= 0.5 + SLACK, "closed %.2f s after the last message; timeout 0.5" % took)
+    c.send(frame(8, close_payload(1000), mask=True))
+    c.expect_eof("idle timeout: after answering the close", allow_reset=True)
+    c.close()
+    expect_close(p.closed("idle timeout"), 1000, WHY_LOCAL, "idle timeout", reason="")
+    p.finish()
+
+
 def t_cap_exact(args):
     step("cap: --max-buffered=1000: one 1000-byte message fits the cap; the queue must stay "
          "at or under it (dx_conn_buffered_amount)")
@@ -866,7 +888,7 @@ SECTIONS = [("server", t_server_reasons), ("server_local", t_server_local),
             ("client_ping", t_client_ping_timeout), ("rtt", t_rtt),
             ("close_timeout", t_close_timeout), ("drain", t_drain_order),
             ("drop", t_backpressure_drop), ("slow_close", t_backpressure_close),
-            ("cap_exact", t_cap_exact)]
+            ("cap_exact", t_cap_exact), ("idle", t_idle_timeout)]
 
 
 def main(args):
