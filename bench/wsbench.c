@@ -19,7 +19,16 @@
  *              first and holds the TIME_WAIT. Reports cycles/s and latency.
  *   idle       N upgraded, idle connections; reads the server's VmRSS from
  *              /proc/PID/status before and after and reports the difference
- *              per connection.
+ *              per connection. With --echo-once each connection first
+ *              exchanges one message each way.
+ *
+ * Options that change what goes over the wire, in any mode:
+ *   --deflate  offers permessage-deflate (RFC 7692), checks the server's
+ *              answer, compresses every message it sends and inflates the
+ *              echoes, with duplex's codec (src/proto/deflate.h).
+ *   --json     text messages are JSON-like (arrays of objects with
+ *              repeated keys), a few variants in rotation.
+ *   --tls      wss://: OpenSSL on the same non-blocking epoll loop.
  *
  * One machine-readable line per run goes to stdout; diagnostics to stderr.
  * Exit status 0 on success, 1 on a failed run, 2 on a usage error.
@@ -46,6 +55,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "duplex.h" /* DX_E* */
+#include "proto/deflate.h"
 #include "proto/frame.h"
 
 /* ------------------------------------------------------------------ */
@@ -70,6 +84,13 @@ static struct {
   int raw;
   int verify;
   long pid;
+  int deflate;     /* offer permessage-deflate */
+  int no_takeover; /* ... with no context takeover in both directions */
+  int json;        /* JSON-like text payloads */
+  int variants;    /* how many different messages rotate */
+  int tls;
+  int echo_once;   /* idle mode: one message each way before idling */
+  int zlevel;      /* zlib level of our compressor, -1..9 */
 } opt = {
     .host = "127.0.0.1",
     .port = 8080,
@@ -84,6 +105,8 @@ static struct {
     .burst = 128,
     .verify = 1,
     .pid = 0,
+    .variants = 8,
+    .zlevel = -1,
 };
 
 static void usage(void) {
@@ -93,8 +116,14 @@ static void usage(void) {
           "                   [--warmup W] [--binary] [--no-verify] [--pid SERVERPID]\n"
           "  --mode handshake --seconds T [--conns CONCURRENCY] [--warmup W]\n"
           "  --mode idle      --conns N --pid SERVERPID [--settle S] [--burst B]\n"
+          "                   [--echo-once --size S]\n"
           "--raw speaks plain TCP (for the raw echo reference) instead of WebSocket.\n"
-          "--pid in echo/handshake mode also reports the server's CPU use.\n");
+          "--pid in echo/handshake mode also reports the server's CPU use.\n"
+          "--deflate offers permessage-deflate; --deflate-no-takeover offers it with\n"
+          "  server_no_context_takeover and client_no_context_takeover;\n"
+          "  --deflate-level L (-1..9, default -1) is our compressor's zlib level.\n"
+          "--json makes text messages JSON-like; --variants K of them rotate (8).\n"
+          "--tls speaks TLS (wss://) without verifying the certificate.\n");
   exit(2);
 }
 
@@ -238,6 +267,7 @@ static void raise_nofile(int need) {
 enum cstate {
   C_FREE,       /* no socket */
   C_CONNECTING, /* TCP connect in progress */
+  C_TLS,        /* TLS handshake in progress (--tls) */
   C_UPGRADING,  /* request sent, waiting for the 101 */
   C_OPEN,       /* data flows */
   C_CLOSING,    /* our close frame (or FIN for --raw) sent */
@@ -268,22 +298,34 @@ struct conn {
   uint8_t frame_op, frame_fin;
   uint8_t in_msg;   /* inside a (possibly fragmented) data message */
   uint8_t msg_op;
+  uint8_t msg_z;    /* the current message is compressed (RSV1) */
+  uint8_t msg_var;  /* which payload variant it must echo */
   uint64_t frame_left;
   uint64_t msg_len; /* payload bytes of the current message so far */
+  uint64_t msg_wire; /* ... as they came over the wire (compressed) */
   uint8_t ctl[125];
   uint8_t ctl_len;
   /* raw mode: bytes of the current echoed message received */
   uint64_t raw_got;
-  /* send timestamps of messages in flight, a ring of opt.inflight */
+  /* send timestamps and payload variants of messages in flight, a ring of
+   * opt.inflight */
   uint64_t *sent;
+  uint8_t *var;
   unsigned ring_head, ring_count;
+  unsigned next_var;
+  SSL *ssl;    /* --tls */
+  dx__pmd *pmd; /* permessage-deflate, once the server accepted it */
 };
 
 static struct {
   int ep;
   struct conn *c;
   int nconns;
-  uint8_t *payload; /* the message every connection sends */
+  uint8_t *payload[256]; /* the messages connections send, in rotation */
+  int npayload;
+  SSL_CTX *tls;
+  dx__pmd_config pmd_cfg; /* what we offer */
+  char tls_info[96];      /* protocol and cipher of the first connection */
   char *req;        /* upgrade request (also the --raw handshake request) */
   size_t req_len;
   uint8_t *rbuf;
@@ -300,10 +342,13 @@ static struct {
   uint64_t cycles; /* handshake cycles completed while measuring */
   uint64_t errors; /* failed handshake cycles */
   uint64_t no_close; /* handshake cycles where the server never closed TCP */
+  /* data payload bytes while measuring, before and after compression */
+  uint64_t tx_plain, tx_wire, rx_plain, rx_wire, rx_z;
 } B;
 
 static void conn_start(struct conn *c);
 static void flush(struct conn *c);
+static void on_connected(struct conn *c);
 
 static void out_reserve(struct conn *c, size_t need) {
   if (c->tail + need <= c->cap) return;
@@ -321,17 +366,23 @@ static void out_reserve(struct conn *c, size_t need) {
   c->cap = ncap;
 }
 
-/* Queues one masked frame (client frames must be masked, RFC 6455 §5.3). */
-static void queue_frame(struct conn *c, unsigned opcode, const uint8_t *data,
-                        size_t len) {
+/* Queues one masked frame (client frames must be masked, RFC 6455 §5.3).
+ * rsv is DX__RSV1 for a compressed message, else 0. */
+static void queue_frame_rsv(struct conn *c, unsigned opcode, unsigned rsv,
+                            const uint8_t *data, size_t len) {
   uint8_t key[4];
   uint32_t k = rng_u32();
   memcpy(key, &k, 4);
   out_reserve(c, DX__FRAME_MAX_HEADER + len);
   uint8_t *p = c->out + c->tail;
-  size_t h = dx__frame_write_header(p, 1, 0, opcode, key, len);
+  size_t h = dx__frame_write_header(p, 1, rsv, opcode, key, len);
   dx__mask_copy(p + h, data, len, key, 0);
   c->tail += h + len;
+}
+
+static void queue_frame(struct conn *c, unsigned opcode, const uint8_t *data,
+                        size_t len) {
+  queue_frame_rsv(c, opcode, 0, data, len);
 }
 
 static void queue_bytes(struct conn *c, const void *data, size_t len) {
@@ -345,20 +396,47 @@ static void queue_close(struct conn *c) {
   queue_frame(c, DX__OP_CLOSE, code, 2);
 }
 
-/* Queues the next echo message and stamps its send time. */
+/* Queues the next echo message (the next variant in this connection's
+ * rotation) and stamps its send time. With permessage-deflate every
+ * message is compressed here: with context takeover its bytes depend on
+ * what this connection sent before, so they cannot be prepared ahead. */
 static void queue_msg(struct conn *c) {
-  if (opt.raw)
-    queue_bytes(c, B.payload, opt.size);
-  else
-    queue_frame(c, opt.binary ? DX__OP_BINARY : DX__OP_TEXT, B.payload,
-                opt.size);
+  unsigned v = c->next_var;
+  c->next_var = (c->next_var + 1) % (unsigned)B.npayload;
+  const uint8_t *msg = B.payload[v];
+  if (opt.raw) {
+    queue_bytes(c, msg, opt.size);
+  } else {
+    unsigned op = opt.binary ? DX__OP_BINARY : DX__OP_TEXT;
+    size_t wire = opt.size;
+    if (c->pmd) {
+      const uint8_t *z;
+      int rc = dx__pmd_compress(c->pmd, msg, opt.size, &z, &wire);
+      if (rc) die("compressing a message failed (%d)", rc);
+      queue_frame_rsv(c, op, DX__RSV1, z, wire);
+    } else {
+      queue_frame(c, op, msg, opt.size);
+    }
+    if (B.measuring) {
+      B.tx_plain += opt.size;
+      B.tx_wire += wire;
+    }
+  }
   unsigned slot = (c->ring_head + c->ring_count) % (unsigned)opt.inflight;
-  c->sent[slot] = now_ns();
+  c->sent[slot] = now_ns(); /* after compressing: just before the send() */
+  c->var[slot] = (uint8_t)v;
   c->ring_count++;
   B.in_flight++;
 }
 
 static void conn_release(struct conn *c) {
+  if (c->ssl) { /* no close_notify: the close handshake already happened */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
+  dx__pmd_free(c->pmd);
+  c->pmd = NULL;
+  c->msg_z = 0;
   if (c->fd >= 0) close(c->fd); /* also leaves the epoll set */
   c->fd = -1;
   c->state = C_FREE;
@@ -426,6 +504,11 @@ static void on_open(struct conn *c) {
     c->deadline = now_ns() + 2000000000u;
     break;
   case M_IDLE:
+    if (opt.echo_once) { /* counted as open once its echo is back */
+      queue_msg(c);
+      c->deadline = now_ns() + 10000000000u;
+      break;
+    }
     B.opened++;
     B.pending--;
     break;
@@ -456,7 +539,40 @@ static void conn_start(struct conn *c) {
   }
 }
 
+/* Moves the TLS handshake on; on completion goes on as plain TCP would. */
+static void tls_step(struct conn *c) {
+  ERR_clear_error();
+  int r = SSL_do_handshake(c->ssl);
+  if (r == 1) {
+    if (!B.tls_info[0])
+      snprintf(B.tls_info, sizeof B.tls_info, "%s/%s", SSL_get_version(c->ssl),
+               SSL_get_cipher_name(c->ssl));
+    on_connected(c);
+    return;
+  }
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+  char why[160];
+  unsigned long code = ERR_get_error();
+  snprintf(why, sizeof why, "TLS handshake failed: %s",
+           code ? ERR_reason_error_string(code) : "connection closed");
+  ERR_clear_error();
+  conn_fail(c, why);
+}
+
+static void tls_start(struct conn *c) {
+  if (!(c->ssl = SSL_new(B.tls))) die("SSL_new failed");
+  SSL_set_fd(c->ssl, c->fd);
+  SSL_set_connect_state(c->ssl);
+  c->state = C_TLS;
+  tls_step(c);
+}
+
 static void on_connected(struct conn *c) {
+  if (opt.tls && !c->ssl) {
+    tls_start(c);
+    return;
+  }
   if (opt.raw) {
     if (opt.mode == M_HANDSHAKE) {
       queue_bytes(c, B.req, B.req_len); /* echoed back, then we close */
@@ -475,7 +591,34 @@ static void on_connected(struct conn *c) {
   flush(c);
 }
 
+/* SSL_write in partial-write mode: returns after each batch of records,
+ * so it is called until the buffer is empty or OpenSSL wants the socket. */
+static void tls_flush(struct conn *c) {
+  while (c->fd >= 0 && c->head < c->tail) {
+    size_t want = c->tail - c->head;
+    int n = SSL_write(c->ssl, c->out + c->head, want > INT32_MAX ? INT32_MAX : (int)want);
+    if (n > 0) {
+      c->head += (size_t)n;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return;
+    char why[160];
+    unsigned long code = ERR_get_error();
+    snprintf(why, sizeof why, "SSL_write: %s",
+             code ? ERR_reason_error_string(code) : strerror(errno));
+    ERR_clear_error();
+    conn_fail(c, why);
+    return;
+  }
+  if (c->head == c->tail) c->head = c->tail = 0;
+}
+
 static void flush(struct conn *c) {
+  if (c->ssl) {
+    if (c->state != C_TLS) tls_flush(c);
+    return;
+  }
   while (c->fd >= 0 && c->head < c->tail) {
     size_t want = c->tail - c->head;
     ssize_t n = send(c->fd, c->out + c->head, want, MSG_NOSIGNAL);
@@ -501,7 +644,7 @@ static void flush(struct conn *c) {
 /* ------------------------------------------------------------------ */
 
 static void on_message_complete(struct conn *c) {
-  if (opt.mode != M_ECHO || c->state != C_OPEN) return; /* drained on close */
+  if (opt.mode == M_HANDSHAKE || c->state != C_OPEN) return; /* drained on close */
   if (!c->ring_count) {
     conn_fail(c, "echo of a message never sent");
     return;
@@ -510,11 +653,38 @@ static void on_message_complete(struct conn *c) {
   c->ring_head = (c->ring_head + 1) % (unsigned)opt.inflight;
   c->ring_count--;
   B.in_flight--;
+  if (opt.mode == M_IDLE) { /* --echo-once: the exchange is done */
+    B.opened++;
+    B.pending--;
+    c->deadline = 0;
+    /* Nothing more is sent or compressed on it: the client's own memory
+     * goes back (the server's is what is measured). */
+    dx__pmd_free(c->pmd);
+    c->pmd = NULL;
+    if (c->head == c->tail) {
+      free(c->out);
+      c->out = NULL;
+      c->cap = c->head = c->tail = 0;
+    }
+    return;
+  }
   if (B.measuring) {
     hist_add(now_ns() - sent);
     B.msgs++;
+    B.rx_plain += c->msg_len;
+    B.rx_wire += c->msg_wire;
+    B.rx_z += c->msg_z;
   }
   if (!B.stopping) queue_msg(c);
+}
+
+/* Inflated echo bytes arrive here, to be checked like uncompressed ones. */
+static int inflate_sink(void *ud, const uint8_t *p, size_t n) {
+  struct conn *c = ud;
+  if (c->msg_len + n > opt.size) return 1;
+  if (opt.verify && memcmp(p, B.payload[c->msg_var] + c->msg_len, n)) return 2;
+  c->msg_len += n;
+  return 0;
 }
 
 /* Handles a complete control frame. Returns -1 if the connection is gone. */
@@ -565,8 +735,12 @@ static int ws_consume(struct conn *c, const uint8_t *p, size_t len) {
       p += used;
       len -= used;
       c->hdr_len = 0;
-      if (h.masked || h.rsv) {
-        conn_fail(c, "server frame is masked or has RSV bits");
+      /* RSV1 marks a compressed message: only on its first frame, and
+       * only once permessage-deflate was agreed (RFC 7692 §6). */
+      int z_ok = c->pmd && h.rsv == DX__RSV1 && !dx__opcode_is_control(h.opcode) &&
+                 h.opcode != DX__OP_CONT;
+      if (h.masked || (h.rsv && !z_ok)) {
+        conn_fail(c, "server frame is masked or has unexpected RSV bits");
         return -1;
       }
       c->frame_op = h.opcode;
@@ -585,29 +759,44 @@ static int ws_consume(struct conn *c, const uint8_t *p, size_t len) {
           conn_fail(c, "new message inside a fragmented one");
           return -1;
         }
-        if (opt.mode != M_ECHO && !B.stopping) {
+        if (opt.mode != M_ECHO && !(opt.mode == M_IDLE && opt.echo_once) &&
+            !B.stopping) {
           conn_fail(c, "unexpected data message");
           return -1;
         }
         c->in_msg = 1;
         c->msg_op = h.opcode;
         c->msg_len = 0;
+        c->msg_wire = 0;
+        c->msg_z = h.rsv != 0;
+        c->msg_var = c->ring_count ? c->var[c->ring_head] : 0;
       }
     } else {
       size_t take = c->frame_left < len ? (size_t)c->frame_left : len;
       if (dx__opcode_is_control(c->frame_op)) {
         memcpy(c->ctl + c->ctl_len, p, take);
         c->ctl_len = (uint8_t)(c->ctl_len + take);
+      } else if (c->state == C_OPEN && c->msg_z) {
+        c->msg_wire += take;
+        int rc = dx__pmd_decompress(c->pmd, p, take, 0, opt.size, inflate_sink, c);
+        if (rc) {
+          conn_fail(c, rc == 2 ? "echoed payload differs from the one sent"
+                       : rc == 1 || rc == DX_ETOOBIG
+                           ? "echoed message is longer than the one sent"
+                           : "cannot inflate the echo");
+          return -1;
+        }
       } else if (c->state == C_OPEN) {
         if (c->msg_len + take > opt.size) {
           conn_fail(c, "echoed message is longer than the one sent");
           return -1;
         }
-        if (opt.verify && memcmp(p, B.payload + c->msg_len, take)) {
+        if (opt.verify && memcmp(p, B.payload[c->msg_var] + c->msg_len, take)) {
           conn_fail(c, "echoed payload differs from the one sent");
           return -1;
         }
         c->msg_len += take;
+        c->msg_wire += take;
       }
       c->frame_left -= take;
       p += take;
@@ -619,6 +808,14 @@ static int ws_consume(struct conn *c, const uint8_t *p, size_t len) {
         if (on_control(c) < 0) return -1;
       } else if (c->frame_fin) {
         c->in_msg = 0;
+        if (c->state == C_OPEN && c->msg_z) { /* the tail: 00 00 ff ff */
+          int rc = dx__pmd_decompress(c->pmd, NULL, 0, 1, opt.size, inflate_sink, c);
+          if (rc) {
+            conn_fail(c, rc == 2 ? "echoed payload differs from the one sent"
+                                 : "cannot inflate the echo");
+            return -1;
+          }
+        }
         if (c->state == C_OPEN) {
           unsigned want = opt.binary ? DX__OP_BINARY : DX__OP_TEXT;
           if (c->msg_op != want || c->msg_len != opt.size) {
@@ -651,7 +848,8 @@ static int raw_consume(struct conn *c, const uint8_t *p, size_t len) {
   while (len) {
     size_t take = opt.size - c->raw_got;
     if (take > len) take = len;
-    if (opt.verify && memcmp(p, B.payload + c->raw_got, take)) {
+    const uint8_t *want = B.payload[c->ring_count ? c->var[c->ring_head] : 0];
+    if (opt.verify && memcmp(p, want + c->raw_got, take)) {
       conn_fail(c, "echoed bytes differ from the ones sent");
       return -1;
     }
@@ -665,6 +863,35 @@ static int raw_consume(struct conn *c, const uint8_t *p, size_t len) {
     }
   }
   return 0;
+}
+
+/* Checks every Sec-WebSocket-Extensions line of the 101 head (NUL-
+ * terminated in c->hs) against our offer. With --deflate the server must
+ * have accepted permessage-deflate (and no context takeover, when that was
+ * asked): otherwise the run would measure something else. Creates the
+ * connection's codec. Returns -1, with the reason in c->hs, if not. */
+static int check_extensions(struct conn *c) {
+  const char *vals[8];
+  size_t lens[8], n = 0;
+  for (char *l = strstr(c->hs, "\r\n"); l; l = strstr(l + 2, "\r\n")) {
+    if (strncasecmp(l + 2, "Sec-WebSocket-Extensions:", 25)) continue;
+    if (n == 8) break;
+    const char *v = l + 2 + 25;
+    const char *e = strstr(v, "\r\n");
+    vals[n] = v;
+    lens[n++] = e ? (size_t)(e - v) : strlen(v);
+  }
+  dx__pmd_params params;
+  char why[128];
+  int r = dx__pmd_client_verify(&B.pmd_cfg, vals, lens, n, &params, why, sizeof why);
+  if (r == 0 && opt.deflate) snprintf(why, sizeof why, "server declined permessage-deflate");
+  if (r == 1 && opt.no_takeover && !params.server_no_context_takeover)
+    snprintf(why, sizeof why, "server kept server context takeover");
+  else if (r == 1 && !(c->pmd = dx__pmd_new(&params, &B.pmd_cfg, 0, &dx__alloc_std)))
+    die("out of memory");
+  if (c->pmd || (r == 0 && !opt.deflate)) return 0;
+  snprintf(c->hs, HS_MAX, "%s", why);
+  return -1;
 }
 
 /* Checks the upgrade response in c->hs once the head is complete. Returns
@@ -690,6 +917,7 @@ static long check_101(struct conn *c) {
   accept += alen;
   while (*accept == ' ' || *accept == '\t') accept++;
   if (*accept && strncmp(accept, "\r\n", 2)) return -1;
+  if (check_extensions(c) < 0) return -1;
   return (end + 4) - c->hs;
 }
 
@@ -733,7 +961,37 @@ static void on_eof(struct conn *c) {
   conn_fail(c, "server closed the TCP connection");
 }
 
+/* SSL_read hands out at most one record at a time, so a short read says
+ * nothing about the socket: read until OpenSSL wants more from it. */
+static void tls_read(struct conn *c) {
+  for (;;) {
+    int n = SSL_read(c->ssl, B.rbuf, B.rbuf_size > INT32_MAX ? INT32_MAX : (int)B.rbuf_size);
+    if (n > 0) {
+      if (consume(c, B.rbuf, (size_t)n) < 0) return;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify, or EOF (see tls_init) */
+      on_eof(c);
+      return;
+    }
+    char why[160];
+    unsigned long code = ERR_get_error();
+    snprintf(why, sizeof why, "SSL_read: %s",
+             code ? ERR_reason_error_string(code) : strerror(errno));
+    ERR_clear_error();
+    conn_fail(c, why);
+    return;
+  }
+  flush(c);
+}
+
 static void do_read(struct conn *c, uint32_t ev) {
+  if (c->ssl) {
+    tls_read(c);
+    return;
+  }
   for (;;) {
     ssize_t n = recv(c->fd, B.rbuf, B.rbuf_size, 0);
     if (n > 0) {
@@ -773,6 +1031,10 @@ static void on_event(struct conn *c, uint32_t ev) {
     if (!(ev & EPOLLOUT)) return;
     on_connected(c);
     return; /* nothing can have arrived before we sent */
+  }
+  if (c->state == C_TLS) { /* either direction may move it on */
+    tls_step(c);
+    if (c->fd < 0 || c->state == C_TLS) return;
   }
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     do_read(c, ev);
@@ -885,12 +1147,26 @@ static void setup(int nconns, size_t out_cap, size_t rbuf) {
       c->cap = out_cap;
       if (!(c->out = malloc(out_cap))) die("out of memory");
     }
-    if (opt.mode == M_ECHO && !(c->sent = malloc(sizeof(uint64_t) * (size_t)opt.inflight)))
-      die("out of memory");
+    if (opt.mode == M_ECHO || opt.echo_once) {
+      c->sent = malloc(sizeof(uint64_t) * (size_t)opt.inflight);
+      c->var = malloc((size_t)opt.inflight);
+      if (!c->sent || !c->var) die("out of memory");
+      /* Connections start at different points of the rotation, so the
+       * server sees every variant at any moment. */
+      c->next_var = (unsigned)i % (unsigned)B.npayload;
+    }
   }
 }
 
-static const char *transport(void) { return opt.raw ? "raw" : "ws"; }
+static const char *transport(void) { return opt.raw ? "raw" : opt.tls ? "wss" : "ws"; }
+
+/* What the output line needs to say about --json, --deflate and --tls. */
+static void print_wire_options(void) {
+  if (opt.json) printf(" json=%d", B.npayload);
+  if (opt.deflate) printf(" deflate=%s", opt.no_takeover ? "no-takeover" : "takeover");
+  if (opt.deflate) printf(" client_level=%d", opt.zlevel);
+  if (opt.tls) printf(" tls=%s", B.tls_info[0] ? B.tls_info : "?");
+}
 
 static void run_echo(void) {
   size_t per_msg = opt.size + DX__FRAME_MAX_HEADER;
@@ -903,6 +1179,7 @@ static void run_echo(void) {
   run_until(now_ns() + (uint64_t)(opt.warmup * 1e9), NULL);
   memset(&hist, 0, sizeof hist);
   B.msgs = 0;
+  B.tx_plain = B.tx_wire = B.rx_plain = B.rx_wire = B.rx_z = 0;
   B.measuring = 1;
   double srv0 = opt.pid ? proc_cpu_s(opt.pid) : -1, cli0 = self_cpu_s();
   uint64_t t0 = now_ns();
@@ -922,6 +1199,11 @@ static void run_echo(void) {
          hist_pct_us(0.50), hist_pct_us(0.99), (double)hist.max / 1000.0,
          (cli1 - cli0) / secs);
   if (srv0 >= 0 && srv1 >= 0) printf(" server_cpu=%.2f", (srv1 - srv0) / secs);
+  print_wire_options();
+  if (opt.deflate && B.tx_plain && B.rx_plain)
+    printf(" tx_ratio=%.3f rx_ratio=%.3f rx_compressed=%.3f",
+           (double)B.tx_wire / (double)B.tx_plain, (double)B.rx_wire / (double)B.rx_plain,
+           B.msgs ? (double)B.rx_z / (double)B.msgs : 0.0);
   printf("\n");
 }
 
@@ -953,6 +1235,7 @@ static void run_handshake(void) {
          (double)hist.max / 1000.0, (unsigned long long)(B.errors - err0),
          (unsigned long long)B.no_close, (cli1 - cli0) / secs);
   if (srv0 >= 0 && srv1 >= 0) printf(" server_cpu=%.2f", (srv1 - srv0) / secs);
+  print_wire_options();
   printf("\n");
 }
 
@@ -1008,11 +1291,123 @@ static void run_idle(void) {
   for (int i = 0; i < B.nconns; i++) conn_release(&B.c[i]);
   printf("mode=idle transport=%s conns=%d rss_before_kb=%ld rss_first_tenth_kb=%ld "
          "rss_after_kb=%ld bytes_per_conn=%.0f marginal_bytes_per_conn=%.0f "
-         "open_per_s=%.0f\n",
+         "open_per_s=%.0f",
          transport(), opt.conns, before, at_first, after,
          (double)(after - before) * 1024.0 / opt.conns,
          (double)(after - at_first) * 1024.0 / (opt.conns - first),
          (opt.conns - first) / (open_s > 0 ? open_s : 1e-9));
+  if (opt.echo_once) printf(" echo_once=%zu", opt.size);
+  print_wire_options();
+  printf("\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* Payloads                                                            */
+/* ------------------------------------------------------------------ */
+
+/* JSON-like text for --json: an array of records with the same keys and
+ * values drawn from small vocabularies plus numbers, the way API responses
+ * and event streams look. Keys and vocabulary repeat within a message
+ * (what deflate finds without context takeover) and across variants (what
+ * context takeover adds); ids, scores, times and word order differ, so
+ * neither is close to 100%. A fixed seed per variant keeps the bytes the
+ * same from run to run and server to server. */
+static uint64_t gen_state;
+static unsigned gen(unsigned n) { /* splitmix64, reduced to [0, n) */
+  uint64_t z = (gen_state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (unsigned)((z ^ (z >> 31)) % n);
+}
+
+static const char *const names[] = {
+    "alice", "bruno", "chen", "dalia", "emeka", "fatima", "goran", "hana",
+    "ivan", "jun", "kofi", "lena", "mateo", "nadia", "oskar", "priya"};
+static const char *const roles[] = {"viewer", "editor", "admin", "owner", "guest"};
+static const char *const tags[] = {"alpha", "beta", "ops", "billing", "mobile", "web",
+                                   "eu", "us", "apac", "trial", "vip", "legacy"};
+static const char *const words[] = {
+    "order", "shipped", "delayed", "refund", "invoice", "customer", "warehouse",
+    "priority", "update", "address", "payment", "failed", "retry", "confirmed",
+    "package", "return", "label", "carrier", "tracking", "note", "account",
+    "review", "pending", "approved", "limit", "quota", "session", "device",
+    "login", "token", "expired", "renewed"};
+#define NEL(a) (sizeof(a) / sizeof(a)[0])
+
+/* One record; returns its length (buf has room for 512 bytes). */
+static int json_record(char *buf) {
+  const char *who = names[gen(NEL(names))];
+  unsigned suffix = gen(100);
+  int n = snprintf(buf, 512,
+                   "{\"id\":%u,\"user\":\"%s.%u\",\"email\":\"%s.%u@example.org\","
+                   "\"active\":%s,\"role\":\"%s\",\"score\":%u.%02u,"
+                   "\"tags\":[\"%s\",\"%s\"],\"created\":\"2024-%02u-%02uT%02u:%02u:%02uZ\","
+                   "\"geo\":{\"lat\":%d.%04u,\"lon\":%d.%04u},\"note\":\"",
+                   100000 + gen(900000), who, suffix, who, suffix,
+                   gen(4) ? "true" : "false", roles[gen(NEL(roles))], gen(100), gen(100),
+                   tags[gen(NEL(tags))], tags[gen(NEL(tags))], 1 + gen(12), 1 + gen(28),
+                   gen(24), gen(60), gen(60), (int)gen(180) - 90, gen(10000),
+                   (int)gen(360) - 180, gen(10000));
+  for (unsigned w = 0, nw = 3 + gen(6); w < nw; w++)
+    n += snprintf(buf + n, (size_t)(512 - n), "%s%s", w ? " " : "", words[gen(NEL(words))]);
+  n += snprintf(buf + n, (size_t)(512 - n), "\"}");
+  return n;
+}
+
+/* Fills out[0..size) with "[record,record,...]", padded with spaces before
+ * the closing bracket to exactly size bytes (JSON allows the whitespace). */
+static void json_fill(uint8_t *out, size_t size, unsigned variant) {
+  gen_state = 0x5EED0000u + variant;
+  size_t len = 0;
+  out[len++] = '[';
+  char rec[512];
+  for (;;) {
+    int n = json_record(rec);
+    size_t need = (len > 1 ? 1 : 0) + (size_t)n + 1; /* comma, record, ']' */
+    if (len + need > size) break;
+    if (len > 1) out[len++] = ',';
+    memcpy(out + len, rec, (size_t)n);
+    len += (size_t)n;
+  }
+  while (len < size - 1) out[len++] = ' ';
+  out[len] = ']';
+}
+
+static void make_payloads(void) {
+  size_t psize = opt.size ? opt.size : 1;
+  B.npayload = opt.json ? opt.variants : 1;
+  for (int v = 0; v < B.npayload; v++) {
+    uint8_t *p = malloc(psize);
+    if (!p) die("out of memory");
+    if (opt.json) {
+      json_fill(p, psize, (unsigned)v);
+    } else {
+      /* Text payloads are ASCII so they are valid UTF-8; binary ones are
+       * random so a server cannot get away with treating them as text. */
+      for (size_t i = 0; i < psize; i++)
+        p[i] = opt.binary && !opt.raw ? (uint8_t)rng_u32() : (uint8_t)('a' + i % 26);
+    }
+    B.payload[v] = p;
+  }
+}
+
+/* The client context for --tls: no certificate check (a benchmark on
+ * loopback), TLS 1.2 or later, writes that may return after part of the
+ * buffer and be retried from a buffer that has moved (ours is compacted). */
+static void tls_init(void) {
+  B.tls = SSL_CTX_new(TLS_client_method());
+  if (!B.tls) die("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(B.tls, TLS1_2_VERSION);
+  SSL_CTX_set_verify(B.tls, SSL_VERIFY_NONE, NULL);
+  SSL_CTX_set_mode(B.tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* Without read-ahead OpenSSL reads each record's 5-byte header and its
+   * body with two recv() calls; with it, whatever the socket holds at
+   * once. The client's cost is not what is measured: keep it low. */
+  SSL_CTX_set_read_ahead(B.tls, 1);
+  /* A server that closes TCP without close_notify after the WebSocket
+   * close handshake is not an error here: read it as EOF. */
+  SSL_CTX_set_options(B.tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1053,6 +1448,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--binary")) opt.binary = 1;
     else if (!strcmp(a, "--raw")) opt.raw = 1;
     else if (!strcmp(a, "--no-verify")) opt.verify = 0;
+    else if (!strcmp(a, "--deflate")) opt.deflate = 1;
+    else if (!strcmp(a, "--deflate-no-takeover")) opt.deflate = opt.no_takeover = 1;
+    else if (ARG("--deflate-level")) opt.zlevel = atoi(argv[++i]);
+    else if (!strcmp(a, "--json")) opt.json = 1;
+    else if (ARG("--variants")) opt.variants = (int)parse_num(argv[++i], a);
+    else if (!strcmp(a, "--tls")) opt.tls = 1;
+    else if (!strcmp(a, "--echo-once")) opt.echo_once = 1;
     else usage();
 #undef ARG
   }
@@ -1061,18 +1463,40 @@ int main(int argc, char **argv) {
       opt.port > 65535 || opt.seconds <= 0)
     usage();
   if (opt.mode == M_ECHO && opt.size < 1) usage();
+  if (opt.variants < 1 || opt.variants > (int)NEL(B.payload)) usage();
+  if (opt.zlevel < -1 || opt.zlevel > 9) usage();
+  if (opt.echo_once && (opt.mode != M_IDLE || opt.size < 1)) usage();
+  if (opt.mode == M_IDLE) opt.inflight = 1;
+  if (opt.json && (opt.binary || opt.size < 2)) {
+    fprintf(stderr, "wsbench: --json is text and needs --size of at least 2\n");
+    usage();
+  }
+  if (opt.raw && (opt.deflate || opt.tls)) {
+    fprintf(stderr, "wsbench: --raw goes with neither --deflate nor --tls\n");
+    usage();
+  }
   signal(SIGPIPE, SIG_IGN);
   rng_seed();
   raise_nofile(opt.conns + 64);
+  make_payloads();
+  if (opt.tls) tls_init();
 
-  /* Text payloads are ASCII so they are valid UTF-8; binary ones are
-   * random so a server cannot get away with treating them as text. */
-  size_t psize = opt.size ? opt.size : 1;
-  if (!(B.payload = malloc(psize))) die("out of memory");
-  for (size_t i = 0; i < psize; i++)
-    B.payload[i] = opt.binary && !opt.raw ? (uint8_t)rng_u32() : (uint8_t)('a' + i % 26);
+  /* Our offer: the codec's own, i.e. permessage-deflate;
+   * client_max_window_bits, plus the two no_context_takeover parameters
+   * with --deflate-no-takeover. */
+  dx__pmd_config_defaults(&B.pmd_cfg);
+  B.pmd_cfg.enabled = (uint8_t)opt.deflate;
+  B.pmd_cfg.server_no_context_takeover = (uint8_t)opt.no_takeover;
+  B.pmd_cfg.client_no_context_takeover = (uint8_t)opt.no_takeover;
+  B.pmd_cfg.level = (int8_t)opt.zlevel; /* our compressor only */
+  char ext[DX__PMD_HEADER_MAX + 40] = "";
+  if (opt.deflate) {
+    char offer[DX__PMD_HEADER_MAX];
+    if (!dx__pmd_client_offer(&B.pmd_cfg, offer, sizeof offer)) die("no deflate offer");
+    snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", offer);
+  }
 
-  char req[512];
+  char req[1024];
   int n = snprintf(req, sizeof req,
                    "GET %s HTTP/1.1\r\n"
                    "Host: %s:%d\r\n"
@@ -1080,8 +1504,9 @@ int main(int argc, char **argv) {
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Key: " WS_KEY "\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
+                   "%s"
                    "\r\n",
-                   opt.path, opt.host, opt.port);
+                   opt.path, opt.host, opt.port, ext);
   if (n < 0 || (size_t)n >= sizeof req) die("--path too long");
   B.req = req;
   B.req_len = (size_t)n;

@@ -862,6 +862,14 @@ fail:
   return rc;
 }
 
+void dx__pmd_release_output(dx__pmd *d) {
+  if (!d || !d->out) return;
+  d->alloc.realloc(d->alloc.ud, d->out, 0);
+  d->held -= d->out_cap;
+  d->out = NULL;
+  d->out_cap = 0;
+}
+
 /* The inflater met the end of a block with BFINAL set but the message goes
  * on. RFC 7692 §7.2.3.4: the next block follows, and with context
  * takeover it may still refer to what came before, so the window is

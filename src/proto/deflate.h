@@ -107,6 +107,10 @@ void dx__pmd_free(dx__pmd *d);
 int dx__pmd_compress(dx__pmd *d, const uint8_t *in, size_t len,
                      const uint8_t **out, size_t *out_len);
 
+/* Frees the buffer dx__pmd_compress returned (the caller has copied it), so
+ * an idle connection holds no compressed output. */
+void dx__pmd_release_output(dx__pmd *d);
+
 /* Decompresses part of a compressed message. `in` is the next piece of the
  * payload as it arrives (any split, empty pieces allowed); `fin` is 1 with
  * the last piece (the 00 00 ff ff tail is appended internally). Decompressed

@@ -163,7 +163,9 @@ int dx__session_send_ex(dx__session *s, int opcode, const void *data,
     if (r) return r;
     /* RFC 7692 §6: RSV1 marks the first (here: only) frame of a
      * compressed message. */
-    return queue_frame_rsv(s, (unsigned)opcode, DX__RSV1, z, zlen);
+    r = queue_frame_rsv(s, (unsigned)opcode, DX__RSV1, z, zlen);
+    dx__pmd_release_output(s->pmd); /* copied into the output queue */
+    return r;
   }
   return queue_frame(s, (unsigned)opcode, data, len);
 }
