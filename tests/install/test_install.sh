@@ -18,14 +18,18 @@ for ex in echo_server client; do
   ${CC:-cc} ${CFLAGS:-} -o "$prefix/$ex-static" "$src/examples/$ex.c" $(pkg-config --cflags duplex) \
     "$libdir/libduplex.a" $(pkg-config --libs-only-l --static duplex | sed 's/-lduplex//')
 done
-# The dynamically linked client talks to the statically linked server.
-port=$((20000 + RANDOM % 20000))
-"$prefix/echo_server-static" "$port" >/dev/null &
+# The dynamically linked client talks to the statically linked server, which
+# picks a free port (0) and prints its URL once listening.
+"$prefix/echo_server-static" 0 >"$prefix/server.out" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$prefix"' EXIT
-for _ in $(seq 50); do
-  LD_LIBRARY_PATH="$libdir" "$prefix/client" "ws://127.0.0.1:$port/" >"$prefix/out" 2>&1 && break
+url=
+for _ in $(seq 100); do
+  url=$(grep -oE 'ws://[^ ]+' "$prefix/server.out" || true)
+  [ -n "$url" ] && break
   sleep 0.1
 done
+[ -n "$url" ] || { echo "FAIL: the installed echo server did not start"; exit 1; }
+LD_LIBRARY_PATH="$libdir" "$prefix/client" "$url" >"$prefix/out" 2>&1 || true
 grep -qx hello "$prefix/out" || { echo "FAIL: installed client got: $(cat "$prefix/out")"; exit 1; }
 echo "PASS: installed headers, pkg-config file, static and shared libraries work"
