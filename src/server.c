@@ -16,6 +16,7 @@
 
 #define DX__MAX_LISTENERS 8
 #define DX__ACCEPT_BATCH 64
+#define DX__ACCEPT_PAUSE_MS 100
 
 typedef struct dx__listener {
   dx__io io;
@@ -30,7 +31,8 @@ struct dx_server {
   uint16_t port;
   size_t nconns; /* connections in any state (they sit on the loop's list) */
   int shutting_down;
-  dx__timer deadline; /* graceful drain: cut what is left */
+  dx__timer deadline;     /* graceful drain: cut what is left */
+  dx__timer accept_pause; /* out of descriptors: listen again later */
 };
 
 struct dx_request {
@@ -39,6 +41,7 @@ struct dx_request {
 
 static int server_on_head(dx_conn *c, const char *head, size_t len);
 static void on_deadline(dx__timer *t);
+static void on_accept_resume(dx__timer *t);
 
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   if (!loop) return NULL;
@@ -49,6 +52,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   }
   s->loop = loop;
   dx__timer_init(&s->deadline, on_deadline);
+  dx__timer_init(&s->accept_pause, on_accept_resume);
   char err[256] = "out of memory";
   if (dx__endpoint_init(&s->ep, o, DX__ROLE_SERVER, err, sizeof err)) {
     dx__set_last_error(err);
@@ -67,6 +71,15 @@ void dx__server_detach(dx_server *s, dx_conn *c) {
   s->nconns--;
 }
 
+static void set_accepting(dx_server *s, int on) {
+  for (int i = 0; i < s->nlisteners; i++)
+    dx__io_update(s->loop, &s->listeners[i].io, on ? EPOLLIN : 0);
+}
+
+static void on_accept_resume(dx__timer *t) {
+  set_accepting((dx_server *)((char *)t - offsetof(dx_server, accept_pause)), 1);
+}
+
 static void on_accept(dx__io *io, uint32_t events) {
   (void)events;
   dx__listener *li = (dx__listener *)io;
@@ -75,7 +88,16 @@ static void on_accept(dx__io *io, uint32_t events) {
    * connections already open. */
   for (int i = 0; i < DX__ACCEPT_BATCH; i++) {
     int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN, or EMFILE & co: retried on the next wake-up */
+    if (fd < 0) {
+      /* Out of descriptors or memory: the pending connection stays queued
+       * and the listener stays readable, so a level-triggered loop would
+       * spin. Stop listening for a moment; the backlog waits meanwhile. */
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        set_accepting(s, 0);
+        dx__timer_start(s->loop, &s->accept_pause, DX__ACCEPT_PAUSE_MS);
+      }
+      return; /* EAGAIN: all taken */
+    }
     dx__tcp_tune(fd);
     dx_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -185,6 +207,7 @@ void dx_server_free(dx_server *s) {
   if (!s) return;
   stop_listening(s);
   dx__timer_stop(s->loop, &s->deadline);
+  dx__timer_stop(s->loop, &s->accept_pause);
   /* Our connections sit on the loop's list among others (clients, other
    * servers'). A close callback may end further connections, so start over
    * from the head after each: finished ones have left the list. */
