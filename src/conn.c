@@ -288,7 +288,7 @@ static void on_heartbeat(dx__timer *t) {
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   free(c->hs);
   c->hs = NULL;
-  c->hs_len = 0;
+  c->hs_len = c->hs_cap = 0;
   c->phase = DX__P_OPEN;
   c->opened = 1;
   c->last_rx = c->last_msg = (uint32_t)dx__loop_now(c->loop);
@@ -325,14 +325,24 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
       goto complete;
     }
     if (n > limit) goto too_large;
-    c->hs = malloc(limit);
-    if (!c->hs) {
-      dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
-      return;
-    }
   }
   size_t old = c->hs_len;
   size_t take = n < limit - old ? n : limit - old;
+  if (old + take > c->hs_cap) {
+    /* Grow by doubling rather than taking the whole limit at once: a peer
+     * that trickles a head (or stalls, slowloris-style) holds only what it
+     * sent, never max_header per connection. */
+    size_t cap = c->hs_cap ? c->hs_cap : 512;
+    while (cap < old + take) cap *= 2;
+    if (cap > limit) cap = limit;
+    char *p = realloc(c->hs, cap);
+    if (!p) {
+      dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
+      return;
+    }
+    c->hs = p;
+    c->hs_cap = (uint32_t)cap;
+  }
   memcpy(c->hs + old, buf, take);
   c->hs_len += (uint32_t)take;
   head_len = dx__http_head_end(c->hs, c->hs_len, old);

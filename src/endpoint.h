@@ -91,7 +91,7 @@ struct dx_conn {
   char *path;
   char *protocol;        /* the negotiated subprotocol, or NULL */
   char *hs;              /* a handshake head split across reads */
-  uint32_t hs_len;
+  uint32_t hs_len, hs_cap;
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
   uint8_t why_set : 1;

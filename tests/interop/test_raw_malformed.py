@@ -380,6 +380,11 @@ def t_handshake(server):
     expect_eq(status, 101, "keep-alive, Upgrade: status (%s)" % line)
     c.close()
 
+    # Not HTTP at all: answered at the first byte, not after the handshake
+    # timeout (a TLS ClientHello starts with 0x16 and never holds CRLFCRLF).
+    http_case(server, "a TLS ClientHello on the plaintext port",
+              b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32, 400)
+    http_case(server, "bytes that cannot start a request line", b"\x00\x01garbage", 400)
     http_case(server, "POST instead of GET", request(method="POST"), 405)
     http_case(server, "missing Host", request(host=None), 400)
     http_case(server, "Upgrade: h2c", request(upgrade="h2c"), 400)
