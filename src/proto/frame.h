@@ -52,7 +52,7 @@ static inline size_t dx__frame_header_size(uint64_t len, int masked) {
 }
 
 /* XORs data with key, starting at byte `offset` of the payload (so a payload
- * can be unmasked in pieces). Works word-wide on the aligned middle. */
+ * can be unmasked in pieces). Works eight bytes at a time. */
 void dx__mask(uint8_t *data, size_t len, const uint8_t key[4], uint64_t offset);
 /* Copies src to dst XORing with key (dst and src may be the same). */
 void dx__mask_copy(uint8_t *dst, const uint8_t *src, size_t len,

@@ -7,14 +7,6 @@
 #include "duplex.h"
 #include "proto/deflate.h"
 
-enum {
-  DX__SF_CLOSE_SENT = 1,
-  DX__SF_CLOSE_RECEIVED = 2,
-  DX__SF_FAILED = 4,    /* we failed the connection; input is ignored */
-  DX__SF_COMPRESSED = 8, /* the open message came with RSV1 (deflated) */
-  DX__SF_BAD_DEFLATE = 16 /* we failed it for a corrupt deflate stream */
-};
-
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
                       const dx__session_callbacks *cb, void *ud,
                       const dx__alloc *alloc) {
@@ -132,12 +124,6 @@ void dx__session_consumed(dx__session *s, size_t n) {
 
 /* ---- state ------------------------------------------------------------- */
 
-int dx__session_state(const dx__session *s) {
-  int both = DX__SF_CLOSE_SENT | DX__SF_CLOSE_RECEIVED;
-  if ((s->flags & both) == both) return DX__S_CLOSED;
-  if (s->flags & (both | DX__SF_FAILED)) return DX__S_CLOSING;
-  return DX__S_OPEN;
-}
 int dx__session_close_sent(const dx__session *s) { return !!(s->flags & DX__SF_CLOSE_SENT); }
 int dx__session_close_received(const dx__session *s) { return !!(s->flags & DX__SF_CLOSE_RECEIVED); }
 int dx__session_sent_code(const dx__session *s) { return s->sent_code; }

@@ -47,6 +47,15 @@ typedef struct dx__session_config {
 /* Session states (numbered as dx_ready_state). */
 enum { DX__S_OPEN = 1, DX__S_CLOSING = 2, DX__S_CLOSED = 3 };
 
+/* Bits of dx__session.flags. */
+enum {
+  DX__SF_CLOSE_SENT = 1,
+  DX__SF_CLOSE_RECEIVED = 2,
+  DX__SF_FAILED = 4,    /* we failed the connection; input is ignored */
+  DX__SF_COMPRESSED = 8, /* the open message came with RSV1 (deflated) */
+  DX__SF_BAD_DEFLATE = 16 /* we failed it for a corrupt deflate stream */
+};
+
 /* The session's fields are private to session.c; the struct is visible only
  * so an owner can embed it (dx__session_init) and save an allocation per
  * connection. */
@@ -137,8 +146,13 @@ size_t dx__session_pending(dx__session *s, const uint8_t **out);
 void dx__session_consumed(dx__session *s, size_t n);
 
 /* DX__S_OPEN, DX__S_CLOSING (a close was sent or received) or DX__S_CLOSED
- * (both were). */
-int dx__session_state(const dx__session *s);
+ * (both were). Inline: every send asks. */
+static inline int dx__session_state(const dx__session *s) {
+  int both = DX__SF_CLOSE_SENT | DX__SF_CLOSE_RECEIVED;
+  if ((s->flags & both) == both) return DX__S_CLOSED;
+  if (s->flags & (both | DX__SF_FAILED)) return DX__S_CLOSING;
+  return DX__S_OPEN;
+}
 /* 1 when we sent a close frame / received one. */
 int dx__session_close_sent(const dx__session *s);
 int dx__session_close_received(const dx__session *s);

@@ -35,6 +35,14 @@ int dx__utf8_feed(dx__utf8_state *st, const uint8_t *p, size_t n) {
         if (w & 0x8080808080808080ull) break;
         i += 8;
       }
+      if (i < n && n >= 8 && n - i < 8) {
+        /* A short ASCII tail: test the last eight bytes as one word (it
+         * overlaps bytes already checked, which is harmless: a high bit
+         * there only sends us to the bytewise path). */
+        uint64_t w;
+        memcpy(&w, p + n - 8, 8);
+        if (!(w & 0x8080808080808080ull)) i = n;
+      }
       if (i == n) break;
       uint8_t b = p[i++];
       if (b < 0x80) continue;

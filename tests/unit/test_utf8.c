@@ -282,6 +282,30 @@ static void test_long_text_chunks(void **state) {
   }
 }
 
+/* Short mostly-ASCII texts, the common message: the validator may test the
+ * last eight bytes as one word, overlapping bytes it has already seen. A bad
+ * byte, a truncated sequence or a valid one at every position of texts of
+ * every length 1..40 gets the right answer. */
+static void test_short_ascii_tails(void **state) {
+  (void)state;
+  for (size_t n = 1; n <= 40; n++) {
+    uint8_t t[48];
+    for (size_t pos = 0; pos < n; pos++) {
+      memset(t, 'a', n);
+      t[pos] = 0x80; /* a lone continuation byte */
+      assert_int_equal(dx__utf8_validate(t, n), DX_EUTF8);
+      t[pos] = 0xC3; /* a lead byte: valid only with its continuation */
+      if (pos + 1 < n) {
+        assert_int_equal(dx__utf8_validate(t, n), DX_EUTF8); /* 'a' follows */
+        t[pos + 1] = 0xA9;
+        assert_int_equal(dx__utf8_validate(t, n), 0);
+      } else {
+        assert_int_equal(dx__utf8_validate(t, n), DX_EUTF8); /* truncated */
+      }
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validate),
@@ -291,6 +315,7 @@ int main(void) {
       cmocka_unit_test(test_autobahn_fragments),
       cmocka_unit_test(test_all_code_points),
       cmocka_unit_test(test_long_text_chunks),
+      cmocka_unit_test(test_short_ascii_tails),
   };
   return cmocka_run_group_tests_name("utf8", tests, NULL, NULL);
 }
