@@ -19,7 +19,6 @@ struct dx__io {
 typedef struct dx__timer dx__timer;
 typedef void (*dx__timer_cb)(dx__timer *t);
 struct dx__timer {
-  uint64_t due;   /* loop time in ms */
   uint32_t idx;   /* position in the heap; DX__TIMER_IDLE when not armed */
   dx__timer_cb cb;
 };

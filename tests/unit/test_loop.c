@@ -1,0 +1,98 @@
+/* The loop's timer heap (src/net/loop.c): timers embedded in their owners,
+ * armed, re-armed and stopped in a random order, must fire exactly once
+ * each, never after being stopped, never before their deadline, and in
+ * deadline order. Run on a real loop (dx_loop_run), so the heap is checked
+ * the way connections use it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "duplex.h"
+#include "net/loop.h"
+
+#define N 2000
+
+typedef struct owner {
+  dx__timer timer;
+  uint64_t due;  /* the loop time it was last armed for */
+  int armed;     /* what the test believes */
+  int fired;
+} owner;
+
+static owner owners[N];
+static dx_loop *loop;
+static int remaining; /* armed timers that have not fired yet */
+static uint64_t last_fire;
+static int out_of_order, fired_unarmed, fired_early;
+
+static void on_fire(dx__timer *t) {
+  owner *o = (owner *)((char *)t - offsetof(owner, timer));
+  uint64_t now = dx__loop_now(loop);
+  if (!o->armed) fired_unarmed++;
+  if (now < o->due) fired_early++;
+  /* Timers due in the same iteration fire in deadline order. */
+  if (o->due < last_fire) out_of_order++;
+  last_fire = o->due;
+  o->armed = 0;
+  o->fired++;
+  if (--remaining == 0) dx__loop_unref(loop);
+}
+
+static uint32_t rng = 12345;
+static uint32_t next_rand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 17;
+  rng ^= rng << 5;
+  return rng;
+}
+
+static void test_random_arm_stop_fire(void **state) {
+  (void)state;
+  loop = dx_loop_new();
+  assert_non_null(loop);
+  for (int i = 0; i < N; i++) dx__timer_init(&owners[i].timer, on_fire);
+  /* Many operations on random timers: arm (or re-arm) with 0..60 ms, or
+   * stop. The heap sees inserts, removals from the middle and updates. */
+  for (int k = 0; k < 20 * N; k++) {
+    owner *o = &owners[next_rand() % N];
+    if (next_rand() % 4 == 0) {
+      dx__timer_stop(loop, &o->timer);
+      o->armed = 0;
+    } else {
+      uint64_t ms = next_rand() % 61;
+      assert_int_equal(dx__timer_start(loop, &o->timer, ms), 0);
+      o->due = dx__loop_now(loop) + ms;
+      o->armed = 1;
+    }
+    assert_int_equal(dx__timer_active(&o->timer), o->armed);
+  }
+  for (int i = 0; i < N; i++) remaining += owners[i].armed;
+  int expected = remaining;
+  assert_true(expected > N / 2);
+  dx__loop_ref(loop); /* dropped by the last timer */
+  assert_int_equal(dx_loop_run(loop), 0);
+  assert_int_equal(remaining, 0);
+  assert_int_equal(fired_unarmed, 0);
+  assert_int_equal(fired_early, 0);
+  assert_int_equal(out_of_order, 0);
+  int fired = 0;
+  for (int i = 0; i < N; i++) {
+    assert_true(owners[i].fired <= 1);
+    assert_false(dx__timer_active(&owners[i].timer));
+    fired += owners[i].fired;
+  }
+  assert_int_equal(fired, expected);
+  dx_loop_free(loop);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_random_arm_stop_fire),
+  };
+  return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
+}
