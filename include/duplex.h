@@ -332,7 +332,9 @@ int dx_loop_post(dx_loop *loop, dx_post_fn fn, void *ud);
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o);
 /* Listens on host:port (host NULL or "" means every IPv4 and IPv6 address;
  * port 0 picks a free port). May be called several times. Returns 0, or
- * DX_EADDR (errno is kept) / DX_EINVAL / DX_ENOMEM. */
+ * DX_EADDR (errno is kept; dx_last_error() says why in one line: the
+ * resolver's reason for a name that does not resolve, else the socket
+ * error) / DX_EINVAL / DX_ESTATE (shutting down) / DX_ENOMEM. */
 int dx_server_listen(dx_server *s, const char *host, uint16_t port);
 /* The port the last successful dx_server_listen() bound; 0 if none. */
 uint16_t dx_server_port(const dx_server *s);
@@ -370,7 +372,11 @@ const char *dx_request_header(const dx_request *r, const char *name,
  * the server chose that we did not offer; 1002 for such a subprotocol) or
  * DX_WHY_TRANSPORT_ERROR. On error returns DX_EURL, DX_EADDR, DX_ENOMEM or
  * DX_EINVAL (an unusable CA file), dx_last_error() says why, and no
- * callback will run. Host names are resolved synchronously. */
+ * callback will run. Host names are resolved synchronously (the call
+ * blocks while the resolver works); every address of the name is tried in
+ * the resolver's order until one accepts the TCP connection (localhost:
+ * ::1, then 127.0.0.1), all within the handshake timeout, and when none
+ * does the close reason names the last address and how many were tried. */
 int dx_connect(dx_loop *loop, const char *url, const dx_options *o,
                dx_conn **out);
 

@@ -1,6 +1,7 @@
 /* The client endpoint: ws:// URLs, the non-blocking connect, and the
  * client side of the opening handshake. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,13 +143,49 @@ static int client_on_head(dx_conn *c, const char *head, size_t len) {
   return accept_extensions(c, &res);
 }
 
+/* "connect to ADDR: ERROR", naming the last address tried, and how many
+ * were tried when there were several. */
+static void connect_failure(const dx__endpoint *ep, int err, char *buf, size_t cap) {
+  char addr[64];
+  dx__tcp_addr_text(ep->cur_addr->ai_addr, addr, sizeof addr);
+  int tried = 1;
+  for (const struct addrinfo *a = ep->addrs; a && a != ep->cur_addr; a = a->ai_next) tried++;
+  int n = snprintf(buf, cap, "connect to %s: %s", addr, strerror(err));
+  if (tried > 1 && n > 0 && (size_t)n < cap)
+    snprintf(buf + n, cap - (size_t)n, " (%d addresses tried)", tried);
+}
+
+/* Moves a connecting client to a socket for the next address. The new
+ * socket takes over the old one's descriptor number (dup3), so the
+ * transport, TLS state included, needs no change. 0, or -1 with errno. */
+static int switch_socket(dx_conn *c, int fd) {
+  dx__io_stop(c->loop, &c->io);
+  int r = dup3(fd, c->io.fd, O_CLOEXEC);
+  int e = errno;
+  close(fd);
+  if (r < 0 || dx__io_start(c->loop, &c->io, EPOLLOUT)) {
+    if (r < 0) errno = e;
+    return -1;
+  }
+  return 0;
+}
+
 void dx__client_connected(dx_conn *c) {
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(c->tr.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err) {
-    char why[128];
-    snprintf(why, sizeof why, "connect: %s", strerror(err));
+    /* A name with several addresses (localhost: ::1 and 127.0.0.1) is
+     * tried address by address, in the resolver's order, until one
+     * answers; the handshake timeout bounds the whole attempt. */
+    dx__endpoint *ep = (dx__endpoint *)c->ep;
+    while (ep->next_addr) {
+      int fd = dx__tcp_connect_next(&ep->next_addr, &ep->cur_addr);
+      if (fd >= 0 && switch_socket(c, fd) == 0) return;
+      err = errno;
+    }
+    char why[200];
+    connect_failure(ep, err, why, sizeof why);
     dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, why);
     return;
   }
@@ -225,10 +262,15 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
     free_client(c, cep, path_copy);
     return DX_EURL;
   }
-  int fd = dx__tcp_connect(u.host, u.port);
+  char msg[400];
+  dx__endpoint *ep = &cep->ep;
+  int fd = dx__tcp_resolve(u.host, u.port, &ep->addrs, msg, sizeof msg);
+  if (fd == 0) {
+    ep->next_addr = ep->addrs;
+    fd = dx__tcp_connect_next(&ep->next_addr, &ep->cur_addr);
+    if (fd < 0) connect_failure(ep, errno, msg, sizeof msg);
+  }
   if (fd < 0) {
-    char msg[300];
-    snprintf(msg, sizeof msg, "cannot connect to %s:%u: %s", u.host, u.port, strerror(errno));
     dx__set_last_error(msg);
     free_client(c, cep, path_copy);
     return fd;

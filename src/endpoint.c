@@ -64,5 +64,8 @@ int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
 void dx__endpoint_deinit(dx__endpoint *ep) {
   dx__tls_ctx_free(ep->tls);
   ep->tls = NULL;
+  if (ep->addrs) freeaddrinfo(ep->addrs);
+  ep->addrs = ep->next_addr = NULL;
+  ep->cur_addr = NULL;
   dx__options_clear(&ep->opt);
 }

@@ -115,17 +115,26 @@ static void on_accept(dx__io *io, uint32_t events) {
 }
 
 int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
+  dx__set_last_error("");
   if (!s) return DX_EINVAL;
   if (s->nlisteners == DX__MAX_LISTENERS) return DX_EINVAL;
   if (s->shutting_down) return DX_ESTATE;
-  int fd = dx__tcp_listen(host, port, 1024, s->ep.opt.reuseport);
-  if (fd < 0) return fd;
+  char why[300];
+  int fd = dx__tcp_listen(host, port, 1024, s->ep.opt.reuseport, why, sizeof why);
+  if (fd < 0) {
+    int e = errno;
+    dx__set_last_error(why);
+    errno = e;
+    return fd;
+  }
   dx__listener *li = &s->listeners[s->nlisteners];
   li->io.fd = fd;
   li->io.cb = on_accept;
   li->server = s;
   if (dx__io_start(s->loop, &li->io, EPOLLIN)) {
     int e = errno;
+    snprintf(why, sizeof why, "cannot watch the listening socket: %s", strerror(e));
+    dx__set_last_error(why);
     close(fd);
     errno = e;
     return DX_EADDR;

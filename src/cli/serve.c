@@ -161,7 +161,7 @@ static int start_worker(worker *w, const dx_options *o, const char *host,
   int rc = dx_server_listen(w->server, host, *port);
   if (rc != 0) {
     cli_error("serve", "cannot listen on %s: %s", where,
-              rc == DX_EADDR && errno ? strerror(errno) : dx_strerror(rc));
+              *dx_last_error() ? dx_last_error() : dx_strerror(rc));
     return rc == DX_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
   }
   *port = dx_server_port(w->server); /* port 0: later workers share the one picked */

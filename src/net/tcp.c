@@ -1,5 +1,6 @@
 /* Plain TCP (IPv4 and IPv6): the default transport. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -73,22 +74,50 @@ unsigned dx__tcp_local_port(int fd) {
   return 0;
 }
 
-static struct addrinfo *resolve(const char *host, unsigned port, int passive) {
+/* getaddrinfo() for host:port. 0 and *out, or DX_EADDR with a one-line
+ * reason in why: the resolver's own words (gai_strerror), since errno says
+ * nothing about a name that does not resolve. */
+static int resolve(const char *host, unsigned port, int passive,
+                   struct addrinfo **out, char *why, size_t cap) {
   char service[8];
   snprintf(service, sizeof service, "%u", port);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                            .ai_flags = passive ? AI_PASSIVE : AI_ADDRCONFIG};
   /* The wildcard: prefer IPv6 with v4-mapped addresses, one socket for both. */
   hints.ai_family = AF_UNSPEC;
-  struct addrinfo *res = NULL;
-  if (getaddrinfo(host, service, &hints, &res) != 0) return NULL;
-  return res;
+  *out = NULL;
+  int rc = getaddrinfo(host, service, &hints, out);
+  if (rc == 0) return 0;
+  int e = errno;
+  snprintf(why, cap, "cannot resolve %s: %s", host ? host : "the wildcard address",
+           rc == EAI_SYSTEM ? strerror(e) : gai_strerror(rc));
+  errno = rc == EAI_SYSTEM ? e : EADDRNOTAVAIL;
+  return DX_EADDR;
 }
 
-int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport) {
+void dx__tcp_addr_text(const struct sockaddr *sa, char *buf, size_t cap) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+    port = ntohs(s6->sin6_port);
+    snprintf(buf, cap, "[%s]:%u", host, port);
+    return;
+  }
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+    port = ntohs(s4->sin_port);
+  }
+  snprintf(buf, cap, "%s:%u", host, port);
+}
+
+int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport,
+                   char *why, size_t cap) {
   if (host && !*host) host = NULL;
-  struct addrinfo *res = resolve(host, port, 1);
-  if (!res) return DX_EADDR;
+  struct addrinfo *res;
+  if (resolve(host, port, 1, &res, why, cap)) return DX_EADDR;
   /* For the wildcard, take IPv6 first: with IPV6_V6ONLY off it serves
    * IPv4 too. */
   struct addrinfo *pick[2] = {NULL, NULL};
@@ -116,30 +145,48 @@ int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport) 
   }
   freeaddrinfo(res);
   if (fd < 0) {
+    snprintf(why, cap, "%s", strerror(err));
     errno = err;
     return DX_EADDR;
   }
   return fd;
 }
 
-int dx__tcp_connect(const char *host, unsigned port) {
-  struct addrinfo *res = resolve(host, port, 0);
-  if (!res) return DX_EADDR;
-  int fd = -1, err = 0;
-  for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-    fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) { err = errno; continue; }
+int dx__tcp_resolve(const char *host, unsigned port, struct addrinfo **out,
+                    char *why, size_t cap) {
+  return resolve(host, port, 0, out, why, cap);
+}
+
+int dx__tcp_connect_next(struct addrinfo **next, const struct addrinfo **used) {
+  int err = EADDRNOTAVAIL;
+  for (struct addrinfo *a; (a = *next) != NULL;) {
+    *next = a->ai_next;
+    if (used) *used = a;
+    int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
     if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
       err = errno;
       close(fd);
-      fd = -1;
+      continue;
     }
+    dx__tcp_tune(fd);
+    return fd;
   }
+  errno = err;
+  return DX_EADDR;
+}
+
+int dx__tcp_connect(const char *host, unsigned port) {
+  struct addrinfo *res;
+  char why[160];
+  if (dx__tcp_resolve(host, port, &res, why, sizeof why)) return DX_EADDR;
+  struct addrinfo *next = res;
+  int fd = dx__tcp_connect_next(&next, NULL);
+  int e = errno;
   freeaddrinfo(res);
-  if (fd < 0) {
-    errno = err;
-    return DX_EADDR;
-  }
-  dx__tcp_tune(fd);
+  errno = e;
   return fd;
 }

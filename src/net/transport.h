@@ -4,6 +4,8 @@
 #ifndef DX_NET_TRANSPORT_H
 #define DX_NET_TRANSPORT_H
 #include <stddef.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -43,11 +45,25 @@ extern const dx__transport_ops dx__tcp_ops;
 
 /* Non-blocking, close-on-exec listening socket on host:port (host NULL or
  * "" binds the IPv6 wildcard with IPv4 mapped, or IPv4 if IPv6 is absent).
- * Returns the fd, or DX_EADDR with errno kept. */
-int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport);
-/* Starts a non-blocking connect to host:port (resolved synchronously).
- * Returns the fd, or DX_EADDR. */
+ * Returns the fd, or DX_EADDR with errno kept and a one-line reason in
+ * why[0..cap) (for a name that does not resolve, the resolver's words). */
+int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport,
+                   char *why, size_t cap);
+/* Resolves host:port for connecting (blocks while the resolver works).
+ * 0 and *out, which the caller frees with freeaddrinfo(); or DX_EADDR with
+ * a one-line reason in why. */
+int dx__tcp_resolve(const char *host, unsigned port, struct addrinfo **out,
+                    char *why, size_t cap);
+/* Starts a non-blocking connect to the first address from *next on that
+ * takes one and moves *next past it. *used (if given) is the address of
+ * the last attempt: the one connecting, or the last that failed. Returns
+ * the fd, or DX_EADDR with errno from the last failure when none is left. */
+int dx__tcp_connect_next(struct addrinfo **next, const struct addrinfo **used);
+/* Resolves and starts a connect to the first address that takes one
+ * (tests use it). Returns the fd, or DX_EADDR. */
 int dx__tcp_connect(const char *host, unsigned port);
+/* "127.0.0.1:80" or "[::1]:80". */
+void dx__tcp_addr_text(const struct sockaddr *sa, char *buf, size_t cap);
 /* The local port of a socket, 0 on error. */
 unsigned dx__tcp_local_port(int fd);
 /* Per-connection socket options (TCP_NODELAY). */
