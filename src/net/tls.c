@@ -44,7 +44,7 @@ typedef struct {
   unsigned failed : 1; /* read/write side is dead; err/code say why */
   int wdead;           /* errno of a failed send(), 0 while sending works */
   int code;            /* close code for error() */
-  char err[200];
+  char err[224]; /* "TLS handshake failed: " and a reason of up to 199 bytes */
 } tls_state;
 
 /* ---- errors ------------------------------------------------------------ */
