@@ -372,11 +372,15 @@ const char *dx_request_header(const dx_request *r, const char *name,
  * the server chose that we did not offer; 1002 for such a subprotocol) or
  * DX_WHY_TRANSPORT_ERROR. On error returns DX_EURL, DX_EADDR, DX_ENOMEM or
  * DX_EINVAL (an unusable CA file), dx_last_error() says why, and no
- * callback will run. Host names are resolved synchronously (the call
- * blocks while the resolver works); every address of the name is tried in
- * the resolver's order until one accepts the TCP connection (localhost:
- * ::1, then 127.0.0.1), all within the handshake timeout, and when none
- * does the close reason names the last address and how many were tried. */
+ * callback will run.
+ * A host name is resolved on a short-lived thread of its own, so a slow DNS
+ * server never stalls the loop; a name that does not resolve ends as
+ * on_close (1006, DX_WHY_TRANSPORT_ERROR, "cannot resolve NAME: <the
+ * resolver's reason>"). An address literal is used as is. Every address of
+ * the name is tried in the resolver's order until one accepts the TCP
+ * connection (localhost: ::1, then 127.0.0.1), all within the handshake
+ * timeout; when none does, the close reason names the last address and
+ * how many were tried. */
 int dx_connect(dx_loop *loop, const char *url, const dx_options *o,
                dx_conn **out);
 

@@ -1,5 +1,6 @@
 /* The client endpoint: ws:// URLs, the non-blocking connect, and the
  * client side of the opening handshake. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "net/resolve.h"
 #include "proto/handshake.h"
 #include "server_internal.h"
 
@@ -143,9 +145,18 @@ static int client_on_head(dx_conn *c, const char *head, size_t len) {
   return accept_extensions(c, &res);
 }
 
+static int is_address_literal(const char *host) {
+  unsigned char a[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
 /* "connect to ADDR: ERROR", naming the last address tried, and how many
  * were tried when there were several. */
 static void connect_failure(const dx__endpoint *ep, int err, char *buf, size_t cap) {
+  if (!ep->cur_addr) {
+    snprintf(buf, cap, "connect: %s", strerror(err));
+    return;
+  }
   char addr[64];
   dx__tcp_addr_text(ep->cur_addr->ai_addr, addr, sizeof addr);
   int tried = 1;
@@ -170,23 +181,49 @@ static int switch_socket(dx_conn *c, int fd) {
   return 0;
 }
 
+/* Starts a connect to the next address left. A name with several
+ * addresses (localhost: ::1 and 127.0.0.1) is tried address by address, in
+ * the resolver's order, until one answers; the handshake timeout bounds the
+ * whole attempt. With none left, fails the connection naming the last
+ * address tried and err, its error. */
+static void connect_next(dx_conn *c, int err) {
+  dx__endpoint *ep = (dx__endpoint *)c->ep;
+  while (ep->next_addr) {
+    int fd = dx__tcp_connect_next(&ep->next_addr, &ep->cur_addr);
+    if (fd >= 0 && switch_socket(c, fd) == 0) return;
+    err = errno;
+  }
+  char why[200];
+  connect_failure(ep, err, why, sizeof why);
+  dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, why);
+}
+
+/* The resolver's answer is in (the connection's descriptor, until now a
+ * copy of the request's eventfd, became readable). */
+static void resolved(dx_conn *c) {
+  dx__endpoint *ep = (dx__endpoint *)c->ep;
+  char why[300];
+  int r = dx__resolve_result(ep->resolving, &ep->addrs, why, sizeof why);
+  dx__resolve_release(ep->resolving);
+  ep->resolving = NULL;
+  if (r) {
+    dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, why);
+    return;
+  }
+  ep->next_addr = ep->addrs;
+  connect_next(c, EADDRNOTAVAIL);
+}
+
 void dx__client_connected(dx_conn *c) {
+  if (c->ep->resolving) {
+    resolved(c);
+    return;
+  }
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(c->tr.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err) {
-    /* A name with several addresses (localhost: ::1 and 127.0.0.1) is
-     * tried address by address, in the resolver's order, until one
-     * answers; the handshake timeout bounds the whole attempt. */
-    dx__endpoint *ep = (dx__endpoint *)c->ep;
-    while (ep->next_addr) {
-      int fd = dx__tcp_connect_next(&ep->next_addr, &ep->cur_addr);
-      if (fd >= 0 && switch_socket(c, fd) == 0) return;
-      err = errno;
-    }
-    char why[200];
-    connect_failure(ep, err, why, sizeof why);
-    dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, why);
+    connect_next(c, err);
     return;
   }
   c->connecting = 0;
@@ -264,8 +301,13 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   }
   char msg[400];
   dx__endpoint *ep = &cep->ep;
-  int fd = dx__tcp_resolve(u.host, u.port, &ep->addrs, msg, sizeof msg);
-  if (fd == 0) {
+  /* A name is resolved off the loop's thread, so a slow DNS server stalls
+   * only this connection; an address literal needs no resolver, and with no
+   * thread to be had we resolve here. */
+  int fd = -1;
+  if (!is_address_literal(u.host)) ep->resolving = dx__resolve_start(u.host, u.port, &fd);
+  if (!ep->resolving) fd = dx__tcp_resolve(u.host, u.port, &ep->addrs, msg, sizeof msg);
+  if (!ep->resolving && fd == 0) {
     ep->next_addr = ep->addrs;
     fd = dx__tcp_connect_next(&ep->next_addr, &ep->cur_addr);
     if (fd < 0) connect_failure(ep, errno, msg, sizeof msg);
@@ -278,12 +320,17 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   c->is_client = 1;
   c->connecting = 1;
   c->path = path_copy;
-  int started = dx__conn_start(c, loop, &cep->ep, fd, EPOLLOUT, u.host) == 0;
+  /* While resolving, the descriptor is the resolver's eventfd (readable
+   * when the answer is in), else the connecting socket (writable when
+   * connected). */
+  uint32_t events = ep->resolving ? EPOLLIN : EPOLLOUT;
+  int started = dx__conn_start(c, loop, &cep->ep, fd, events, u.host) == 0;
   if (!started || dx__session_queue_raw(&c->sess, req, n)) {
     /* Undo by hand: the header promises no callback for a failed call. */
     if (started) {
       dx__io_stop(loop, &c->io);
       dx__timer_stop(loop, &c->timer);
+      dx__handle_remove(loop, &c->handle);
       dx__loop_unref(loop);
     }
     dx__session_deinit(&c->sess);

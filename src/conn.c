@@ -409,7 +409,9 @@ static void on_readable(dx_conn *c) {
 static void on_io(dx__io *io, uint32_t events) {
   dx_conn *c = CONTAINER(io, dx_conn, io);
   if (c->phase == DX__P_DONE) return;
-  if (c->connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+  if (c->connecting) {
+    /* Connected or refused (the socket), or resolved (the resolver's
+     * eventfd stands in for the socket until then). */
     dx__client_connected(c);
     return;
   }

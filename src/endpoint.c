@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "endpoint.h"
+#include "net/resolve.h"
 
 /* ---- randomness ------------------------------------------------------- */
 
@@ -64,6 +65,8 @@ int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
 void dx__endpoint_deinit(dx__endpoint *ep) {
   dx__tls_ctx_free(ep->tls);
   ep->tls = NULL;
+  dx__resolve_release(ep->resolving);
+  ep->resolving = NULL;
   if (ep->addrs) freeaddrinfo(ep->addrs);
   ep->addrs = ep->next_addr = NULL;
   ep->cur_addr = NULL;

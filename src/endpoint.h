@@ -61,8 +61,10 @@ typedef struct dx__endpoint {
    * a client). Returns 0 when the connection is now OPEN, else it has
    * already been failed or answered. */
   int (*on_head)(dx_conn *c, const char *head, size_t len);
-  /* Client: the resolved addresses (freed with the endpoint), the next one
-   * to try if the current connect fails, and the current one. */
+  /* Client: the name being resolved (off the loop's thread), then the
+   * resolved addresses (freed with the endpoint), the next one to try if
+   * the current connect fails, and the current one. */
+  struct dx__resolve *resolving;
   struct addrinfo *addrs, *next_addr;
   const struct addrinfo *cur_addr;
 } dx__endpoint;

@@ -273,8 +273,8 @@ static void after_end(dx_client *cl, int deliberate, int code, dx_why why, int s
   schedule(cl);
 }
 
-/* dx__connect() failed before a connection existed (the name did not
- * resolve, the connection was refused at once): a transport error as far
+/* dx__connect() failed before a connection existed (an address literal
+ * refused at once, no memory): a transport error as far
  * as the rule is concerned, with no on_close since there was no conn. */
 static void attempt_failed_early(dx_client *cl) {
   dx__set_last_error(cl->fail_reason); /* what on_reconnect_attempt may ask */

@@ -7,6 +7,7 @@
 void dx__server_detach(dx_server *s, dx_conn *c);
 /* Server: answer the handshake with an HTTP error and close. */
 void dx__server_refuse(dx_conn *c, int status, const char *why);
-/* Client: the non-blocking TCP connect finished (well or not). */
+/* Client, while connecting: the resolver answered, or the non-blocking TCP
+ * connect finished (well or not). */
 void dx__client_connected(dx_conn *c);
 #endif

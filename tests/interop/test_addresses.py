@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Host names with several addresses, and names that do not resolve.
+"""Host names: several addresses, names that do not resolve, slow DNS.
 
 On a stock Debian machine /etc/hosts gives `localhost` two addresses, ::1
 first and then 127.0.0.1, and many servers listen on only one of them. The
@@ -10,7 +10,10 @@ root) with its own /etc/hosts bind-mounted over the real one:
     ::1        localhost dualhost
     127.0.0.1  localhost dualhost
 
-so every child sees that file, whatever the machine's own says. Then:
+and its own /etc/resolv.conf naming a DNS server this suite runs on
+127.53.0.1:53 (UDP): it answers NXDOMAIN to every query except for names
+under slow.test, which it never answers (the resolver waits 10 s). So
+every child sees those files, whatever the machine's own say. Then:
 - `duplex connect ws://localhost:P` reaches a `duplex serve` and a Python
   websockets server that listen on 127.0.0.1 only (::1 refuses first), and
   a `duplex serve --host ::1` (the first address answers);
@@ -21,22 +24,32 @@ so every child sees that file, whatever the machine's own says. Then:
   says 2 addresses were tried;
 - a name that does not resolve: `duplex connect` and `duplex serve --host`
   fail with the resolver's reason ("cannot resolve NAME: ..."), not an
-  errno text such as "Invalid argument".
+  errno text such as "Invalid argument";
+- a name whose DNS server never answers: the client's loop keeps running
+  (names are resolved off the loop's thread): SIGINT to `duplex connect`
+  ends the attempt at once ("connection attempt aborted", why closed
+  locally) instead of after the resolver's 10 s.
 
   /usr/bin/python3 tests/interop/test_addresses.py --duplex build/duplex
 """
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_common import (DuplexServer, WsPeer, base_args, check,  # noqa: E402
+from interop_common import (CheckFailed, DuplexServer, WsPeer, base_args, check,  # noqa: E402
                             expect_eq, make_certs, need_websockets, run_connect, run_main, say,
                             step)
 
 HOSTS = "::1 localhost dualhost\n127.0.0.1 localhost dualhost\n"
+DNS_ADDR = "127.53.0.1"
+RESOLV = "nameserver %s\noptions timeout:10 attempts:1\n" % DNS_ADDR
 NS_FLAG = "DX_TEST_HOSTS_NS"
 
 
@@ -44,10 +57,11 @@ def enter_namespace():
     """Re-executes this script in a mount namespace whose /etc/hosts is
     HOSTS. Returns only inside it."""
     if os.environ.get(NS_FLAG):
-        with open("/etc/hosts") as f:
-            if f.read() != HOSTS:
-                print("FAIL: /etc/hosts was not replaced inside the namespace", flush=True)
-                sys.exit(1)
+        for path, want in (("/etc/hosts", HOSTS), ("/etc/resolv.conf", RESOLV)):
+            with open(path) as f:
+                if f.read() != want:
+                    print("FAIL: %s was not replaced inside the namespace" % path, flush=True)
+                    sys.exit(1)
         return
     unshare, mount = shutil.which("unshare"), shutil.which("mount")
     if not unshare or not mount or os.geteuid() != 0:
@@ -55,13 +69,16 @@ def enter_namespace():
               "its children their own /etc/hosts", flush=True)
         sys.exit(1)
     d = tempfile.mkdtemp(prefix="duplex-hosts-")
-    hosts = os.path.join(d, "hosts")
+    hosts, resolv = os.path.join(d, "hosts"), os.path.join(d, "resolv.conf")
     with open(hosts, "w") as f:
         f.write(HOSTS)
-    inner = "mount --bind \"$0\" /etc/hosts && exec \"$@\""
+    with open(resolv, "w") as f:
+        f.write(RESOLV)
+    inner = ("mount --bind \"$0\" /etc/hosts && mount --bind \"$1\" /etc/resolv.conf && "
+             "shift && exec \"$@\"")
     env = dict(os.environ, **{NS_FLAG: "1"})
-    r = subprocess.run([unshare, "-m", "sh", "-c", inner, hosts, sys.executable] + sys.argv,
-                       env=env)
+    r = subprocess.run([unshare, "-m", "sh", "-c", inner, hosts, resolv, sys.executable]
+                       + sys.argv, env=env)
     shutil.rmtree(d, ignore_errors=True)
     sys.exit(r.returncode)
 
@@ -85,7 +102,51 @@ def free_port():
     return port
 
 
+def qname(packet):
+    """The first question's name in a DNS query, lower-case, or None."""
+    labels, i = [], 12
+    while i < len(packet):
+        n = packet[i]
+        if n == 0:
+            return ".".join(labels).lower(), i + 5  # name, end of the question
+        if n & 0xC0:
+            return None
+        labels.append(packet[i + 1:i + 1 + n].decode("ascii", "replace"))
+        i += 1 + n
+    return None
+
+
+def fake_dns():
+    """A UDP DNS server on DNS_ADDR:53: NXDOMAIN for everything, silence for
+    names under slow.test. Returns the list of names it was asked."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((DNS_ADDR, 53))
+    except OSError as e:
+        raise CheckFailed("cannot run the test DNS server on %s:53: %s" % (DNS_ADDR, e))
+    asked = []
+
+    def serve():
+        while True:
+            pkt, peer = s.recvfrom(2048)
+            q = qname(pkt)
+            if not q:
+                continue
+            name, end = q
+            asked.append(name)
+            if name == "slow.test" or name.endswith(".slow.test"):
+                continue
+            # Same id; QR, opcode 0, RD copied, RA, RCODE 3 (NXDOMAIN); the
+            # question echoed, no records.
+            flags = bytes([0x80 | (pkt[2] & 0x01), 0x83])
+            s.sendto(pkt[:2] + flags + b"\x00\x01\x00\x00\x00\x00\x00\x00" + pkt[12:end],
+                     peer)
+    threading.Thread(target=serve, daemon=True).start()
+    return asked
+
+
 def main(args):
+    asked = fake_dns()
     step("a `duplex serve` on 127.0.0.1 only is reached through localhost (::1 refuses first)")
     with DuplexServer(args.duplex) as srv:
         echo_ok(args, "ws://localhost:%d/" % srv.port, "duplex serve on 127.0.0.1")
@@ -117,20 +178,42 @@ def main(args):
 
     step("a name that does not resolve: the resolver's reason, for connect and serve")
     res = run_connect(args.duplex, "ws://no-such-host.invalid:80/", ["x"])
-    err = res.stderr.decode("utf-8", "replace")
-    check("cannot resolve no-such-host.invalid: " in err,
-          "connect to an unknown name: expected 'cannot resolve no-such-host.invalid: ...' "
-          "on stderr, got %r" % err)
-    check("Invalid argument" not in err, "connect to an unknown name: errno text in %r" % err)
-    check(res.rc != 0, "connect to an unknown name: exit status 0")
+    res.expect_failed(1006, "transport error", "connect to an unknown name",
+                      reason_has=("cannot resolve no-such-host.invalid: Name or service not known",))
+    check("no-such-host.invalid" in asked,
+          "the test DNS server was never asked for no-such-host.invalid (asked: %r)" % asked)
     r = subprocess.run([args.duplex, "serve", "--host", "no-such-host.invalid", "--port", "0"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=20)
     err = r.stderr.decode("utf-8", "replace")
     say("  serve said: %s" % err.strip())
     check(r.returncode != 0, "serve --host no-such-host.invalid: exit status 0")
-    check("cannot listen on no-such-host.invalid:0: cannot resolve no-such-host.invalid: " in err,
+    check("cannot listen on no-such-host.invalid:0: cannot resolve no-such-host.invalid: "
+          "Name or service not known" in err,
           "serve --host no-such-host.invalid: expected the resolver's reason, got %r" % err)
+
+    step("a DNS server that never answers does not stall the client's loop")
+    cmd = [args.duplex, "connect", "ws://slow.test:80/"]
+    say("running: %s; SIGINT after 0.5 s" % " ".join(cmd))
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    check("slow.test" in asked, "the test DNS server was not asked for slow.test within "
+          "0.5 s (asked: %r)" % asked)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise CheckFailed("duplex connect did not exit within 5 s of SIGINT while its "
+                          "resolver waited for DNS (10 s): the loop is blocked")
+    took = time.monotonic() - t0
+    err = err.decode("utf-8", "replace")
+    say("  exit status %d after %.2f s; stderr %r" % (p.returncode, took, err.strip()))
+    check('reason="connection attempt aborted" why=closed locally' in err,
+          "SIGINT while resolving: expected the attempt aborted and why=closed locally, "
+          "got %r" % err)
 
 
 if __name__ == "__main__":
