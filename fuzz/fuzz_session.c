@@ -385,10 +385,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                    (oa.err == DX_ETOOBIG || oa.err == DX_EUTF8) &&
                    (ob.err == DX_ETOOBIG || ob.err == DX_EUTF8);
   /* With a 9-bit window zlib accepts a distance past the window when the
-   * data it points at was produced in the same inflate call, so a peer
-   * that breaks its window limit is caught or not depending on the
-   * split (reported; tolerated here so fuzzing can go on). */
-  int pmd_window = (mode & 4) && !(seed4 & 1) && oa.err != ob.err &&
+   * data it points at was produced in the same inflate call (or lies
+   * within the call's output plus the window), so a peer that breaks its
+   * window limit is caught or not depending on the split: one run fails
+   * with a corrupt stream (EPROTO, 1007) where the other delivers the
+   * message zlib could still rebuild and fails later (or not at all).
+   * Both are acceptable answers to a peer that broke its agreement (the
+   * same inputs with a 15-bit window agree across splits), so with a
+   * 9-bit window the two runs are not compared once either saw a protocol
+   * failure; run C's checks still apply. */
+  int pmd_window = (mode & 4) && !(seed4 & 1) &&
                    (oa.err == DX_EPROTO || ob.err == DX_EPROTO);
   if (pmd_window) goto run_c;
   CHECK(oa.err == ob.err || pmd_either);
