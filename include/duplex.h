@@ -379,8 +379,10 @@ const char *dx_request_header(const dx_request *r, const char *name,
  * resolver's reason>"). An address literal is used as is. Every address of
  * the name is tried in the resolver's order until one accepts the TCP
  * connection (localhost: ::1, then 127.0.0.1), all within the handshake
- * timeout; when none does, the close reason names the last address and
- * how many were tried. */
+ * timeout: while addresses are left, an attempt that neither connects nor
+ * fails is abandoned after its share of that timeout (timeout / number of
+ * addresses). When none connects, the close reason names the last address
+ * and how many were tried. */
 int dx_connect(dx_loop *loop, const char *url, const dx_options *o,
                dx_conn **out);
 

@@ -181,6 +181,24 @@ static int switch_socket(dx_conn *c, int fd) {
   return 0;
 }
 
+/* While addresses are left to try, an attempt that neither connects nor
+ * fails (its SYN is dropped: a black-holed route, a full backlog) is
+ * abandoned after its share of the handshake timeout, so every address
+ * gets a turn before that timeout ends the whole attempt. The heartbeat
+ * timer is free until the connection opens. */
+static void arm_attempt_timer(dx_conn *c) {
+  const dx__endpoint *ep = c->ep;
+  if (!ep->next_addr) {
+    dx__timer_stop(c->loop, &c->hb_timer);
+    return;
+  }
+  unsigned n = 0;
+  for (const struct addrinfo *a = ep->addrs; a; a = a->ai_next) n++;
+  uint32_t total = ep->opt.handshake_timeout_ms ? ep->opt.handshake_timeout_ms : 10000;
+  uint32_t slice = total / n;
+  dx__timer_start(c->loop, &c->hb_timer, slice < 250 ? 250 : slice);
+}
+
 /* Starts a connect to the next address left. A name with several
  * addresses (localhost: ::1 and 127.0.0.1) is tried address by address, in
  * the resolver's order, until one answers; the handshake timeout bounds the
@@ -190,7 +208,10 @@ static void connect_next(dx_conn *c, int err) {
   dx__endpoint *ep = (dx__endpoint *)c->ep;
   while (ep->next_addr) {
     int fd = dx__tcp_connect_next(&ep->next_addr, &ep->cur_addr);
-    if (fd >= 0 && switch_socket(c, fd) == 0) return;
+    if (fd >= 0 && switch_socket(c, fd) == 0) {
+      arm_attempt_timer(c);
+      return;
+    }
     err = errno;
   }
   char why[200];
@@ -214,6 +235,8 @@ static void resolved(dx_conn *c) {
   connect_next(c, EADDRNOTAVAIL);
 }
 
+void dx__client_attempt_expired(dx_conn *c) { connect_next(c, ETIMEDOUT); }
+
 void dx__client_connected(dx_conn *c) {
   if (c->ep->resolving) {
     resolved(c);
@@ -227,6 +250,7 @@ void dx__client_connected(dx_conn *c) {
     return;
   }
   c->connecting = 0;
+  dx__timer_stop(c->loop, &c->hb_timer);
   dx__io_update(c->loop, &c->io, EPOLLIN);
   dx__conn_want_flush(c); /* the upgrade request is queued */
 }
@@ -339,6 +363,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
     free_client(c, cep, path_copy);
     return started ? DX_ENOMEM : DX_EIO;
   }
+  if (!ep->resolving) arm_attempt_timer(c);
   *out = c;
   return 0;
 }

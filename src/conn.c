@@ -267,6 +267,10 @@ static void feed(dx_conn *c, uint8_t *buf, size_t n) {
 static void on_heartbeat(dx__timer *t) {
   dx_conn *c = CONTAINER(t, dx_conn, hb_timer);
   const dx_options *o = &c->ep->opt;
+  if (c->connecting) { /* until open, this timer paces the connect attempts */
+    dx__client_attempt_expired(c);
+    return;
+  }
   if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return;
   uint32_t now = (uint32_t)dx__loop_now(c->loop);
   if (c->hb_waiting) {

@@ -81,7 +81,8 @@ struct dx_conn {
   dx__io io;
   dx__transport tr;
   dx__timer timer;       /* handshake, then close timeout */
-  dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline */
+  dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline;
+                          * client, before that: the connect attempt limit */
   uint32_t last_rx;      /* loop time (ms, wrapping) of the last bytes read */
   uint32_t ping_sent;    /* loop time of the outstanding heartbeat ping */
   uint32_t last_msg;     /* loop time of the last message either way */

@@ -10,4 +10,6 @@ void dx__server_refuse(dx_conn *c, int status, const char *why);
 /* Client, while connecting: the resolver answered, or the non-blocking TCP
  * connect finished (well or not). */
 void dx__client_connected(dx_conn *c);
+/* Client, while connecting: this address took too long; try the next. */
+void dx__client_attempt_expired(dx_conn *c);
 #endif

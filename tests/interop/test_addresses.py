@@ -19,6 +19,9 @@ every child sees those files, whatever the machine's own say. Then:
   a `duplex serve --host ::1` (the first address answers);
 - wss://localhost:P with the CA verified, after ::1 refused (the TLS state
   must survive the change of socket);
+- ::1 black-holed (a listener whose backlog is full drops further SYNs),
+  127.0.0.1 serving: the ::1 attempt is abandoned after its share of the
+  10 s handshake timeout (5 s of it) and 127.0.0.1 answers;
 - nothing listening on either address: close 1006, why transport error,
   the reason names the last address (127.0.0.1, so ::1 came first) and
   says 2 addresses were tried;
@@ -168,6 +171,26 @@ def main(args):
     with DuplexServer(args.duplex, tls=certs.server) as tls:
         echo_ok(args, "wss://localhost:%d/" % tls.port, "wss on 127.0.0.1",
                 extra=("--ca", certs.ca))
+
+    step("::1 drops our SYN (a full backlog), 127.0.0.1 serves: the first attempt is "
+         "abandoned after its share of the handshake timeout")
+    with DuplexServer(args.duplex) as srv:
+        hole = socket.socket(socket.AF_INET6)
+        hole.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            hole.bind(("::1", srv.port))
+        except OSError as e:
+            raise CheckFailed("cannot bind [::1]:%d for the black hole: %s" % (srv.port, e))
+        hole.listen(0)
+        filler = socket.create_connection(("::1", srv.port), timeout=5)  # fills the backlog
+        t0 = time.monotonic()
+        echo_ok(args, "ws://localhost:%d/" % srv.port, "black-holed ::1")
+        took = time.monotonic() - t0
+        say("  took %.1f s (the ::1 attempt's share: 5 s)" % took)
+        check(took >= 4.5, "the black-holed ::1 attempt was left after %.1f s, before its "
+              "5 s share: did it connect?" % took)
+        filler.close()
+        hole.close()
 
     step("nothing listens on either address: both are tried, the last is named")
     port = free_port()
