@@ -260,6 +260,23 @@ static void feed(dx_conn *c, uint8_t *buf, size_t n) {
   after_session(c);
 }
 
+/* Arms the heartbeat timer for about `ms` from now: the deadline is rounded
+ * up to a slot of 1/64 of the ping interval (at most 500 ms) on the loop's
+ * clock, so the heartbeats of many connections fall due together and leave
+ * in one loop wake-up instead of one wake-up each. An idle loop's cost is
+ * mostly waking up (10,000 connections at 25 s: 400 pings a second, spread
+ * evenly, were 400 wake-ups of a sleeping thread). */
+static void heartbeat_arm(dx_conn *c, uint64_t ms) {
+  uint64_t slot = c->ep->opt.ping_interval_ms / 64;
+  if (slot > 500) slot = 500;
+  if (slot > 1) {
+    uint64_t now = dx__loop_now(c->loop), due = now + ms;
+    due += slot - 1 - (due + slot - 1) % slot;
+    ms = due - now;
+  }
+  dx__timer_start(c->loop, &c->hb_timer, ms);
+}
+
 /* The heartbeat, two alternating deadlines on one embedded timer: at the
  * interval a ping leaves; at the timeout after it, the connection must have
  * shown a sign of life (any bytes at all) since the ping. Reading costs one
@@ -280,13 +297,13 @@ static void on_heartbeat(dx__timer *t) {
     }
     c->hb_waiting = 0;
     uint32_t waited = now - c->ping_sent;
-    dx__timer_start(c->loop, t, o->ping_interval_ms > waited ? o->ping_interval_ms - waited : 0);
+    heartbeat_arm(c, o->ping_interval_ms > waited ? o->ping_interval_ms - waited : 0);
     return;
   }
   c->ping_sent = now;
   c->hb_waiting = 1;
   if (dx__session_control(&c->sess, DX__OP_PING, &now, sizeof now) == 0) dx__conn_want_flush(c);
-  dx__timer_start(c->loop, t, o->ping_timeout_ms);
+  heartbeat_arm(c, o->ping_timeout_ms);
 }
 
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
@@ -299,7 +316,7 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   dx__timer_stop(c->loop, &c->timer);
   if (c->ep->opt.idle_timeout_ms) dx__timer_start(c->loop, &c->timer, c->ep->opt.idle_timeout_ms);
   if (c->ep->opt.ping_interval_ms)
-    dx__timer_start(c->loop, &c->hb_timer, c->ep->opt.ping_interval_ms);
+    heartbeat_arm(c, c->ep->opt.ping_interval_ms);
   dx__conn_want_flush(c);
   if (c->ep->opt.on_open) c->ep->opt.on_open(c);
   if (c->phase == DX__P_OPEN) after_session(c);
