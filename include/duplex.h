@@ -189,7 +189,10 @@ int dx_options_set_close_timeout(dx_options *o, uint32_t ms);
  * on_close reports DX_WHY_PING_TIMEOUT and 1006. interval_ms 0 turns
  * heartbeats off. Defaults: 25000 and 20000, both roles. The pongs give
  * dx_conn_rtt(). Timers are embedded in the connection: no allocation per
- * ping. 0 or DX_EINVAL (timeout 0 with an interval). */
+ * ping. Both deadlines are rounded up to a slot of interval_ms / 64 (at
+ * most 500 ms) so that many connections' heartbeats share a wake-up: a
+ * ping may leave, and a timeout be declared, up to that much later, never
+ * earlier. 0 or DX_EINVAL (timeout 0 with an interval). */
 int dx_options_set_ping(dx_options *o, uint32_t interval_ms,
                         uint32_t timeout_ms);
 
