@@ -20,6 +20,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ME=extra.sh
+. "$ROOT/bench/lib.sh"
 BUILD=/work/main/build-rel
 QUICK=0
 REPS=
@@ -42,17 +44,8 @@ fi
 PORT_BASE=${BENCH_PORT_BASE:-18490}
 NODE=${NODE:-node}
 
-die() { echo "extra.sh: $*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- build
-mkdir -p "$BUILD" || die "cannot create $BUILD"
-BUILD=$(cd "$BUILD" && pwd)
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  echo "configuring $BUILD (Release)..."
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_TESTS=OFF -DDX_BENCH=ON \
-    >"$BUILD/bench-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/bench-configure.log"
-fi
-: >"$BUILD/bench-build.log"
+bench_build_dir -DDX_TESTS=OFF
 echo "building..."
 for t in wsbench duplex; do
   cmake --build "$BUILD" -j2 --target "$t" >>"$BUILD/bench-build.log" 2>&1 ||
@@ -60,25 +53,17 @@ for t in wsbench duplex; do
 done
 WSBENCH=$BUILD/bench/wsbench
 DUPLEX=$BUILD/duplex
-BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
-case "$BTYPE" in Release|RelWithDebInfo|MinSizeRel) ;; *)
-  echo "extra.sh: warning: $BUILD is a '$BTYPE' build: figures are not representative" >&2 ;;
-esac
-grep -q '^DX_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" &&
-  echo "extra.sh: warning: $BUILD has sanitizers on: figures are not representative" >&2
-
 HAVE_NODE=1
 if ! "$NODE" -e "require('$ROOT/tests/interop/node_modules/ws')" 2>/dev/null; then
   HAVE_NODE=0
-  echo "extra.sh: warning: node or tests/interop/node_modules/ws missing: no ws column" >&2
+  warn "node or tests/interop/node_modules/ws missing: no ws column"
 fi
 
 # ------------------------------------------------------- limits and ports
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
-NOFILE=$(ulimit -n)
+raise_nofile
 if [ "$NOFILE" != unlimited ] && [ "$IDLE_N" -gt $((NOFILE - 200)) ]; then
   IDLE_N=$((NOFILE - 200))
-  echo "extra.sh: warning: ulimit -n is $NOFILE: memory rows use $IDLE_N connections" >&2
+  warn "ulimit -n is $NOFILE: memory rows use $IDLE_N connections"
 fi
 
 port_of() {
@@ -87,7 +72,6 @@ port_of() {
     duplex-tls) echo $((PORT_BASE + 2)) ;; duplex-t2) echo $((PORT_BASE + 3)) ;;
   esac
 }
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 for s in duplex node duplex-tls duplex-t2; do
   listening "$(port_of "$s")" && die "port $(port_of "$s") is already in use (set BENCH_PORT_BASE)"
 done
@@ -99,23 +83,7 @@ RESULTS=$OUT/results.txt
 sh "$ROOT/tests/certs/make.sh" "$OUT/certs" >"$OUT/certs.log" 2>&1 ||
   die "tests/certs/make.sh failed: see $OUT/certs.log"
 
-busy_pct() {
-  local a b
-  a=$(head -1 /proc/stat); sleep 1; b=$(head -1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    n = split(a, x, " "); split(b, y, " ")
-    for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
-    printf "%.0f", tot ? 100 * (tot - idle) / tot : 0 }'
-}
-check_busy() { # WHEN
-  local pct; pct=$(busy_pct)
-  echo "CPU busy $1 (nothing of ours running): $pct%"
-  [ "$pct" -gt 10 ] && echo "extra.sh: warning: the machine is already $pct% busy: figures will be low and noisy" >&2
-  return 0
-}
-
 # -------------------------------------------------------------- servers
-SPID=
 start_server() { # NAME
   local port; port=$(port_of "$1")
   local common=(--quiet --host 127.0.0.1 --port "$port")
@@ -127,22 +95,7 @@ start_server() { # NAME
     node) "$NODE" "$ROOT/bench/ws_echo.js" "$port" 127.0.0.1 >>"$OUT/node.log" 2>&1 & ;;
   esac
   SPID=$!
-  for _ in $(seq 200); do
-    listening "$port" && return 0
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "extra.sh: $1 server did not start listening on $port (see $OUT/$1.log)" >&2
-  stop_server
-  return 1
-}
-stop_server() {
-  [ -n "$SPID" ] || return 0
-  kill "$SPID" 2>/dev/null
-  for _ in $(seq 40); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
-  kill -9 "$SPID" 2>/dev/null
-  wait "$SPID" 2>/dev/null
-  SPID=
+  wait_listening "$1" "$port" "$OUT/$1.log" 200
 }
 trap 'stop_server; exit 130' INT TERM
 

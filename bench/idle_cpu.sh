@@ -20,6 +20,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ME=idle_cpu.sh
+. "$ROOT/bench/lib.sh"
 BUILD=/work/main/build
 CONNS=10000
 WINDOW=60
@@ -40,44 +42,22 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-die() { echo "idle_cpu.sh: $*" >&2; exit 1; }
-
-mkdir -p "$BUILD" || die "cannot create $BUILD"
-BUILD=$(cd "$BUILD" && pwd)
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  echo "configuring $BUILD (Release)..."
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_BENCH=ON \
-    >"$BUILD/idle-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/idle-configure.log"
-fi
-cmake --build "$BUILD" -j2 --target soak duplex >"$BUILD/idle-build.log" 2>&1 ||
-  die "build failed: see $BUILD/idle-build.log"
-BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
-grep -qE '^DX_(SANITIZE|TSAN):BOOL=ON' "$BUILD/CMakeCache.txt" &&
-  echo "idle_cpu.sh: warning: $BUILD has sanitizers on: figures are not representative" >&2
+bench_build_dir
+cmake --build "$BUILD" -j2 --target soak duplex >>"$BUILD/bench-build.log" 2>&1 ||
+  die "build failed: see $BUILD/bench-build.log"
 
 # Both sides hold one descriptor per connection; the server inherits this.
 # Where the hard limit is lower (no CAP_SYS_RESOURCE), take the hard limit.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-NOFILE=$(ulimit -n)
+raise_nofile
 [ "$NOFILE" != unlimited ] && [ "$CONNS" -gt $((NOFILE - 100)) ] &&
   die "ulimit -n is $NOFILE here: too few descriptors for $CONNS connections"
 # Ephemeral ports: 10,000 connections to one port fit in Linux's default
 # range; soak spreads over more 127.0.0.x source addresses by itself if
 # connect() ever runs out (EADDRNOTAVAIL).
 
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 listening "$PORT" && die "port $PORT is already in use (--port)"
 OUT=$BUILD/idle-cpu-results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT" || die "cannot create $OUT"
-
-busy_pct() { # CPU use of the whole machine over one second
-  local a b
-  a=$(head -1 /proc/stat); sleep 1; b=$(head -1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    n = split(a, x, " "); split(b, y, " ")
-    for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
-    printf "%.0f", tot ? 100 * (tot - idle) / tot : 0 }'
-}
 
 echo "idle CPU: $CONNS connections, ${WINDOW}s window after ${SETTLE}s settle;" \
   "build $BUILD ($BTYPE); ulimit -n $NOFILE; $(nproc) CPUs; results in $OUT"
@@ -94,11 +74,7 @@ for iv in $INTERVALS; do
   "$BUILD/duplex" serve --threads 1 --quiet --host 127.0.0.1 --port "$PORT" \
     --ping-interval "$iv" --ping-timeout "$to" 2>"$OUT/server-$iv.log" &
   SPID=$!
-  for _ in $(seq 100); do
-    listening "$PORT" && break
-    sleep 0.05
-  done
-  listening "$PORT" || die "the server did not start (see $OUT/server-$iv.log)"
+  wait_listening duplex "$PORT" "$OUT/server-$iv.log" || exit 1
   echo "-- ping interval ${iv}s (timeout ${to}s): opening $CONNS connections over ${iv}s..."
   "$BUILD/bench/soak" --idle --port "$PORT" --conns "$CONNS" --pid "$SPID" \
     --spread "$iv" --settle "$SETTLE" --window "$WINDOW" \

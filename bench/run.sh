@@ -14,6 +14,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ME=run.sh
+. "$ROOT/bench/lib.sh"
 BUILD=/work/main/build
 QUICK=0
 REPS=
@@ -35,59 +37,31 @@ else
 fi
 PORT_BASE=${BENCH_PORT_BASE:-18480}
 
-die() { echo "run.sh: $*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- build
-mkdir -p "$BUILD" || die "cannot create $BUILD"
-BUILD=$(cd "$BUILD" && pwd)
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  echo "configuring $BUILD (Release)..."
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_BENCH=ON \
-    >"$BUILD/bench-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/bench-configure.log"
-fi
-# Builds TARGET; if that fails (the tree is shared and may be mid-edit) but
-# an earlier PATH exists, says so loudly and uses it.
-ensure() { # TARGET PATH
-  if cmake --build "$BUILD" -j2 --target "$1" >>"$BUILD/bench-build.log" 2>&1 && [ -x "$2" ]; then
-    return 0
-  fi
-  [ -x "$2" ] || return 1
-  echo "run.sh: warning: $1 failed to build; using the older $2 ($(date -r "$2" '+%H:%M:%S'))" >&2
-}
-: >"$BUILD/bench-build.log"
+bench_build_dir
 echo "building..."
 ensure wsbench "$BUILD/bench/wsbench" || die "wsbench did not build: see $BUILD/bench-build.log"
 ensure raw_echo "$BUILD/bench/raw_echo" || die "raw_echo did not build: see $BUILD/bench-build.log"
 SERVERS=""
 if ensure duplex "$BUILD/duplex"; then SERVERS="duplex"; else
-  echo "run.sh: warning: the duplex CLI did not build; its column will be empty" >&2
+  warn "the duplex CLI did not build; its column will be empty"
 fi
 if ensure lws_echo "$BUILD/bench/lws_echo"; then SERVERS="$SERVERS lws"; else
-  echo "run.sh: warning: lws_echo did not build (libwebsockets-dev missing?)" >&2
+  warn "lws_echo did not build (libwebsockets-dev missing?)"
 fi
 SERVERS="$SERVERS raw"
 WSBENCH=$BUILD/bench/wsbench
 
-BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
-case "$BTYPE" in Release|RelWithDebInfo|MinSizeRel) ;; *)
-  echo "run.sh: warning: $BUILD is a '$BTYPE' build: figures are not representative" >&2 ;;
-esac
-if grep -q '^DX_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt"; then
-  echo "run.sh: warning: $BUILD has sanitizers on: figures are not representative" >&2
-fi
-
 # ------------------------------------------------------- limits and ports
 # Both the client and the server hold one descriptor per idle connection;
 # servers inherit the raised limit from this shell.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
-NOFILE=$(ulimit -n)
+raise_nofile
 if [ "$NOFILE" != unlimited ] && [ "$IDLE_N" -gt $((NOFILE - 200)) ]; then
   IDLE_N=$((NOFILE - 200))
-  echo "run.sh: warning: ulimit -n is $NOFILE: idle row uses $IDLE_N connections" >&2
+  warn "ulimit -n is $NOFILE: idle row uses $IDLE_N connections"
 fi
 
 port_of() { case $1 in duplex) echo "$PORT_BASE" ;; lws) echo $((PORT_BASE + 1)) ;; raw) echo $((PORT_BASE + 2)) ;; esac; }
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 for s in $SERVERS; do
   listening "$(port_of "$s")" && die "port $(port_of "$s") is already in use (set BENCH_PORT_BASE)"
 done
@@ -97,24 +71,7 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 
-# Other work on the machine skews every figure: measure it for a second.
-busy_pct() {
-  local a b
-  a=$(head -1 /proc/stat); sleep 1; b=$(head -1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    n = split(a, x, " "); split(b, y, " ")
-    for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
-    printf "%.0f", tot ? 100 * (tot - idle) / tot : 0 }'
-}
-check_busy() { # WHEN
-  local pct; pct=$(busy_pct)
-  echo "CPU busy $1 (nothing of ours running): $pct%"
-  [ "$pct" -gt 10 ] && echo "run.sh: warning: the machine is already $pct% busy: figures will be low and noisy" >&2
-  return 0
-}
-
 # -------------------------------------------------------------- servers
-SPID=
 start_server() { # NAME ROW
   local port; port=$(port_of "$1")
   case $1 in
@@ -126,22 +83,7 @@ start_server() { # NAME ROW
       "$BUILD/bench/raw_echo" "$port" 127.0.0.1 "${extra[@]}" >>"$OUT/raw.log" 2>&1 & ;;
   esac
   SPID=$!
-  for _ in $(seq 100); do
-    listening "$port" && return 0
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "run.sh: $1 server did not start listening on $port (see $OUT/$1.log)" >&2
-  stop_server
-  return 1
-}
-stop_server() {
-  [ -n "$SPID" ] || return 0
-  kill "$SPID" 2>/dev/null
-  for _ in $(seq 40); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
-  kill -9 "$SPID" 2>/dev/null
-  wait "$SPID" 2>/dev/null
-  SPID=
+  wait_listening "$1" "$port" "$OUT/$1.log"
 }
 trap 'stop_server; exit 130' INT TERM
 

@@ -20,6 +20,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ME=soak.sh
+. "$ROOT/bench/lib.sh"
 BUILD=/work/main/build
 SECS=60
 CONNS=200
@@ -40,25 +42,16 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-die() { echo "soak.sh: $*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- build
-mkdir -p "$BUILD" || die "cannot create $BUILD"
-BUILD=$(cd "$BUILD" && pwd)
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  echo "configuring $BUILD (Release)..."
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_BENCH=ON \
-    >"$BUILD/soak-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/soak-configure.log"
-fi
-cmake --build "$BUILD" -j2 --target soak duplex >"$BUILD/soak-build.log" 2>&1 ||
-  die "build failed: see $BUILD/soak-build.log"
+bench_build_dir
+cmake --build "$BUILD" -j2 --target soak duplex >>"$BUILD/bench-build.log" 2>&1 ||
+  die "build failed: see $BUILD/bench-build.log"
 DUPLEX=$BUILD/duplex
 SOAK=$BUILD/bench/soak
 
 # Both sides hold one descriptor per connection (the server inherits this).
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_nofile
 
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 listening "$PORT" && die "port $PORT is already in use (--port)"
 
 OUT=$BUILD/soak-results/$(date +%Y%m%d-%H%M%S)

@@ -1,0 +1,86 @@
+# bench/lib.sh — what the benchmark scripts share (sourced, not run): the
+# build directory, the machine's load, loopback ports, starting and stopping
+# one server at a time. The sourcing script sets ME (its name, for
+# messages) and ROOT (the source tree) first.
+
+die() { echo "$ME: $*" >&2; exit 1; }
+warn() { echo "$ME: warning: $*" >&2; }
+
+# Makes BUILD absolute, configures it (Release, with the benchmarks) when
+# it has no CMake cache yet, and sets BTYPE to its build type, warning when
+# figures from it would not be representative. Extra arguments go to cmake.
+bench_build_dir() { # [CMAKE_ARG...]
+  mkdir -p "$BUILD" || die "cannot create $BUILD"
+  BUILD=$(cd "$BUILD" && pwd)
+  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    echo "configuring $BUILD (Release)..."
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDX_BENCH=ON "$@" \
+      >"$BUILD/bench-configure.log" 2>&1 || die "cmake configure failed: see $BUILD/bench-configure.log"
+  fi
+  : >"$BUILD/bench-build.log"
+  BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+  case "$BTYPE" in Release|RelWithDebInfo|MinSizeRel) ;; *)
+    warn "$BUILD is a '$BTYPE' build: figures are not representative" ;;
+  esac
+  if grep -qE '^DX_(SANITIZE|TSAN):BOOL=ON' "$BUILD/CMakeCache.txt"; then
+    warn "$BUILD has sanitizers on: figures are not representative"
+  fi
+}
+
+# Builds TARGET; if that fails (the tree is shared and may be mid-edit) but
+# an earlier PATH exists, says so loudly and uses it. 1 when there is none.
+ensure() { # TARGET PATH
+  if cmake --build "$BUILD" -j2 --target "$1" >>"$BUILD/bench-build.log" 2>&1 && [ -x "$2" ]; then
+    return 0
+  fi
+  [ -x "$2" ] || return 1
+  warn "$1 failed to build; using the older $2 ($(date -r "$2" '+%H:%M:%S'))"
+}
+
+# Both the client and the server hold one descriptor per connection; the
+# servers inherit the raised limit from this shell. Sets NOFILE.
+raise_nofile() {
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+  NOFILE=$(ulimit -n)
+}
+
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# CPU use of the whole machine over one second, in percent.
+busy_pct() {
+  local a b
+  a=$(head -1 /proc/stat); sleep 1; b=$(head -1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " ")
+    for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
+    printf "%.0f", tot ? 100 * (tot - idle) / tot : 0 }'
+}
+# Other work on the machine skews every figure: measure it for a second.
+check_busy() { # WHEN
+  local pct; pct=$(busy_pct)
+  echo "CPU busy $1 (nothing of ours running): $pct%"
+  [ "$pct" -gt 10 ] && warn "the machine is already $pct% busy: figures will be low and noisy"
+  return 0
+}
+
+# The server started last (SPID) must be listening on PORT within TRIES
+# × 50 ms; otherwise it is stopped and 1 returned.
+SPID=
+wait_listening() { # NAME PORT LOG [TRIES]
+  for _ in $(seq "${4:-100}"); do
+    listening "$2" && return 0
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$ME: $1 server did not start listening on $2 (see $3)" >&2
+  stop_server
+  return 1
+}
+stop_server() {
+  [ -n "$SPID" ] || return 0
+  kill "$SPID" 2>/dev/null
+  for _ in $(seq 40); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  SPID=
+}
