@@ -61,7 +61,10 @@ static uint8_t *out_reserve(dx__session *s, size_t n) {
     s->out_off = 0;
   }
   if (s->out_len + n > s->out_cap) {
-    size_t cap = s->out_cap ? s->out_cap * 2 : 256;
+    /* 1 KiB first: a read event's replies to a pipelining peer (16 small
+     * messages) fit without two reallocs per flush; the buffer is freed
+     * once written, so an idle connection still holds none. */
+    size_t cap = s->out_cap ? s->out_cap * 2 : 1024;
     if (cap < s->out_len + n) cap = s->out_len + n;
     uint8_t *p = s->alloc->realloc(s->alloc->ud, s->out, cap);
     if (!p) return NULL;
