@@ -23,36 +23,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ME=extra.sh
 . "$ROOT/bench/lib.sh"
 BUILD=/work/main/build-rel
-QUICK=0
-REPS=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) QUICK=1 ;;
-    --reps) shift; REPS=${1:?--reps needs a number} ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    -*) echo "extra.sh: unknown option $1" >&2; exit 2 ;;
-    *) BUILD=$1 ;;
-  esac
-  shift
-done
-
-if [ "$QUICK" = 1 ]; then
-  : "${REPS:=1}"; SECS=1; WARM=0.5; IDLE_N=2000
-else
-  : "${REPS:=3}"; SECS=3; WARM=1; IDLE_N=4000
-fi
+parse_rep_args 20 4000 "$@"
 PORT_BASE=${BENCH_PORT_BASE:-18490}
 NODE=${NODE:-node}
 
 # ---------------------------------------------------------------- build
 bench_build_dir -DDX_TESTS=OFF
 echo "building..."
-for t in wsbench duplex; do
-  cmake --build "$BUILD" -j2 --target "$t" >>"$BUILD/bench-build.log" 2>&1 ||
-    die "$t did not build: see $BUILD/bench-build.log"
-done
 WSBENCH=$BUILD/bench/wsbench
 DUPLEX=$BUILD/duplex
+ensure wsbench "$WSBENCH" && ensure duplex "$DUPLEX" ||
+  die "wsbench or duplex did not build: see $BUILD/bench-build.log"
 HAVE_NODE=1
 if ! "$NODE" -e "require('$ROOT/tests/interop/node_modules/ws')" 2>/dev/null; then
   HAVE_NODE=0

@@ -43,8 +43,8 @@ while [ $# -gt 0 ]; do
 done
 
 bench_build_dir
-cmake --build "$BUILD" -j2 --target soak duplex >>"$BUILD/bench-build.log" 2>&1 ||
-  die "build failed: see $BUILD/bench-build.log"
+ensure soak "$BUILD/bench/soak" && ensure duplex "$BUILD/duplex" ||
+  die "soak or duplex did not build: see $BUILD/bench-build.log"
 
 # Both sides hold one descriptor per connection; the server inherits this.
 # Where the hard limit is lower (no CAP_SYS_RESOURCE), take the hard limit.

@@ -4,6 +4,31 @@
 # messages) and ROOT (the source tree) first.
 
 die() { echo "$ME: $*" >&2; exit 1; }
+
+# The options of run.sh and extra.sh: [--quick] [--reps N] [BUILD_DIR].
+# Sets BUILD (when given; the caller sets its default first), REPS, SECS,
+# WARM and IDLE_N (2000 when quick, else FULL_IDLE_N). --help prints
+# lines 2..HELP_END of the script.
+parse_rep_args() { # HELP_END FULL_IDLE_N ARG...
+  local help_end=$1 full_idle=$2 quick=0
+  shift 2
+  REPS=
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --quick) quick=1 ;;
+      --reps) shift; REPS=${1:?--reps needs a number} ;;
+      -h|--help) sed -n "2,${help_end}p" "$0"; exit 0 ;;
+      -*) echo "$ME: unknown option $1" >&2; exit 2 ;;
+      *) BUILD=$1 ;;
+    esac
+    shift
+  done
+  if [ "$quick" = 1 ]; then
+    : "${REPS:=1}"; SECS=1; WARM=0.5; IDLE_N=2000
+  else
+    : "${REPS:=3}"; SECS=3; WARM=1; IDLE_N=$full_idle
+  fi
+}
 warn() { echo "$ME: warning: $*" >&2; }
 
 # Makes BUILD absolute, configures it (Release, with the benchmarks) when

@@ -17,24 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ME=run.sh
 . "$ROOT/bench/lib.sh"
 BUILD=/work/main/build
-QUICK=0
-REPS=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) QUICK=1 ;;
-    --reps) shift; REPS=${1:?--reps needs a number} ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
-    *) BUILD=$1 ;;
-  esac
-  shift
-done
-
-if [ "$QUICK" = 1 ]; then
-  : "${REPS:=1}"; SECS=1; WARM=0.5; IDLE_N=2000
-else
-  : "${REPS:=3}"; SECS=3; WARM=1; IDLE_N=10000
-fi
+parse_rep_args 14 10000 "$@"
 PORT_BASE=${BENCH_PORT_BASE:-18480}
 
 # ---------------------------------------------------------------- build

@@ -44,8 +44,8 @@ done
 
 # ---------------------------------------------------------------- build
 bench_build_dir
-cmake --build "$BUILD" -j2 --target soak duplex >>"$BUILD/bench-build.log" 2>&1 ||
-  die "build failed: see $BUILD/bench-build.log"
+ensure soak "$BUILD/bench/soak" && ensure duplex "$BUILD/duplex" ||
+  die "soak or duplex did not build: see $BUILD/bench-build.log"
 DUPLEX=$BUILD/duplex
 SOAK=$BUILD/bench/soak
 
