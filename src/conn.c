@@ -22,9 +22,17 @@
 
 static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
   dx_conn *c = ud;
-  c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  c->last_msg = c->last_rx; /* the loop time of this read */
   if (c->phase == DX__P_DONE || !c->ep->opt.on_message) return;
-  c->ep->opt.on_message(c, opcode == DX__OP_TEXT ? DX_TEXT : DX_BINARY, data, len);
+  if (opcode != DX__OP_TEXT) {
+    c->ep->opt.on_message(c, DX_BINARY, data, len);
+    return;
+  }
+  /* The callback sees the text as const: sending it on, unchanged, needs
+   * no second UTF-8 pass. */
+  dx__loop_set_relay(c->loop, data, len);
+  c->ep->opt.on_message(c, DX_TEXT, data, len);
+  dx__loop_set_relay(c->loop, NULL, 0);
 }
 static void ev_ping(void *ud, const uint8_t *data, size_t len) {
   dx_conn *c = ud;
@@ -491,12 +499,14 @@ dx_ready_state dx_conn_state(const dx_conn *c) {
 int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
                unsigned flags) {
   if (!c || (type != DX_TEXT && type != DX_BINARY) || (!data && len)) return DX_EINVAL;
-  if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
-  if (type == DX_TEXT && dx__utf8_validate(data, len)) return DX_EUTF8;
+  if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return DX_ESTATE;
+  if (type == DX_TEXT && !dx__loop_is_relay(c->loop, data, len) && dx__utf8_validate(data, len))
+    return DX_EUTF8;
   const dx_options *o = &c->ep->opt;
   /* The cap counts what will sit in the queue: the frame header too. (A
    * compressed message is counted at its uncompressed size.) */
-  size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
+  size_t buffered = dx_conn_buffered_amount(c);
+  size_t queued = buffered + dx__frame_header_size(len, c->is_client);
   size_t cap = o->max_buffered ? o->max_buffered : dx__default_max_buffered(o);
   if (queued > cap || len > cap - queued) {
     /* A consumer this slow would make us hold unbounded memory. */
@@ -513,7 +523,9 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   if (r) return r;
   c->last_msg = (uint32_t)dx__loop_now(c->loop);
   dx__conn_want_flush(c);
-  if (dx_conn_buffered_amount(c) > o->high_water) {
+  /* (What was queued plus this message bounds the new amount, except that
+   * deflate may grow incompressible data slightly.) */
+  if ((compress || queued + len > o->high_water) && dx_conn_buffered_amount(c) > o->high_water) {
     c->above_high = 1;
     return DX_SEND_BACKPRESSURE;
   }
@@ -580,7 +592,9 @@ int dx_close(dx_conn *c, int code, const char *reason) {
 void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) {
-  return c->sess.out_len - c->sess.out_off + c->tr.ops->pending((dx__transport *)&c->tr);
+  size_t n = c->sess.out_len - c->sess.out_off;
+  /* Only TLS holds bytes of its own (plain TCP has no impl). */
+  return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
 }
 int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
 const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }

@@ -48,31 +48,6 @@ int dx__frame_parse_header(const uint8_t *in, size_t len, dx__frame_header *h) {
   return (int)need;
 }
 
-size_t dx__frame_write_header(uint8_t *out, int fin, unsigned rsv,
-                              unsigned opcode, const uint8_t *mask,
-                              uint64_t len) {
-  size_t n = 2;
-  out[0] = (uint8_t)((fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0xF));
-  uint8_t mbit = mask ? 0x80 : 0;
-  if (len < 126) {
-    out[1] = (uint8_t)(mbit | len);
-  } else if (len <= 0xFFFF) {
-    out[1] = mbit | 126;
-    out[2] = (uint8_t)(len >> 8);
-    out[3] = (uint8_t)len;
-    n = 4;
-  } else {
-    out[1] = mbit | 127;
-    for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
-    n = 10;
-  }
-  if (mask) {
-    memcpy(out + n, mask, 4);
-    n += 4;
-  }
-  return n;
-}
-
 void dx__mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
                    const uint8_t key[4], uint64_t offset) {
   /* The key rotated to the payload's phase (byte j of k32 in memory order

@@ -4,6 +4,7 @@
 #define DX_PROTO_FRAME_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum {
   DX__OP_CONT = 0x0,
@@ -41,10 +42,32 @@ static inline int dx__opcode_is_control(unsigned op) { return (op & 0x8) != 0; }
 int dx__frame_parse_header(const uint8_t *in, size_t len, dx__frame_header *h);
 
 /* Writes a header into out (room for DX__FRAME_MAX_HEADER bytes) and returns
- * its length. `mask` NULL writes an unmasked header. */
-size_t dx__frame_write_header(uint8_t *out, int fin, unsigned rsv,
+ * its length. `mask` NULL writes an unmasked header. Inline: every frame
+ * sent calls it, mostly with constant fin and mask. */
+static inline size_t dx__frame_write_header(uint8_t *out, int fin, unsigned rsv,
                               unsigned opcode, const uint8_t *mask,
-                              uint64_t len);
+                              uint64_t len) {
+  size_t n = 2;
+  out[0] = (uint8_t)((fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0xF));
+  uint8_t mbit = mask ? 0x80 : 0;
+  if (len < 126) {
+    out[1] = (uint8_t)(mbit | len);
+  } else if (len <= 0xFFFF) {
+    out[1] = mbit | 126;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    n = 4;
+  } else {
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    n = 10;
+  }
+  if (mask) {
+    memcpy(out + n, mask, 4);
+    n += 4;
+  }
+  return n;
+}
 
 /* Header size for a payload of len bytes. */
 static inline size_t dx__frame_header_size(uint64_t len, int masked) {

@@ -443,10 +443,43 @@ static ssize_t read_header(dx__session *s, const uint8_t *in, size_t len) {
   return (ssize_t)((size_t)r - old);
 }
 
+/* The common case of a chatty peer, taken without the general frame
+ * machinery: a whole frame of at most 125 bytes that is a complete text or
+ * binary message (FIN set, no RSV bit, the role's masking), with no message
+ * open, nothing sent or received that changes the rules (flags == 0), and
+ * the whole of it in `in`. Returns the bytes it consumed, 0 when the
+ * general path must take the frame (including every frame it would fail),
+ * or a negative fail() result for bad text. The general path is the
+ * reference: the fuzzers feed each input whole (here) and split (there)
+ * and compare the events. */
+static ssize_t small_message(dx__session *s, uint8_t *in, size_t len) {
+  unsigned b0 = in[0], b1 = in[1];
+  if (b0 != (0x80 | DX__OP_TEXT) && b0 != (0x80 | DX__OP_BINARY)) return 0;
+  size_t n = b1 & 0x7F;
+  unsigned masked = b1 >> 7;
+  if (n > 125 || masked != (s->cfg->role == DX__ROLE_SERVER)) return 0;
+  size_t h = masked ? 6 : 2;
+  if (len < h + n || n > s->cfg->max_frame || n > s->cfg->max_message) return 0;
+  uint8_t *p = in + h;
+  if (masked) dx__mask(p, n, in + 2, 0);
+  if (b0 == (0x80 | DX__OP_TEXT) && !dx__utf8_is_ascii(p, n) && dx__utf8_validate(p, n))
+    return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
+  if (s->cb->on_message) s->cb->on_message(s->ud, (int)(b0 & 0xF), p, n);
+  return (ssize_t)(h + n);
+}
+
 ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len) {
   size_t pos = 0;
   while (pos < len) {
     if (s->flags & (DX__SF_FAILED | DX__SF_CLOSE_RECEIVED)) return (ssize_t)len;
+    if (!s->in_frame && !s->hdr_len && !s->msg_opcode && !s->flags && len - pos >= 2) {
+      ssize_t r = small_message(s, in + pos, len - pos);
+      if (r < 0) return r;
+      if (r > 0) {
+        pos += (size_t)r;
+        continue;
+      }
+    }
     if (!s->in_frame) {
       ssize_t r = read_header(s, in + pos, len - pos);
       if (r < 0) return r;
