@@ -231,8 +231,22 @@ static void flush(dx_conn *c) {
     drained(c);
     return;
   }
-  if (c->io.events & EPOLLOUT) dx__io_update(c->loop, &c->io, EPOLLIN);
-  if (c->close_after_flush && !c->fin_sent) linger(c);
+  if (c->close_after_flush && !c->fin_sent) {
+    /* RFC 6455 §7.1.1: with both close frames through, the server closes
+     * TCP. The peer sends nothing after its close frame, so a full close
+     * cannot reset anything in flight, and the peer's FIN is left to the
+     * kernel instead of waking us once more (a wake-up the peer pays for
+     * too). TLS lingers to send close_notify; a failed connection lingers
+     * because the peer may still be sending. */
+    if (!c->is_client && !c->tr.impl && dx__session_state(&c->sess) == DX__S_CLOSED) {
+      finish_decided(c);
+      return;
+    }
+    if (c->io.events & EPOLLOUT) dx__io_update(c->loop, &c->io, EPOLLIN);
+    linger(c);
+  } else if (c->io.events & EPOLLOUT) {
+    dx__io_update(c->loop, &c->io, EPOLLIN);
+  }
   drained(c);
 }
 
