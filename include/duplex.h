@@ -133,7 +133,9 @@ typedef enum { DX_TEXT = 1, DX_BINARY = 2 } dx_msg_type;
 /* The connection is OPEN: the handshake completed. */
 typedef void (*dx_on_open)(dx_conn *c);
 /* A complete message. For DX_TEXT the bytes are valid UTF-8 (not
- * NUL-terminated). `data` is valid only until the callback returns. */
+ * NUL-terminated). `data` is valid only until the callback returns; do not
+ * write to it: a dx_send() of exactly these bytes from inside the callback
+ * (an echo, a broadcast) trusts the validation already done. */
 typedef void (*dx_on_message)(dx_conn *c, dx_msg_type type,
                               const uint8_t *data, size_t len);
 /* A ping (duplex has already queued the pong) or a pong arrived. */
@@ -472,7 +474,9 @@ void dx_client_free(dx_client *cl);
  *   DX_EBUFFER            refused: it would pass the per-connection cap
  *                         (dx_options_set_max_buffered), whose policy may
  *                         also have started closing the connection;
- *   DX_EUTF8              DX_TEXT that is not valid UTF-8;
+ *   DX_EUTF8              DX_TEXT that is not valid UTF-8 (not checked
+ *                         again for the very text on_message is handing
+ *                         out, sent from inside that callback);
  *   DX_ENOMEM, DX_EINVAL. */
 enum { DX_SEND_BACKPRESSURE = 1 };
 int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len);

@@ -293,6 +293,20 @@ def t_server_reasons(args):
         serve_case(srv, "peer sends a close frame with no payload", empty_close, 1005, WHY_PEER,
                    "")
 
+        step("server: the peer's close answered while the peer keeps its side of TCP "
+             "open -> the server closes TCP and reports at once (RFC 6455 7.1.1), not "
+             "after the close timeout (5 s)")
+        seen = len(srv.closes())
+        c = raw_client(srv.port)
+        try:
+            c.send(frame(8, close_payload(1000, b"")))
+            expect_close_frame(c.read_frame(), 1000, "reply to close 1000")
+            c.expect_eof("after the close reply, our side still open")
+            expect_serve_close(srv.wait_close(seen, "close, our side of TCP still open",
+                                              timeout=1.0), 1000, WHY_PEER, "close, half open")
+        finally:
+            c.close()
+
         def fin(c):
             c.sock.shutdown(socket.SHUT_WR)
             c.expect_eof("after our FIN: duplex must end TCP without sending a close frame")
