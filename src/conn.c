@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 
 #include "endpoint.h"
 #include "proto/handshake.h"
@@ -203,6 +204,15 @@ static void drained(dx_conn *c) {
   if (c->ep->opt.on_drain) c->ep->opt.on_drain(c);
 }
 
+/* 1 when the kernel holds no unread input for the socket: closing it then
+ * sends a FIN, not a reset (a reset could destroy our close frame while it
+ * is still in flight). A peer may legally send a ping or pong after its
+ * close frame, and a read can stop exactly at the buffer's size. */
+static int nothing_unread(const dx_conn *c) {
+  int unread = 0;
+  return ioctl(c->tr.fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
 static void flush(dx_conn *c) {
   if (c->phase == DX__P_DONE || c->connecting) return;
   const dx__transport_ops *ops = c->tr.ops;
@@ -238,7 +248,8 @@ static void flush(dx_conn *c) {
      * kernel instead of waking us once more (a wake-up the peer pays for
      * too). TLS lingers to send close_notify; a failed connection lingers
      * because the peer may still be sending. */
-    if (!c->is_client && !c->tr.impl && dx__session_state(&c->sess) == DX__S_CLOSED) {
+    if (!c->is_client && !c->tr.impl && dx__session_state(&c->sess) == DX__S_CLOSED &&
+        nothing_unread(c)) {
       finish_decided(c);
       return;
     }
@@ -561,7 +572,11 @@ static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
   ssize_t w = c->tr.ops->writev(&c->tr, iov, 2);
   /* An error surfaces on the next flush, outside the caller's dx_send. */
   size_t done = w > 0 ? (size_t)w : 0;
-  if (done < h && dx__session_queue_raw(&c->sess, hdr + done, h - done)) return 0;
+  if (done < h && dx__session_queue_raw(&c->sess, hdr + done, h - done)) {
+    if (done == 0) return 0; /* nothing sent or queued: the normal path reports it */
+    c->tr.ops->shutdown(&c->tr); /* part of a header on the wire: as below */
+    return 1;
+  }
   size_t off = done > h ? done - h : 0;
   if (off < len && dx__session_queue_raw(&c->sess, (const uint8_t *)data + off, len - off)) {
     /* Out of memory with part of a frame on the wire: the stream is

@@ -106,6 +106,9 @@ static void run_main(worker *w, unsigned started, uint32_t drain_ms, const sigse
     pthread_sigmask(SIG_UNBLOCK, sigs, NULL); /* held ones arrive now */
     w[0].rc = dx_loop_run(w[0].loop);
   }
+  /* The threaded loops get the drain deadline plus a margin, from the
+   * first signal. */
+  uint64_t limit = now_ms() + drain_ms + 2000;
   if (w[0].rc == 0 && cli_signals_count() >= 1) {
     /* First signal: drain. Loop 0 returns once its connections are gone
      * (or on a second signal, which stops every loop at once). */
@@ -116,7 +119,6 @@ static void run_main(worker *w, unsigned started, uint32_t drain_ms, const sigse
   /* The others return on their own once drained; a second signal, a failed
    * loop 0, or the drain deadline plus a margin stops them. */
   bool stop = w[0].rc != 0 || cli_signals_count() == 0, stopped = false;
-  uint64_t limit = now_ms() + drain_ms + 2000;
   for (unsigned i = 1; i < started; i++) {
     for (;;) {
       if (!stopped && (stop || cli_signals_count() >= 2 || now_ms() > limit)) {
@@ -301,8 +303,9 @@ int cli_serve(int argc, char **argv) {
     if (status == 0 && i == 0) {
       started++; /* runs on this thread, in run_main */
     } else if (status == 0) {
-      if (pthread_create(&workers[i].thread, NULL, run_worker, &workers[i]) != 0) {
-        cli_error("serve", "cannot start a thread: %s", strerror(errno));
+      int e = pthread_create(&workers[i].thread, NULL, run_worker, &workers[i]);
+      if (e != 0) {
+        cli_error("serve", "cannot start a thread: %s", strerror(e)); /* not errno */
         status = CLI_EXIT_FAIL;
       } else {
         started++;
