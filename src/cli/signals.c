@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "signals.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 
@@ -10,9 +11,14 @@ static volatile sig_atomic_t g_count;
 
 static void on_signal(int sig) {
   (void)sig;
+  /* The handler runs on the loop's thread, possibly between a failed
+   * recv() and the check of its errno (EAGAIN): dx_loop_stop's write()
+   * must not change what that check sees. */
+  int saved = errno;
   dx_loop *loop = g_loop;
   if (g_count < 1000) g_count++;
   if (loop) dx_loop_stop(loop);
+  errno = saved;
 }
 
 int cli_signals_install(dx_loop *loop) {
