@@ -243,11 +243,11 @@ static void flush(dx_conn *c) {
   }
   if (c->close_after_flush && !c->fin_sent) {
     /* RFC 6455 §7.1.1: with both close frames through, the server closes
-     * TCP. The peer sends nothing after its close frame, so a full close
-     * cannot reset anything in flight, and the peer's FIN is left to the
-     * kernel instead of waking us once more (a wake-up the peer pays for
-     * too). TLS lingers to send close_notify; a failed connection lingers
-     * because the peer may still be sending. */
+     * TCP, and the peer's FIN is left to the kernel instead of waking us
+     * once more (a wake-up the peer pays for too). It lingers instead when
+     * input is still unread (a close then resets), under TLS (to send
+     * close_notify), and after failing the connection (the peer may still
+     * be sending). */
     if (!c->is_client && !c->tr.impl && dx__session_state(&c->sess) == DX__S_CLOSED &&
         nothing_unread(c)) {
       finish_decided(c);
@@ -512,10 +512,16 @@ static void on_timer(dx__timer *t) {
 
 /* ---- public connection API ---------------------------------------------- */
 
+/* OPEN: frames flow and no close was sent or received. Static, so every
+ * send checks it without a call. */
+static int is_open(const dx_conn *c) {
+  return c->phase == DX__P_OPEN && dx__session_state(&c->sess) == DX__S_OPEN;
+}
+
 dx_ready_state dx_conn_state(const dx_conn *c) {
   switch (c->phase) {
     case DX__P_HANDSHAKE: return DX_CONNECTING;
-    case DX__P_OPEN: return dx__session_state(&c->sess) == DX__S_OPEN ? DX_OPEN : DX_CLOSING;
+    case DX__P_OPEN: return is_open(c) ? DX_OPEN : DX_CLOSING;
     case DX__P_LINGER: return DX_CLOSING;
     default: return DX_CLOSED;
   }
@@ -524,14 +530,13 @@ dx_ready_state dx_conn_state(const dx_conn *c) {
 int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
                unsigned flags) {
   if (!c || (type != DX_TEXT && type != DX_BINARY) || (!data && len)) return DX_EINVAL;
-  if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return DX_ESTATE;
+  if (!is_open(c)) return DX_ESTATE;
   if (type == DX_TEXT && !dx__loop_is_relay(c->loop, data, len) && dx__utf8_validate(data, len))
     return DX_EUTF8;
   const dx_options *o = &c->ep->opt;
   /* The cap counts what will sit in the queue: the frame header too. (A
    * compressed message is counted at its uncompressed size.) */
-  size_t buffered = dx_conn_buffered_amount(c);
-  size_t queued = buffered + dx__frame_header_size(len, c->is_client);
+  size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
   size_t cap = o->max_buffered ? o->max_buffered : dx__default_max_buffered(o);
   if (queued > cap || len > cap - queued) {
     /* A consumer this slow would make us hold unbounded memory. */
@@ -593,7 +598,7 @@ int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
 
 int dx_ping(dx_conn *c, const void *data, size_t len) {
   if (!c || (!data && len) || len > 125) return DX_EINVAL;
-  if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
+  if (!is_open(c)) return DX_ESTATE;
   int r = dx__session_control(&c->sess, DX__OP_PING, data, len);
   if (r == 0) dx__conn_want_flush(c);
   return r;
@@ -605,7 +610,7 @@ int dx_close(dx_conn *c, int code, const char *reason) {
     dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "connection attempt aborted");
     return 0;
   }
-  if (dx_conn_state(c) != DX_OPEN) return DX_ESTATE;
+  if (!is_open(c)) return DX_ESTATE;
   size_t rlen = reason ? strlen(reason) : 0;
   int r = dx__session_close(&c->sess, code, reason, rlen);
   if (r) return r;

@@ -462,7 +462,7 @@ static ssize_t small_message(dx__session *s, uint8_t *in, size_t len) {
   if (len < h + n || n > s->cfg->max_frame || n > s->cfg->max_message) return 0;
   uint8_t *p = in + h;
   if (masked) dx__mask(p, n, in + 2, 0);
-  if (b0 == (0x80 | DX__OP_TEXT) && !dx__utf8_is_ascii(p, n) && dx__utf8_validate(p, n))
+  if (b0 == (0x80 | DX__OP_TEXT) && dx__utf8_validate(p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   if (s->cb->on_message) s->cb->on_message(s->ud, (int)(b0 & 0xF), p, n);
   return (ssize_t)(h + n);

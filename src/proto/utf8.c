@@ -60,10 +60,7 @@ int dx__utf8_feed(dx__utf8_state *st, const uint8_t *p, size_t n) {
   return 0;
 }
 
-int dx__utf8_validate(const uint8_t *p, size_t n) {
-  /* Most texts are ASCII; only one with a high bit somewhere pays for the
-   * exact check. */
-  if (dx__utf8_is_ascii(p, n)) return 0;
+int dx__utf8_validate_exact(const uint8_t *p, size_t n) {
   dx__utf8_state st = 0;
   if (dx__utf8_feed(&st, p, n) != 0 || !dx__utf8_complete(st)) return DX_EUTF8;
   return 0;

@@ -36,6 +36,12 @@ static inline int dx__utf8_is_ascii(const uint8_t *p, size_t n) {
   return !((acc | w) & 0x8080808080808080ull);
 }
 
-/* Whole-buffer check: 0 or DX_EUTF8. */
-int dx__utf8_validate(const uint8_t *p, size_t n);
+/* The exact whole-buffer check behind dx__utf8_validate. */
+int dx__utf8_validate_exact(const uint8_t *p, size_t n);
+
+/* Whole-buffer check: 0 or DX_EUTF8. Most texts are ASCII; only one with a
+ * high bit somewhere pays for a call and the exact check. */
+static inline int dx__utf8_validate(const uint8_t *p, size_t n) {
+  return dx__utf8_is_ascii(p, n) ? 0 : dx__utf8_validate_exact(p, n);
+}
 #endif

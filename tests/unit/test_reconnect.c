@@ -229,6 +229,7 @@ typedef struct {
   int send_on_open;        /* on_open sends "hello" */
   int send_in_close;       /* on_close/on_reconnect_attempt queue "x1"/"x2" */
   int sends_in_close_rc, sends_in_attempt_rc;
+  int binary_as_text_rc, text_as_text_rc, text_prefix_rc; /* relay checks */
   int attempt_send_rc;
   int echoes;
   int kick_on_echo;        /* send "kick" (the server closes 1012) */
@@ -271,6 +272,17 @@ static void srv_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_
   }
   if (len == 4 && !memcmp(data, "kick", 4)) {
     dx_close(c, 1012, "restarting");
+    return;
+  }
+  /* dx_send trusts the text on_message is handing out, and only that: the
+   * same bytes that came as binary, or a cut through a character of the
+   * text, are still checked. (Only for messages starting with 0xFF / 0xC3,
+   * which no other scenario sends.) */
+  if (type == DX_BINARY && len && data[0] == 0xFF)
+    W.binary_as_text_rc = dx_send(c, DX_TEXT, data, len);
+  if (type == DX_TEXT && len >= 2 && data[0] == 0xC3) {
+    W.text_prefix_rc = dx_send(c, DX_TEXT, data, 1);
+    W.text_as_text_rc = dx_send(c, DX_TEXT, data, len);
     return;
   }
   dx_send(c, type, data, len);
@@ -623,6 +635,23 @@ static void test_queue_flush_under_backpressure(void **state) {
   assert_string_equal(W.server_got[2], "cccccccccc");
 }
 
+static void test_relayed_text_still_checked(void **state) {
+  (void)state;
+  start_server();
+  W.client_close_on_echo = 2; /* the binary echo, then the text */
+  W.stop_on_local = 1;
+  new_client(client_options(10, 40, 3, 100));
+  assert_int_equal(dx_client_send(W.cl, DX_BINARY, "\xff\xfe", 2), 0);
+  assert_int_equal(dx_client_send(W.cl, DX_TEXT, "\xc3\xa9t\xc3\xa9", 6), 0);
+  W.binary_as_text_rc = W.text_prefix_rc = W.text_as_text_rc = 12345;
+  run();
+  assert_int_equal(W.n_server_got, 2);
+  assert_int_equal(W.binary_as_text_rc, DX_EUTF8);
+  assert_int_equal(W.text_prefix_rc, DX_EUTF8);
+  assert_int_equal(W.text_as_text_rc, 0);
+  assert_int_equal(W.echoes, 2);
+}
+
 static void test_close_while_waiting(void **state) {
   (void)state;
   W.port = closed_port();
@@ -875,6 +904,7 @@ int main(void) {
       LIVE(test_handshake_503_reconnects_403_does_not),
       LIVE(test_queue_order_and_limits),
       LIVE(test_queue_flush_under_backpressure),
+      LIVE(test_relayed_text_still_checked),
       LIVE(test_close_while_waiting),
       LIVE(test_close_args_checked),
       LIVE(test_direct_dx_close_is_deliberate),
