@@ -232,6 +232,15 @@ int dx_options_set_max_buffered(dx_options *o, size_t bytes,
  * thread) can listen on the same port and the kernel spreads connections
  * among them. */
 void dx_options_set_reuseport(dx_options *o, int on);
+/* Server, Linux: accept a connection only once its first bytes arrived
+ * (TCP_DEFER_ACCEPT; a WebSocket client always speaks first), and read them
+ * at once: one wake-up per new connection instead of two, and a client that
+ * connects and sends nothing waits in the kernel, holding no descriptor and
+ * no memory of ours. Such a client is handed over after about 1 s of
+ * silence, and only then does the handshake timeout start: it is dropped
+ * after roughly 1 s + the handshake timeout. On by default; 0 accepts
+ * every connection as soon as TCP completes it. */
+void dx_options_set_defer_accept(dx_options *o, int on);
 
 /* ---- Subprotocols (RFC 6455 §1.9) ---- */
 

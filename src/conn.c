@@ -116,6 +116,8 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   return 0;
 }
 
+void dx__conn_read_now(dx_conn *c) { on_io(&c->io, EPOLLIN); }
+
 void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->phase == DX__P_DONE) return;
   int owed = (c->opened || c->is_client) && !c->silent;

@@ -39,7 +39,7 @@ struct dx_options {
   size_t high_water, low_water, max_buffered;
   dx_slow_policy slow_policy;
   dx_on_drain on_drain;
-  uint8_t reuseport;
+  uint8_t reuseport, defer_accept;
   /* the reconnecting client (src/reconnect.c) */
   uint32_t reconnect_initial_ms, reconnect_max_ms;
   double reconnect_randomization;
@@ -141,6 +141,9 @@ void dx__endpoint_deinit(dx__endpoint *ep);
  * before. 0, DX_EIO or DX_ENOMEM. */
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host);
+/* Handles input as if the socket had reported readable: for a connection
+ * accepted with bytes already waiting (TCP_DEFER_ACCEPT). */
+void dx__conn_read_now(dx_conn *c);
 /* The handshake succeeded: OPEN, on_open, then feed bytes that arrived
  * behind the head. */
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n);

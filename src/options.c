@@ -13,6 +13,7 @@ void dx__options_defaults(dx_options *o) {
   o->max_header = 8192;
   o->handshake_timeout_ms = 10000;
   o->close_timeout_ms = 5000;
+  o->defer_accept = 1;
   /* permessage-deflate is opt-in: it costs memory per connection and CPU
    * per message, which not every deployment wants. */
   o->pmd.enabled = 0;
@@ -239,6 +240,8 @@ int dx_options_set_max_buffered(dx_options *o, size_t bytes, dx_slow_policy poli
 }
 
 void dx_options_set_reuseport(dx_options *o, int on) { o->reuseport = !!on; }
+
+void dx_options_set_defer_accept(dx_options *o, int on) { o->defer_accept = !!on; }
 
 int dx_options_set_idle_timeout(dx_options *o, uint32_t ms) {
   o->idle_timeout_ms = ms;

@@ -111,6 +111,11 @@ static void on_accept(dx__io *io, uint32_t events) {
     }
     c->server = s;
     s->nconns++;
+    /* Deferred accept: the request is (almost always) here already, and
+     * answering it now saves a trip through epoll_wait. The connection
+     * may end inside (a refused request); its memory lives until the end
+     * of the iteration. */
+    if (s->ep.opt.defer_accept) dx__conn_read_now(c);
   }
 }
 
@@ -120,7 +125,9 @@ int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
   if (s->nlisteners == DX__MAX_LISTENERS) return DX_EINVAL;
   if (s->shutting_down) return DX_ESTATE;
   char why[300];
-  int fd = dx__tcp_listen(host, port, 1024, s->ep.opt.reuseport, why, sizeof why);
+  unsigned flags = (s->ep.opt.reuseport ? DX__LISTEN_REUSEPORT : 0u) |
+                   (s->ep.opt.defer_accept ? DX__LISTEN_DEFER : 0u);
+  int fd = dx__tcp_listen(host, port, 1024, flags, why, sizeof why);
   if (fd < 0) {
     int e = errno;
     dx__set_last_error(why);

@@ -113,7 +113,7 @@ void dx__tcp_addr_text(const struct sockaddr *sa, char *buf, size_t cap) {
   snprintf(buf, cap, "%s:%u", host, port);
 }
 
-int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport,
+int dx__tcp_listen(const char *host, unsigned port, int backlog, unsigned flags,
                    char *why, size_t cap) {
   if (host && !*host) host = NULL;
   struct addrinfo *res;
@@ -134,7 +134,16 @@ int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport,
     if (fd < 0) { err = errno; continue; }
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (flags & DX__LISTEN_REUSEPORT) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+#ifdef TCP_DEFER_ACCEPT
+    /* The kernel completes the TCP handshake but makes the connection
+     * acceptable only once its first bytes (the HTTP request, or a TLS
+     * ClientHello) arrive, or after about a second without any: the server
+     * wakes once per connection instead of twice, and a client that
+     * connects and says nothing costs no descriptor meanwhile. Best
+     * effort: a kernel without it simply accepts at once. */
+    if (flags & DX__LISTEN_DEFER) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
+#endif
     if (a->ai_family == AF_INET6 && !host)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, backlog) < 0) {

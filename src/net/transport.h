@@ -46,8 +46,11 @@ extern const dx__transport_ops dx__tcp_ops;
 /* Non-blocking, close-on-exec listening socket on host:port (host NULL or
  * "" binds the IPv6 wildcard with IPv4 mapped, or IPv4 if IPv6 is absent).
  * Returns the fd, or DX_EADDR with errno kept and a one-line reason in
- * why[0..cap) (for a name that does not resolve, the resolver's words). */
-int dx__tcp_listen(const char *host, unsigned port, int backlog, int reuseport,
+ * why[0..cap) (for a name that does not resolve, the resolver's words).
+ * flags: DX__LISTEN_* below. */
+#define DX__LISTEN_REUSEPORT 1u /* SO_REUSEPORT: loops share the port */
+#define DX__LISTEN_DEFER 2u     /* TCP_DEFER_ACCEPT: see dx_options_set_defer_accept */
+int dx__tcp_listen(const char *host, unsigned port, int backlog, unsigned flags,
                    char *why, size_t cap);
 /* Resolves host:port for connecting (blocks while the resolver works).
  * 0 and *out, which the caller frees with freeaddrinfo(); or DX_EADDR with

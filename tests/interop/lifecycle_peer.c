@@ -13,6 +13,7 @@
  *   --close-timeout=MS          dx_options_set_close_timeout
  *   --idle-timeout=MS           dx_options_set_idle_timeout
  *   --handshake-timeout=MS      dx_options_set_handshake_timeout
+ *   --no-defer-accept           dx_options_set_defer_accept(0)
  *   --watermarks=HIGH,LOW       dx_options_set_watermarks, bytes
  *   --max-buffered=BYTES,POLICY dx_options_set_max_buffered; close|retry|drop
  *   --max-message=BYTES         dx_options_set_max_message
@@ -373,6 +374,8 @@ static int apply_option(const char *arg, dx_options *o) {
   } else if (IS("--handshake-timeout")) {
     must(dx_options_set_handshake_timeout(o, (uint32_t)atol(v)),
          "dx_options_set_handshake_timeout");
+  } else if (IS("--no-defer-accept")) {
+    dx_options_set_defer_accept(o, 0);
   } else if (IS("--watermarks")) {
     pair(v, &a, &b, "--watermarks");
     must(dx_options_set_watermarks(o, (size_t)a, (size_t)b), "dx_options_set_watermarks");

@@ -101,7 +101,7 @@ static void make_pair(int fds[2], int tcp, int bufsize) {
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
   } else {
     char why[200];
-    int l = dx__tcp_listen("127.0.0.1", 0, 4, 0, why, sizeof why);
+    int l = dx__tcp_listen("127.0.0.1", 0, 4, 0u, why, sizeof why);
     assert_true(l >= 0);
     unsigned port = dx__tcp_local_port(l);
     assert_true(port > 0);
