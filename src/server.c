@@ -84,6 +84,8 @@ static void on_accept(dx__io *io, uint32_t events) {
   (void)events;
   dx__listener *li = (dx__listener *)io;
   dx_server *s = li->server;
+  dx_conn *got[DX__ACCEPT_BATCH];
+  int n = 0;
   /* A bounded batch per wake-up keeps one busy listener from starving the
    * connections already open. */
   for (int i = 0; i < DX__ACCEPT_BATCH; i++) {
@@ -96,7 +98,7 @@ static void on_accept(dx__io *io, uint32_t events) {
         set_accepting(s, 0);
         dx__timer_start(s->loop, &s->accept_pause, DX__ACCEPT_PAUSE_MS);
       }
-      return; /* EAGAIN: all taken */
+      break; /* EAGAIN: all taken */
     }
     dx__tcp_tune(fd);
     dx_conn *c = calloc(1, sizeof *c);
@@ -111,12 +113,16 @@ static void on_accept(dx__io *io, uint32_t events) {
     }
     c->server = s;
     s->nconns++;
-    /* Deferred accept: the request is (almost always) here already, and
-     * answering it now saves a trip through epoll_wait. The connection
-     * may end inside (a refused request); its memory lives until the end
-     * of the iteration. */
-    if (s->ep.opt.defer_accept) dx__conn_read_now(c);
+    got[n++] = c;
   }
+  /* Deferred accept: each request is (almost always) here already, and
+   * answering it now saves a trip through epoll_wait. Only after the
+   * accept loop, touching neither s nor the listener afterwards: the
+   * callbacks run here may shut the server down or free it. A connection
+   * that ends meanwhile keeps its memory until the end of the iteration,
+   * and reading it then does nothing. */
+  if (!s->ep.opt.defer_accept) return;
+  for (int i = 0; i < n; i++) dx__conn_read_now(got[i]);
 }
 
 int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
