@@ -473,8 +473,13 @@ void dx_client_free(dx_client *cl);
 /* Connections                                                             */
 /* ---------------------------------------------------------------------- */
 
-/* Queues a message. `data` is copied. Queued bytes leave when the loop
- * finishes the current iteration (writes are corked). Returns:
+/* Queues a message. `data` is copied. Writes are corked: a connection's
+ * queued output leaves in one send once the loop has handled that
+ * connection's input (so a reply does not wait for the rest of the event
+ * batch), and otherwise at the end of the loop iteration; output queued
+ * for it after its input was handled (from other connections' callbacks,
+ * timers, posted functions) leaves in one more send at the end of the
+ * iteration. Returns:
  *   0                     queued;
  *   DX_SEND_BACKPRESSURE  queued, but the connection's output is above the
  *                         high-water mark: hold further sends until
