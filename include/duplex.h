@@ -353,7 +353,10 @@ int dx_server_listen(dx_server *s, const char *host, uint16_t port);
 /* The port the last successful dx_server_listen() bound; 0 if none. */
 uint16_t dx_server_port(const dx_server *s);
 /* Stops listening and cuts every connection (their on_close reports
- * DX_WHY_SERVER_SHUTDOWN, 1006), then frees the server. */
+ * DX_WHY_SERVER_SHUTDOWN, 1006), then frees the server. May be called from
+ * any of its callbacks; the handle is invalid at once, its memory goes at
+ * the end of the loop iteration (or in dx_loop_free(), which must follow
+ * when the loop does not run again). */
 void dx_server_free(dx_server *s);
 /* How many connections (any state) the server holds. */
 size_t dx_server_connections(const dx_server *s);
@@ -479,7 +482,10 @@ void dx_client_free(dx_client *cl);
  * batch), and otherwise at the end of the loop iteration; output queued
  * for it after its input was handled (from other connections' callbacks,
  * timers, posted functions) leaves in one more send at the end of the
- * iteration. Returns:
+ * iteration. The exception: a message of 64 KiB or more, uncompressed, on
+ * a plain-TCP server connection with nothing queued ahead of it is written
+ * to the socket from `data` inside dx_send (one writev, header and
+ * payload); only what the socket does not take is copied. Returns:
  *   0                     queued;
  *   DX_SEND_BACKPRESSURE  queued, but the connection's output is above the
  *                         high-water mark: hold further sends until

@@ -33,6 +33,7 @@ struct dx_server {
   int shutting_down;
   dx__timer deadline;     /* graceful drain: cut what is left */
   dx__timer accept_pause; /* out of descriptors: listen again later */
+  dx__task release;       /* dx_server_free: the memory goes at the end of the iteration */
 };
 
 struct dx_request {
@@ -82,6 +83,9 @@ static void on_accept_resume(dx__timer *t) {
 
 static void on_accept(dx__io *io, uint32_t events) {
   (void)events;
+  /* Stopped (shutdown or free) by a callback earlier in this batch of
+   * events: the descriptor is closed, its number maybe reused already. */
+  if (io->fd < 0) return;
   dx__listener *li = (dx__listener *)io;
   dx_server *s = li->server;
   dx_conn *got[DX__ACCEPT_BATCH];
@@ -119,8 +123,8 @@ static void on_accept(dx__io *io, uint32_t events) {
    * answering it now saves a trip through epoll_wait. Only after the
    * accept loop, touching neither s nor the listener afterwards: the
    * callbacks run here may shut the server down or free it. A connection
-   * that ends meanwhile keeps its memory until the end of the iteration,
-   * and reading it then does nothing. */
+   * (or server) that ends meanwhile keeps its memory until the end of the
+   * iteration, and reading it then does nothing. */
   if (!s->ep.opt.defer_accept) return;
   for (int i = 0; i < n; i++) dx__conn_read_now(got[i]);
 }
@@ -162,6 +166,7 @@ static void stop_listening(dx_server *s) {
   for (int i = 0; i < s->nlisteners; i++) {
     dx__io_stop(s->loop, &s->listeners[i].io);
     close(s->listeners[i].io.fd);
+    s->listeners[i].io.fd = -1; /* for an event of it still in this batch */
     dx__loop_unref(s->loop);
   }
   s->nlisteners = 0;
@@ -225,6 +230,12 @@ int dx_server_shutdown(dx_server *s, uint32_t deadline_ms) {
   return 0;
 }
 
+static void release_server(dx__task *t) {
+  dx_server *s = (dx_server *)((char *)t - offsetof(dx_server, release));
+  dx__endpoint_deinit(&s->ep);
+  free(s);
+}
+
 void dx_server_free(dx_server *s) {
   if (!s) return;
   stop_listening(s);
@@ -243,8 +254,11 @@ void dx_server_free(dx_server *s) {
     dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_ABNORMAL, "server freed");
     h = dx__loop_handles(s->loop);
   }
-  dx__endpoint_deinit(&s->ep);
-  free(s);
+  /* Called from a callback, later events of this batch may still name a
+   * listener (in s) or a connection's endpoint (s->ep): release both at
+   * the end of the iteration, after the connections' own releases. */
+  s->release.run = release_server;
+  dx__task_queue_last(s->loop, &s->release);
 }
 
 /* ---- handshake ---------------------------------------------------------- */
