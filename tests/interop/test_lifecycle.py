@@ -138,10 +138,11 @@ def expect_serve_close(got, code, why, what, reason=None):
 
 # ------------------------------------------------------------ raw sockets
 
-def raw_client(port, rcvbuf=None):
+def raw_client(port, rcvbuf=None, wait=0.0):
     """A raw client (test_raw_malformed.Conn) that completed the opening
     handshake. rcvbuf: SO_RCVBUF set before connecting, so a client that
-    stops reading lets little pile up in its own kernel buffer."""
+    stops reading lets little pile up in its own kernel buffer. wait:
+    seconds between connecting and sending the request."""
     c = Conn.__new__(Conn)  # Conn's own constructor connects at once
     c.sock = socket.socket()
     if rcvbuf:
@@ -150,6 +151,7 @@ def raw_client(port, rcvbuf=None):
     c.sock.connect(("127.0.0.1", port))
     c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c.buf = b""
+    time.sleep(wait)
     c.handshake()
     return c
 
@@ -366,11 +368,8 @@ def t_server_local(args):
           "dropped after %.2f s; deferred accept (about 1 s) + --handshake-timeout=300" % took)
     p3.finish()
     p4 = Peer(args.lifecycle_peer, "server", ["--ping=0,0"])  # handshake timeout 10 s
-    late = Conn.__new__(Conn)
-    late.sock = socket.create_connection(("127.0.0.1", p4.port), timeout=5)
-    late.buf = b""
-    time.sleep(1.5)  # past the kernel's wait: duplex accepted it with nothing to read
-    late.handshake()
+    # 1.5 s: past the kernel's wait, so duplex accepted it with nothing to read
+    late = raw_client(p4.port, wait=1.5)
     p4.event("open", "the late request's connection opens")
     late.sock.close()
     p4.finish()
