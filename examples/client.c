@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
   int rc = dx_connect(loop, url, o, &c);
   dx_options_free(o);
   if (rc != 0) {
-    fprintf(stderr, "%s: %s\n", url, dx_strerror(rc));
+    fprintf(stderr, "%s: %s\n", url, *dx_last_error() ? dx_last_error() : dx_strerror(rc));
     dx_loop_free(loop);
     return 1;
   }

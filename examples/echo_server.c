@@ -34,7 +34,10 @@ int main(int argc, char **argv) {
   dx_options_free(o);
   int rc = s ? dx_server_listen(s, NULL, (uint16_t)port) : DX_ENOMEM;
   if (rc != 0) {
-    fprintf(stderr, "cannot listen on port %ld: %s\n", port, dx_strerror(rc));
+    /* dx_last_error() names the cause ("Address already in use"); the
+     * code alone only says which kind of failure. */
+    fprintf(stderr, "cannot listen on port %ld: %s\n", port,
+            *dx_last_error() ? dx_last_error() : dx_strerror(rc));
     if (s) dx_server_free(s);
     dx_loop_free(loop);
     return 1;

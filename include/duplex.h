@@ -228,10 +228,24 @@ int dx_options_set_max_buffered(dx_options *o, size_t bytes,
 
 /* ---- Listening ---- */
 
-/* Server: set SO_REUSEPORT on listening sockets, so several loops (one per
- * thread) can listen on the same port and the kernel spreads connections
- * among them. */
-void dx_options_set_reuseport(dx_options *o, int on);
+/* Server: whether listening sockets share their port (SO_REUSEPORT), so
+ * that several loops (one per thread) listen on it and the kernel spreads
+ * connections among them. */
+typedef enum {
+  /* The default: the port is this socket's alone. A port any other socket
+   * holds fails with DX_EADDR ("Address already in use"). */
+  DX_REUSEPORT_OFF = 0,
+  /* Join the sockets that share the port, or start sharing a free one. Any
+   * process of the same user that asks for it can join too. */
+  DX_REUSEPORT_JOIN = 1,
+  /* Bind as with OFF (a port anyone holds fails, even a shared one), then
+   * let DX_REUSEPORT_JOIN sockets share it. For the first of a process's
+   * loops: the others join it, while a second process that did not ask to
+   * share gets "Address already in use" instead of half the connections. */
+  DX_REUSEPORT_OPEN = 2
+} dx_reuseport;
+/* 0, or DX_EINVAL for a mode not listed above. */
+int dx_options_set_reuseport(dx_options *o, dx_reuseport mode);
 /* Server, Linux: accept a connection only once its first bytes arrived
  * (TCP_DEFER_ACCEPT; a WebSocket client always speaks first), and read them
  * at once: one wake-up per new connection instead of two, and a client that
@@ -344,11 +358,15 @@ int dx_loop_post(dx_loop *loop, dx_post_fn fn, void *ud);
  * that accepts everything). Returns NULL when out of memory or when the TLS
  * certificate or key cannot be used (dx_last_error() says why). */
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o);
-/* Listens on host:port (host NULL or "" means every IPv4 and IPv6 address;
- * port 0 picks a free port). May be called several times. Returns 0, or
+/* Listens on host:port. host NULL or "" means every IPv4 and IPv6 address
+ * (one dual-stack socket); a name means every address it resolves to
+ * ("localhost": ::1 and 127.0.0.1 where both exist; an address family the
+ * machine lacks is skipped), all on the same port; port 0 picks a free
+ * port. May be called several times, up to 8 sockets in all. Returns 0, or
  * DX_EADDR (errno is kept; dx_last_error() says why in one line: the
  * resolver's reason for a name that does not resolve, else the socket
- * error) / DX_EINVAL / DX_ESTATE (shutting down) / DX_ENOMEM. */
+ * error such as "Address already in use"; print that, not dx_strerror())
+ * / DX_EINVAL (too many sockets) / DX_ESTATE (shutting down) / DX_ENOMEM. */
 int dx_server_listen(dx_server *s, const char *host, uint16_t port);
 /* The port the last successful dx_server_listen() bound; 0 if none. */
 uint16_t dx_server_port(const dx_server *s);
@@ -363,12 +381,15 @@ size_t dx_server_connections(const dx_server *s);
 /* Graceful drain: stops accepting, sends every open connection a close
  * frame 1001 "server shutting down" (after anything already queued for
  * it), waits for their replies, and cuts whatever is left after
- * deadline_ms. Each on_close reports DX_WHY_SERVER_SHUTDOWN and 1001.
+ * deadline_ms. Each on_close reports DX_WHY_SERVER_SHUTDOWN and 1001; the
+ * reason is "server shutting down" for a connection whose close handshake
+ * completed, DX_REASON_DRAIN_CUT for one cut at the deadline.
  * Connections still in their opening handshake are dropped. Returns at
  * once; dx_loop_run() returns when the last connection is gone (if nothing
  * else keeps it running). Free the server afterwards as usual. 0, or
  * DX_ESTATE if already shutting down. */
 int dx_server_shutdown(dx_server *s, uint32_t deadline_ms);
+#define DX_REASON_DRAIN_CUT "server shutting down: cut at the drain deadline"
 
 /* The upgrade request seen by dx_on_accept (valid during that callback). */
 const char *dx_request_path(const dx_request *r, size_t *len);

@@ -14,6 +14,7 @@
 #include "endpoint.h"
 #include "net/resolve.h"
 #include "proto/handshake.h"
+#include "proto/url.h"
 #include "server_internal.h"
 
 /* A client connection owns its endpoint (there is no server to share one);
@@ -26,59 +27,6 @@ typedef struct dx__client_ep {
 
 dx_client *dx_conn_client(const dx_conn *c) {
   return c->is_client ? ((const dx__client_ep *)c->ep)->owner : NULL;
-}
-
-typedef struct dx__url {
-  int tls;
-  char host[256];      /* without brackets */
-  char host_hdr[300];  /* Host header value */
-  unsigned port;
-  const char *path;    /* "/..." or "?..." within the URL, or "" */
-} dx__url;
-
-static int parse_url(const char *url, dx__url *u) {
-  memset(u, 0, sizeof *u);
-  const char *p;
-  if (!strncasecmp(url, "ws://", 5)) {
-    p = url + 5;
-  } else if (!strncasecmp(url, "wss://", 6)) {
-    p = url + 6;
-    u->tls = 1;
-  } else {
-    return DX_EURL;
-  }
-  const char *h = p, *he;
-  if (*p == '[') {
-    he = strchr(p, ']');
-    if (!he) return DX_EURL;
-    h = p + 1;
-    p = he + 1;
-  } else {
-    p += strcspn(p, ":/?#");
-    he = p;
-  }
-  size_t hlen = (size_t)(he - h);
-  if (hlen == 0 || hlen >= sizeof u->host) return DX_EURL;
-  memcpy(u->host, h, hlen);
-  u->port = u->tls ? 443 : 80;
-  if (*p == ':') {
-    char *end;
-    unsigned long port = strtoul(p + 1, &end, 10);
-    if (end == p + 1 || port == 0 || port > 65535) return DX_EURL;
-    u->port = (unsigned)port;
-    p = end;
-  }
-  if (*p && *p != '/' && *p != '?') return DX_EURL; /* fragments are not allowed (§3) */
-  if (strchr(p, '#')) return DX_EURL;
-  u->path = p;
-  int v6 = strchr(u->host, ':') != NULL;
-  int dflt = u->port == (u->tls ? 443u : 80u);
-  snprintf(u->host_hdr, sizeof u->host_hdr, v6 ? "[%s]" : "%s", u->host);
-  if (!dflt) {
-    size_t n = strlen(u->host_hdr);
-    snprintf(u->host_hdr + n, sizeof u->host_hdr - n, ":%u", u->port);
-  }
-  return 0;
 }
 
 /* The server's Sec-WebSocket-Extensions against our offer. 0, or -1 when
@@ -282,9 +230,10 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   if (!loop || !url || !out) return DX_EINVAL;
   dx__set_last_error("");
   dx__url u;
-  int r = parse_url(url, &u);
+  char why[300];
+  int r = dx__url_parse(url, &u, why, sizeof why);
   if (r) {
-    dx__set_last_error("malformed URL: expected ws://host[:port][/path] or wss://...");
+    dx__set_last_error(why);
     return r;
   }
   char path[2048];

@@ -239,7 +239,12 @@ int dx_options_set_max_buffered(dx_options *o, size_t bytes, dx_slow_policy poli
   return 0;
 }
 
-void dx_options_set_reuseport(dx_options *o, int on) { o->reuseport = !!on; }
+int dx_options_set_reuseport(dx_options *o, dx_reuseport mode) {
+  if (mode != DX_REUSEPORT_OFF && mode != DX_REUSEPORT_JOIN && mode != DX_REUSEPORT_OPEN)
+    return DX_EINVAL;
+  o->reuseport = (uint8_t)mode;
+  return 0;
+}
 
 void dx_options_set_defer_accept(dx_options *o, int on) { o->defer_accept = !!on; }
 

@@ -135,30 +135,36 @@ int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
   if (s->nlisteners == DX__MAX_LISTENERS) return DX_EINVAL;
   if (s->shutting_down) return DX_ESTATE;
   char why[300];
-  unsigned flags = (s->ep.opt.reuseport ? DX__LISTEN_REUSEPORT : 0u) |
+  unsigned flags = (s->ep.opt.reuseport == DX_REUSEPORT_JOIN ? DX__LISTEN_REUSEPORT : 0u) |
+                   (s->ep.opt.reuseport == DX_REUSEPORT_OPEN ? DX__LISTEN_OPEN : 0u) |
                    (s->ep.opt.defer_accept ? DX__LISTEN_DEFER : 0u);
-  int fd = dx__tcp_listen(host, port, 1024, flags, why, sizeof why);
-  if (fd < 0) {
+  int fds[DX__MAX_LISTENERS];
+  int n = dx__tcp_listen(host, port, 1024, flags, fds, DX__MAX_LISTENERS - s->nlisteners,
+                         why, sizeof why);
+  if (n < 0) {
     int e = errno;
     dx__set_last_error(why);
     errno = e;
-    return fd;
+    return n;
   }
-  dx__listener *li = &s->listeners[s->nlisteners];
-  li->io.fd = fd;
-  li->io.cb = on_accept;
-  li->server = s;
-  if (dx__io_start(s->loop, &li->io, EPOLLIN)) {
-    int e = errno;
-    snprintf(why, sizeof why, "cannot watch the listening socket: %s", strerror(e));
-    dx__set_last_error(why);
-    close(fd);
-    errno = e;
-    return DX_EADDR;
+  for (int i = 0; i < n; i++) {
+    dx__listener *li = &s->listeners[s->nlisteners + i];
+    li->io.fd = fds[i];
+    li->io.cb = on_accept;
+    li->server = s;
+    if (dx__io_start(s->loop, &li->io, EPOLLIN)) {
+      int e = errno;
+      snprintf(why, sizeof why, "cannot watch the listening socket: %s", strerror(e));
+      dx__set_last_error(why);
+      for (int j = 0; j < i; j++) dx__io_stop(s->loop, &s->listeners[s->nlisteners + j].io);
+      for (int j = 0; j < n; j++) close(fds[j]);
+      errno = e;
+      return DX_EADDR;
+    }
   }
-  s->nlisteners++;
-  s->port = (uint16_t)dx__tcp_local_port(fd);
-  dx__loop_ref(s->loop);
+  for (int i = 0; i < n; i++) dx__loop_ref(s->loop);
+  s->nlisteners += n;
+  s->port = (uint16_t)dx__tcp_local_port(fds[0]);
   return 0;
 }
 
@@ -213,7 +219,7 @@ static void drain_one(dx_conn *c) {
 }
 
 static void cut_one(dx_conn *c) {
-  dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, "server shutting down");
+  dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, DX_REASON_DRAIN_CUT);
 }
 
 static void on_deadline(dx__timer *t) {

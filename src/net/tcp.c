@@ -113,52 +113,113 @@ void dx__tcp_addr_text(const struct sockaddr *sa, char *buf, size_t cap) {
   snprintf(buf, cap, "%s:%u", host, port);
 }
 
+/* One listening socket on address a. port_set: the port to use instead of
+ * a's (0 keeps a's), so that every address of a name shares the port the
+ * first one picked. Returns the fd, or -1 with errno. */
+static int listen_one(const struct addrinfo *a, int wildcard, unsigned port_set,
+                      int backlog, unsigned flags) {
+  struct sockaddr_storage ss;
+  memcpy(&ss, a->ai_addr, a->ai_addrlen);
+  if (port_set && a->ai_family == AF_INET6)
+    ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port_set);
+  else if (port_set && a->ai_family == AF_INET)
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port_set);
+  int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1, zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* SO_REUSEPORT before bind() joins whoever holds the port with it set
+   * (any process of the same user). Set after bind() and before listen(),
+   * the bind itself is exclusive (it fails if anyone holds the port, even
+   * with SO_REUSEPORT) and the socket still becomes the first of a group
+   * that later DX__LISTEN_REUSEPORT sockets can join. */
+  if (flags & DX__LISTEN_REUSEPORT) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+#ifdef TCP_DEFER_ACCEPT
+  /* The kernel completes the TCP handshake but makes the connection
+   * acceptable only once its first bytes (the HTTP request, or a TLS
+   * ClientHello) arrive, or after about a second without any: the server
+   * wakes once per connection instead of twice, and a client that
+   * connects and says nothing costs no descriptor meanwhile. Best
+   * effort: a kernel without it simply accepts at once. */
+  if (flags & DX__LISTEN_DEFER) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
+#endif
+  if (a->ai_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, wildcard ? &zero : &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, a->ai_addrlen) < 0 ||
+      ((flags & DX__LISTEN_OPEN) &&
+       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+      listen(fd, backlog) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static int same_addr(const struct addrinfo *a, const struct addrinfo *b) {
+  return a->ai_family == b->ai_family && a->ai_addrlen == b->ai_addrlen &&
+         memcmp(a->ai_addr, b->ai_addr, a->ai_addrlen) == 0;
+}
+
 int dx__tcp_listen(const char *host, unsigned port, int backlog, unsigned flags,
-                   char *why, size_t cap) {
+                   int *fds, int max, char *why, size_t cap) {
   if (host && !*host) host = NULL;
   struct addrinfo *res;
   if (resolve(host, port, 1, &res, why, cap)) return DX_EADDR;
-  /* For the wildcard, take IPv6 first: with IPV6_V6ONLY off it serves
-   * IPv4 too. */
-  struct addrinfo *pick[2] = {NULL, NULL};
-  for (struct addrinfo *a = res; a; a = a->ai_next) {
-    if (a->ai_family == AF_INET6 && !pick[0]) pick[0] = a;
-    if (a->ai_family == AF_INET && !pick[1]) pick[1] = a;
-  }
-  if (host) { pick[0] = res; pick[1] = NULL; }
-  int fd = -1, err = 0;
-  for (int i = 0; i < 2 && fd < 0; i++) {
-    struct addrinfo *a = pick[i];
-    if (!a) continue;
-    fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) { err = errno; continue; }
-    int one = 1, zero = 0;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (flags & DX__LISTEN_REUSEPORT) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-#ifdef TCP_DEFER_ACCEPT
-    /* The kernel completes the TCP handshake but makes the connection
-     * acceptable only once its first bytes (the HTTP request, or a TLS
-     * ClientHello) arrive, or after about a second without any: the server
-     * wakes once per connection instead of twice, and a client that
-     * connects and says nothing costs no descriptor meanwhile. Best
-     * effort: a kernel without it simply accepts at once. */
-    if (flags & DX__LISTEN_DEFER) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
-#endif
-    if (a->ai_family == AF_INET6 && !host)
-      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+  int n = 0, err = 0, tried = 0;
+  char where[INET6_ADDRSTRLEN + 16] = "";
+  if (!host) {
+    /* The wildcard: one IPv6 socket with IPv4 mapped serves both; IPv4
+     * alone where the machine has no IPv6. */
+    struct addrinfo *pick[2] = {NULL, NULL};
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+      if (a->ai_family == AF_INET6 && !pick[0]) pick[0] = a;
+      if (a->ai_family == AF_INET && !pick[1]) pick[1] = a;
+    }
+    for (int i = 0; i < 2 && n == 0; i++) {
+      if (!pick[i]) continue;
+      int fd = listen_one(pick[i], 1, 0, backlog, flags);
+      if (fd >= 0) fds[n++] = fd;
+      else err = errno, dx__tcp_addr_text(pick[i]->ai_addr, where, sizeof where);
+      /* The next family is a fallback only where this one is missing. */
+      if (fd < 0 && err != EAFNOSUPPORT && err != EADDRNOTAVAIL) break;
+    }
+  } else {
+    /* A name: every address it has ("localhost" is ::1 and 127.0.0.1 on a
+     * stock Debian), so a client reaches the server whichever it tries.
+     * An address the machine lacks (no IPv6) is skipped; any other failure
+     * fails the whole call. */
+    unsigned port_set = port;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+      int dup = 0;
+      for (struct addrinfo *b = res; b != a && !dup; b = b->ai_next) dup = same_addr(a, b);
+      if (dup) continue;
+      if (n == max) break;
+      tried++;
+      int fd = listen_one(a, 0, port_set, backlog, flags);
+      if (fd >= 0) {
+        fds[n++] = fd;
+        if (!port_set) port_set = dx__tcp_local_port(fd);
+        continue;
+      }
       err = errno;
-      close(fd);
-      fd = -1;
+      dx__tcp_addr_text(a->ai_addr, where, sizeof where);
+      if (err == EAFNOSUPPORT || err == EADDRNOTAVAIL) continue;
+      while (n > 0) close(fds[--n]);
+      break;
     }
   }
   freeaddrinfo(res);
-  if (fd < 0) {
-    snprintf(why, cap, "%s", strerror(err));
+  if (n == 0) {
+    if (!err) err = EADDRNOTAVAIL;
+    /* Name the address only where a name had several. */
+    if (tried > 1) snprintf(why, cap, "%s: %s", where, strerror(err));
+    else snprintf(why, cap, "%s", strerror(err));
     errno = err;
     return DX_EADDR;
   }
-  return fd;
+  return n;
 }
 
 int dx__tcp_resolve(const char *host, unsigned port, struct addrinfo **out,

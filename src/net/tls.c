@@ -44,7 +44,7 @@ typedef struct {
   unsigned failed : 1; /* read/write side is dead; err/code say why */
   int wdead;           /* errno of a failed send(), 0 while sending works */
   int code;            /* close code for error() */
-  char err[224]; /* "TLS handshake failed: " and a reason of up to 199 bytes */
+  char err[256]; /* "TLS handshake failed: " and a reason of up to 231 bytes */
 } tls_state;
 
 /* ---- errors ------------------------------------------------------------ */
@@ -78,13 +78,25 @@ static void fail(tls_state *st, const char *what) {
 }
 
 static void fail_ssl(tls_state *st) {
-  char reason[128];
-  int verify = ERR_GET_REASON(ERR_peek_error()) == SSL_R_CERTIFICATE_VERIFY_FAILED;
+  char reason[160];
+  int r = ERR_GET_REASON(ERR_peek_error());
+  int verify = r == SSL_R_CERTIFICATE_VERIFY_FAILED;
   take_ssl_reason(reason, sizeof reason, "unexpected end of TLS stream");
+  /* What a TLS client reads from a plain-text server (an HTTP 400 to its
+   * ClientHello) and a TLS server from a plain-text client (an HTTP
+   * request) say nothing of the cause; name the likely one. */
+  if (!st->hs_done && (r == SSL_R_WRONG_VERSION_NUMBER || r == SSL_R_PACKET_LENGTH_TOO_LONG ||
+                       r == SSL_R_HTTP_REQUEST ||
+                       r == SSL_R_HTTPS_PROXY_REQUEST)) {
+    size_t n = strlen(reason);
+    snprintf(reason + n, sizeof reason - n, "%s",
+             SSL_is_server(st->ssl) ? " (is the client speaking TLS? ws:// to a wss:// port?)"
+                                    : " (is the server speaking TLS? wss:// to a ws:// port?)");
+  }
   long v = SSL_get_verify_result(st->ssl);
   if (verify && v != X509_V_OK) {
     /* "certificate verify failed" alone does not say which check. */
-    char both[200];
+    char both[232];
     snprintf(both, sizeof both, "%s (%s)", reason, X509_verify_cert_error_string(v));
     fail(st, both);
   } else {

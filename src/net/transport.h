@@ -43,15 +43,19 @@ struct dx__transport {
 
 extern const dx__transport_ops dx__tcp_ops;
 
-/* Non-blocking, close-on-exec listening socket on host:port (host NULL or
- * "" binds the IPv6 wildcard with IPv4 mapped, or IPv4 if IPv6 is absent).
- * Returns the fd, or DX_EADDR with errno kept and a one-line reason in
- * why[0..cap) (for a name that does not resolve, the resolver's words).
- * flags: DX__LISTEN_* below. */
-#define DX__LISTEN_REUSEPORT 1u /* SO_REUSEPORT: loops share the port */
+/* Non-blocking, close-on-exec listening sockets on host:port. host NULL
+ * or "" binds one socket, the IPv6 wildcard with IPv4 mapped (or IPv4
+ * where IPv6 is absent); a name or address binds every address it resolves
+ * to (addresses the machine lacks are skipped), all on one port (port 0:
+ * the one the first bind picked), at most max of them. Returns how many
+ * descriptors it put in fds[], or DX_EADDR with errno kept and a one-line
+ * reason in why[0..cap) (the resolver's words for a name that does not
+ * resolve, else the socket error). flags: DX__LISTEN_* below. */
+#define DX__LISTEN_REUSEPORT 1u /* SO_REUSEPORT before bind: join the port's group */
 #define DX__LISTEN_DEFER 2u     /* TCP_DEFER_ACCEPT: see dx_options_set_defer_accept */
+#define DX__LISTEN_OPEN 4u      /* bind exclusively, then SO_REUSEPORT: start a group */
 int dx__tcp_listen(const char *host, unsigned port, int backlog, unsigned flags,
-                   char *why, size_t cap);
+                   int *fds, int max, char *why, size_t cap);
 /* Resolves host:port for connecting (blocks while the resolver works).
  * 0 and *out, which the caller frees with freeaddrinfo(); or DX_EADDR with
  * a one-line reason in why. */
