@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h" /* src/cli: CPU time of the server and of soak */
 #include "proto/frame.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -763,36 +764,6 @@ static int all_free(void) {
 }
 
 /* ------------------------------------------------------------------ */
-/* CPU                                                                 */
-/* ------------------------------------------------------------------ */
-
-/* utime + stime of a process in ms, from /proc/PID/stat; -1 if unreadable. */
-static double proc_cpu_ms(long pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* Fields after the command name, which is in parentheses and may hold
-   * spaces: state is field 3, utime 14, stime 15. */
-  char *p = strrchr(buf, ')');
-  if (!p) return -1;
-  unsigned long ut, st;
-  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-    return -1;
-  return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu_ms(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Main                                                                */
 /* ------------------------------------------------------------------ */
 
@@ -922,15 +893,16 @@ int main(int argc, char **argv) {
       }
       if (t_ready && !t0 && now >= t_ready + (uint64_t)(opt.settle * 1000)) {
         t0 = now;
-        srv0 = opt.pid ? proc_cpu_ms(opt.pid) : 0;
-        self0 = self_cpu_ms();
+        /* CPU seconds (utime + stime), from bench_stats.c, in ms. */
+        srv0 = opt.pid ? bench_proc_cpu_s(opt.pid) * 1000 : 0;
+        self0 = bench_self_cpu_s() * 1000;
         pings0 = G.pings_rx;
         closes0 = G.closes;
         fprintf(stderr, "soak: measuring for %.0f s\n", opt.window);
       }
       if (t0 && now >= t0 + (uint64_t)(opt.window * 1000)) {
-        srv1 = opt.pid ? proc_cpu_ms(opt.pid) : 0;
-        self1 = self_cpu_ms();
+        srv1 = opt.pid ? bench_proc_cpu_s(opt.pid) * 1000 : 0;
+        self1 = bench_self_cpu_s() * 1000;
         pings1 = G.pings_rx;
         closes1 = G.closes;
         window_s = (double)(now - t0) / 1000;

@@ -5,5 +5,6 @@
 
 int cli_serve(int argc, char **argv);
 int cli_connect(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const command commands[] = {
     {"serve", cli_serve, "run a WebSocket echo server"},
     {"connect", cli_connect,
      "connect to a ws:// URL; stdin lines out, messages to stdout"},
+    {"bench", cli_bench, "load-test a WebSocket echo server"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -29,7 +30,8 @@ static void print_usage(FILE *out) {
         out);
   for (size_t i = 0; i < N_COMMANDS; i++)
     fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
-  fprintf(out, "  %-12s %s\n\n", "help [CMD]", "show this help, or CMD's");
+  fprintf(out, "  %-12s %s\n", "help [CMD]", "show this help, or CMD's");
+  fprintf(out, "  %-12s %s\n\n", "version", "print the version");
   fputs("options:\n"
         "  -h, --help     show this help and exit\n"
         "  -V, --version  print the version and exit\n\n"
@@ -60,7 +62,8 @@ int main(int argc, char **argv) {
     print_usage(stdout);
     return CLI_EXIT_OK;
   }
-  if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0) {
+  if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0 ||
+      (strcmp(first, "version") == 0 && argc == 2)) {
     printf("duplex %d.%d.%d\n", DX_VERSION_MAJOR, DX_VERSION_MINOR,
            DX_VERSION_PATCH);
     return CLI_EXIT_OK;
