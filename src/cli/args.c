@@ -131,6 +131,12 @@ static int store_value(const cli_command *cmd, const cli_opt *o,
   return -1;
 }
 
+static const cli_opt *find_short(const cli_command *cmd, char c) {
+  for (int i = 0; i < cmd->n_opts; i++)
+    if (cmd->opts[i].short_name && cmd->opts[i].short_name == c) return &cmd->opts[i];
+  return NULL;
+}
+
 cli_parse_result cli_parse(const cli_command *cmd, int argc, char **argv,
                            char **pos, int *n_pos) {
   bool options_done = false;
@@ -157,8 +163,10 @@ cli_parse_result cli_parse(const cli_command *cmd, int argc, char **argv,
     const char *name = arg + 2;
     const char *eq = strchr(name, '=');
     size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-    const cli_opt *o =
-        arg[1] == '-' ? find_opt(cmd, name, name_len) : NULL;
+    const cli_opt *o = arg[1] == '-'   ? find_opt(cmd, name, name_len)
+                       : arg[2] == '\0' ? find_short(cmd, arg[1])
+                                         : NULL;
+    if (arg[1] != '-') eq = NULL; /* "-v": no "=value" form */
     if (!o) {
       cli_error(cmd->name, "unknown option '%.*s' (see 'duplex %s --help')",
                 (int)(eq ? (size_t)(eq - arg) : strlen(arg)), arg, cmd->name);
@@ -191,23 +199,68 @@ cli_parse_result cli_parse(const cli_command *cmd, int argc, char **argv,
   return CLI_PARSE_OK;
 }
 
+/* "  -v, --name METAVAR" as it starts an option's help line. */
+static int option_label(const cli_opt *o, char *buf, size_t cap) {
+  char shrt[8] = "    ";
+  if (o->short_name) snprintf(shrt, sizeof shrt, "-%c, ", o->short_name);
+  return snprintf(buf, cap, "%s--%s%s%s", shrt, o->name, o->metavar ? " " : "",
+                  o->metavar ? o->metavar : "");
+}
+
+/* Writes text word-wrapped within 79 columns, the first line starting at
+ * column *col, the rest at column indent. */
+static void put_wrapped(FILE *out, const char *text, int *col, int indent) {
+  while (*text) {
+    size_t word = strcspn(text, " ");
+    if (*col > indent && *col + 1 + (int)word > 79) {
+      fprintf(out, "\n%*s", indent, "");
+      *col = indent;
+    } else if (*col > indent) {
+      fputc(' ', out);
+      (*col)++;
+    }
+    fwrite(text, 1, word, out);
+    *col += (int)word;
+    text += word;
+    while (*text == ' ') text++;
+  }
+}
+
 void cli_print_help(const cli_command *cmd, FILE *out) {
   fprintf(out, "usage: duplex %s [options]%s%s\n\n%s\n\noptions:\n",
           cmd->name, cmd->args[0] ? " " : "", cmd->args, cmd->summary);
+  /* Help texts start in one column, just right of the longest label that
+   * is not too long; a longer label gets its help on the next line. */
+  int width = 14; /* "-h, --help" */
+  char label[96];
+  for (int i = 0; i < cmd->n_opts; i++) {
+    int n = option_label(&cmd->opts[i], label, sizeof label);
+    if (n > width && n <= 30) width = n;
+  }
+  int indent = 2 + width + 2;
   for (int i = 0; i < cmd->n_opts; i++) {
     const cli_opt *o = &cmd->opts[i];
-    char left[64];
-    snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
-             o->metavar ? o->metavar : "");
-    int col = fprintf(out, "  %-22s %s", left, o->help);
+    int n = option_label(o, label, sizeof label);
+    int col = fprintf(out, "  %s", label);
+    if (n > width) {
+      fprintf(out, "\n%*s", indent, "");
+    } else {
+      fprintf(out, "%*s", indent - col, "");
+    }
+    col = indent;
+    put_wrapped(out, o->help, &col, indent);
     if (o->def) {
-      /* Keep lines within 79 columns: the default may go on its own line. */
-      if (col + (int)strlen(o->def) + 12 > 79) fprintf(out, "\n%25s", "");
-      else fputc(' ', out);
-      fprintf(out, "(default: %s)", o->def);
+      /* The default stays whole on a line of its own when it can. */
+      char def[160];
+      int dn = snprintf(def, sizeof def, "(default: %s)", o->def);
+      if (col + 1 + dn > 79 && dn <= 79 - indent) {
+        fprintf(out, "\n%*s", indent, "");
+        col = indent;
+      }
+      put_wrapped(out, def, &col, indent);
     }
     fputc('\n', out);
   }
-  fprintf(out, "  %-22s %s\n", "-h, --help", "show this help and exit");
+  fprintf(out, "  %-*s  %s\n", width, "-h, --help", "show this help and exit");
   if (cmd->details) fprintf(out, "\n%s", cmd->details);
 }

@@ -43,6 +43,7 @@ typedef struct {
   const char *help;     /* one line */
   const char *def;      /* default as shown in --help; NULL for none */
   void *dest;
+  char short_name;      /* 'v' for "-v" as well as the long name; 0: none */
 } cli_opt;
 
 typedef struct {

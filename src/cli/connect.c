@@ -75,8 +75,9 @@ static void on_close(dx_conn *c, int code, const char *reason, dx_why why,
   connect_ctx *ctx = dx_conn_user(c);
   ctx->conn = NULL;
   if (http_status) fprintf(stderr, "handshake failed: HTTP %d\n", http_status);
-  cli_put_close(stderr, "closed", code, reason, why);
   ctx->clean = clean_close(code, why);
+  /* A clean close is the expected end: say nothing unless asked. */
+  if (!ctx->clean || ctx->verbose) cli_put_close(stderr, "closed", code, reason, why);
   if (!ctx->client) {
     connect_input_stop(ctx);
     dx_loop_stop(ctx->loop);
@@ -190,10 +191,12 @@ static const char connect_details[] =
     "closes at once). The first SIGINT/SIGTERM closes with 1001, a second\n"
     "one cuts the connection.\n"
     "\n"
-    "On exit \"closed: code=C reason=\"R\" why=W\" is printed to stderr\n"
-    "(preceded by \"handshake failed: HTTP S\" when the server refused the\n"
-    "upgrade). Exit status: 0 when the close handshake ended with 1000, 1001\n"
-    "or no code (1005), 1 otherwise, 2 for a bad command line or URL.\n"
+    "When the connection ends abnormally (or always, with -v) \"closed:\n"
+    "code=C reason=\"R\" why=W\" is printed to stderr (preceded by\n"
+    "\"handshake failed: HTTP S\" when the server refused the upgrade); a\n"
+    "clean close prints nothing there. Exit status: 0 when the close\n"
+    "handshake ended with 1000, 1001 or no code (1005), 1 otherwise, 2 for a\n"
+    "bad command line or URL.\n"
     "\n"
     "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n"
     "\n"
@@ -259,7 +262,10 @@ static int start(connect_ctx *ctx, const char *url, const connect_opts *co) {
   dx_options_free(o);
   if (rc == 0) return 0;
   const char *why = dx_last_error();
-  cli_error("connect", "cannot connect to %s: %s", url,
+  if (rc == DX_EURL)
+    cli_error("connect", "invalid URL '%s': %s", url, *why ? why : dx_strerror(rc));
+  else
+    cli_error("connect", "cannot connect to %s: %s", url,
             *why ? why
                  : rc == DX_EADDR && saved_errno ? strerror(saved_errno)
                                                  : dx_strerror(rc));
@@ -320,6 +326,7 @@ int cli_connect(int argc, char **argv) {
   unsigned linger_ms = 500;
   const char *reconnect_delay = NULL, *reconnect_queue = NULL;
   unsigned reconnect_attempts = UINT_MAX; /* not given */
+  bool verbose = false;
   const cli_opt opts[] = {
       {"max-message", CLI_OPT_SIZE, "SIZE",
        "largest message received and longest stdin line sent", "16M",
@@ -351,6 +358,8 @@ int cli_connect(int argc, char **argv) {
        &reconnect_attempts},
       {"reconnect-queue", CLI_OPT_STRING, "SIZE",
        "lines kept while disconnected (0: none)", "1M", &reconnect_queue},
+      {"verbose", CLI_OPT_FLAG, NULL, "also report a clean close on stderr", "off",
+       &verbose, 'v'},
   };
   const cli_command cmd = {"connect", "ws[s]://HOST[:PORT][/PATH]",
                            "Connect to a WebSocket server; stdin lines out, "
@@ -372,7 +381,7 @@ int cli_connect(int argc, char **argv) {
                      reconnect_queue))
     return CLI_EXIT_USAGE;
 
-  connect_ctx ctx = {0};
+  connect_ctx ctx = {.verbose = verbose};
   co.max_message = max_message;
   int status = start(&ctx, pos[0], &co);
   if (status != 0) return status;

@@ -28,6 +28,7 @@ typedef struct {
   int last_status;
   bool failed;         /* a local error: exit 1 whatever the close says */
   bool clean;          /* on_close reported a clean close */
+  bool verbose;        /* -v: report a clean close too */
   /* stdin side (connect_input.c) */
   cli_reader input;
   cli_lines lines;

@@ -1,5 +1,7 @@
 /* duplex serve: an echo server (text back as text, binary as binary), on
- * one event loop per thread sharing the port through SO_REUSEPORT. */
+ * one event loop per thread sharing the port through SO_REUSEPORT (the
+ * first loop binds the port exclusively, so another process cannot share
+ * it unless both ask with --reuseport). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +29,9 @@ typedef struct {
   bool quiet;
   uint32_t drain_ms;
   int rc;
+  /* Counted on the worker's own loop thread, read after it is joined. */
+  size_t draining;   /* connections open when the drain began */
+  size_t cut;        /* of those, ended without a close handshake (1006) */
 } worker;
 
 static void on_open(dx_conn *c) {
@@ -60,6 +65,11 @@ static void on_close(dx_conn *c, int code, const char *reason, dx_why why,
                      int http_status) {
   worker *w = dx_conn_user(c);
   (void)http_status;
+  /* No connection opens once the drain began, so every close after it
+   * is one of those: cut at the drain deadline, by a second signal
+   * (dx_server_free: 1006), or gone without a close handshake (1006). */
+  if (w->draining && (code == DX_CLOSE_ABNORMAL || strcmp(reason, DX_REASON_DRAIN_CUT) == 0))
+    w->cut++;
   /* The server may be mid-dx_server_free() here, so don't query it. */
   if (w->quiet) return;
   flockfile(stderr);
@@ -67,11 +77,16 @@ static void on_close(dx_conn *c, int code, const char *reason, dx_why why,
   funlockfile(stderr);
 }
 
+static void drain(worker *w) {
+  w->draining = dx_server_connections(w->server);
+  dx_server_shutdown(w->server, w->drain_ms);
+}
+
 /* Posted to each loop by the main thread (the only thread-safe entry). */
 static void post_drain(dx_loop *loop, void *ud) {
   (void)loop;
   worker *w = ud;
-  dx_server_shutdown(w->server, w->drain_ms);
+  drain(w);
 }
 
 static void post_stop(dx_loop *loop, void *ud) {
@@ -113,7 +128,7 @@ static void run_main(worker *w, unsigned started, uint32_t drain_ms, const sigse
     /* First signal: drain. Loop 0 returns once its connections are gone
      * (or on a second signal, which stops every loop at once). */
     for (unsigned i = 1; i < started; i++) dx_loop_post(w[i].loop, post_drain, &w[i]);
-    dx_server_shutdown(w[0].server, drain_ms);
+    drain(&w[0]);
     if (cli_signals_count() < 2) w[0].rc = dx_loop_run(w[0].loop);
   }
   /* The others return on their own once drained; a second signal, a failed
@@ -139,11 +154,13 @@ static void run_main(worker *w, unsigned started, uint32_t drain_ms, const sigse
 
 static const char serve_details[] =
     "Echoes every message back to its sender: text as text, binary as\n"
-    "binary. Once listening it prints \"listening on HOST:PORT\" to stderr\n"
-    "with the port actually bound (so --port 0 can be used to pick a free\n"
-    "one); the default host, every IPv4 and IPv6 address, is shown as \"*\".\n"
-    "That line is printed even with --quiet, which only silences the\n"
-    "per-connection open/close lines.\n"
+    "binary. Once listening it prints \"listening on HOST:PORT (ws|wss, N\n"
+    "threads)\" to stderr with the port actually bound (so --port 0 can be\n"
+    "used to pick a free one); the default host, every IPv4 and IPv6\n"
+    "address, is shown as \"*\". When it ends it prints \"stopped: N\n"
+    "connections drained, M cut (of K open)\": cut ones did not answer the\n"
+    "close within --drain-timeout. Both lines are printed even with --quiet,\n"
+    "which only silences the per-connection open/close lines.\n"
     "\n"
     "SIGINT (Ctrl-C) or SIGTERM drains the server: it stops accepting, sends\n"
     "every connection a close frame 1001 \"server shutting down\" after what\n"
@@ -151,7 +168,14 @@ static const char serve_details[] =
     "cuts the rest and exits 0. A second signal exits at once.\n"
     "\n"
     "--threads N runs N event loops, one per thread, on the same port\n"
-    "(SO_REUSEPORT: the kernel spreads connections over them).\n"
+    "(SO_REUSEPORT: the kernel spreads connections over them). The port is\n"
+    "this process's: a port another process holds fails with \"Address\n"
+    "already in use\". --reuseport joins such a port instead (another duplex\n"
+    "serve, or any program of the same user that set SO_REUSEPORT), and the\n"
+    "kernel spreads connections over both processes.\n"
+    "\n"
+    "--host NAME listens on every address NAME resolves to (localhost: ::1\n"
+    "and 127.0.0.1).\n"
     "\n"
     "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n"
     "SECONDS may have a fraction (0.5).\n";
@@ -160,8 +184,7 @@ static const char serve_details[] =
 static dx_options *make_options(uint64_t max_message, bool no_deflate,
                                 const char *tls_cert, const char *tls_key,
                                 const cli_list *protocols, const cli_list *origins,
-                                uint32_t ping_ms, uint32_t ping_timeout_ms,
-                                unsigned threads) {
+                                uint32_t ping_ms, uint32_t ping_timeout_ms) {
   dx_options *o = dx_options_new();
   if (!o) {
     cli_error("serve", "out of memory");
@@ -187,7 +210,6 @@ static dx_options *make_options(uint64_t max_message, bool no_deflate,
     dx_options_free(o);
     return NULL;
   }
-  dx_options_set_reuseport(o, threads > 1);
   dx_options_on_open(o, on_open);
   dx_options_on_message(o, on_message);
   dx_options_on_close(o, on_close);
@@ -223,11 +245,24 @@ static int start_worker(worker *w, const dx_options *o, const char *host,
   return 0;
 }
 
+/* The line at the end of a run: what the drain achieved. */
+static void report_drain(const worker *w, unsigned started) {
+  size_t draining = 0, cut = 0;
+  for (unsigned i = 0; i < started; i++) {
+    draining += w[i].draining;
+    cut += w[i].cut;
+  }
+  size_t drained = draining - cut;
+  fprintf(stderr, "stopped: %zu connection%s drained", drained, drained == 1 ? "" : "s");
+  if (cut) fprintf(stderr, ", %zu cut", cut);
+  fprintf(stderr, " (of %zu open)\n", draining);
+}
+
 int cli_serve(int argc, char **argv) {
   const char *host = "";
   uint16_t port = 8080;
   uint64_t max_message = (uint64_t)16 << 20;
-  bool quiet = false, no_deflate = false;
+  bool quiet = false, no_deflate = false, reuseport = false;
   const char *tls_cert = NULL, *tls_key = NULL;
   cli_list protocols = {0}, origins = {0};
   uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
@@ -264,6 +299,9 @@ int cli_serve(int argc, char **argv) {
        "on SIGINT/SIGTERM, wait this long for close replies", "5", &drain_ms},
       {"threads", CLI_OPT_UINT, "N", "event loops (threads) sharing the port",
        "one per core", &threads},
+      {"reuseport", CLI_OPT_FLAG, NULL,
+       "join a port another duplex serve holds, sharing its connections",
+       "off (a port in use is an error)", &reuseport},
   };
   const cli_command cmd = {"serve", "", "Run a WebSocket echo server.",
                            serve_details, opts,
@@ -280,7 +318,7 @@ int cli_serve(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   dx_options *o = make_options(max_message, no_deflate, tls_cert, tls_key, &protocols,
-                               &origins, ping_ms, ping_timeout_ms, threads);
+                               &origins, ping_ms, ping_timeout_ms);
   if (!o) return CLI_EXIT_USAGE;
 
   /* Threaded workers inherit a blocked SIGINT/SIGTERM, so the handler
@@ -299,6 +337,9 @@ int cli_serve(int argc, char **argv) {
   for (unsigned i = 0; i < threads && status == 0; i++) {
     workers[i].quiet = quiet;
     workers[i].drain_ms = drain_ms;
+    /* The first loop binds the port as its owner (exclusively) and opens
+     * it to the others; with --reuseport it joins whoever holds it. */
+    dx_options_set_reuseport(o, i > 0 || reuseport ? DX_REUSEPORT_JOIN : DX_REUSEPORT_OPEN);
     status = start_worker(&workers[i], o, host, &port);
     if (status == 0 && i == 0) {
       started++; /* runs on this thread, in run_main */
@@ -315,7 +356,9 @@ int cli_serve(int argc, char **argv) {
   dx_options_free(o);
   if (status == 0) {
     char where[300];
-    fprintf(stderr, "listening on %s\n", cli_hostport(where, sizeof where, host, port));
+    fprintf(stderr, "listening on %s (%s, %u thread%s%s)\n",
+            cli_hostport(where, sizeof where, host, port), tls_cert ? "wss" : "ws",
+            threads, threads == 1 ? "" : "s", reuseport ? ", port shared" : "");
     run_main(workers, started, drain_ms, &sigs);
   } else {
     for (unsigned i = 1; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);
@@ -329,5 +372,7 @@ int cli_serve(int argc, char **argv) {
     if (workers[i].server) dx_server_free(workers[i].server);
     if (workers[i].loop) dx_loop_free(workers[i].loop);
   }
+  /* After dx_server_free, whose cuts (a second signal) count too. */
+  if (status == 0) report_drain(workers, started);
   return status;
 }

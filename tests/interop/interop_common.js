@@ -124,11 +124,15 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
-// `duplex serve` on 127.0.0.1 with a kernel-chosen port; with tls
-// ({cert, key} PEM files) it serves wss:// and srv.url() names localhost,
-// the host the test certificates carry.
+// `duplex serve` on every address of localhost (::1 and 127.0.0.1 on a
+// stock Debian, 127.0.0.1 alone where there is no IPv6) with a
+// kernel-chosen port; with tls ({cert, key} PEM files) it serves wss://
+// and srv.url() names localhost, the host the test certificates carry.
+// Node 18's net.connect tries only the first address of a name (Debian's
+// /etc/hosts gives ::1 first); Node 20 tries them all. Listening on every
+// address makes wss://localhost work with both.
 async function startServer(duplex, extra = [], { tls = null } = {}) {
-  const cmd = ['serve', '--host', '127.0.0.1', '--port', '0', ...extra];
+  const cmd = ['serve', '--host', 'localhost', '--port', '0', ...extra];
   if (tls) cmd.push('--tls-cert', tls.cert, '--tls-key', tls.key);
   say(`starting: ${duplex} ${cmd.join(' ')}`);
   const proc = track(spawn(duplex, cmd, { stdio: ['ignore', 'ignore', 'pipe'] }));
@@ -193,10 +197,11 @@ function parseCloseLine(stderr) {
 // extra: options such as ['--ca', FILE].
 function runConnect(duplex, url, lines, { keepStdinOpen = false, timeoutMs = 30000,
   stdinDelayMs = 0, extra = [] } = {}) {
-  say(`running: ${duplex} connect ${[...extra, url].join(' ')}  (${lines.length} stdin line(s)` +
-    `${keepStdinOpen ? ', stdin kept open' : ''})`);
+  // -v: the `closed:` line also on a clean close (the checks read it).
+  say(`running: ${duplex} connect -v ${[...extra, url].join(' ')}  (${lines.length} stdin ` +
+    `line(s)${keepStdinOpen ? ', stdin kept open' : ''})`);
   return new Promise((resolve, reject) => {
-    const proc = track(spawn(duplex, ['connect', ...extra, url],
+    const proc = track(spawn(duplex, ['connect', '-v', ...extra, url],
       { stdio: ['pipe', 'pipe', 'pipe'] }));
     const out = [];
     const err = [];

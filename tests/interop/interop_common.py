@@ -374,7 +374,8 @@ def run_connect(duplex, url, stdin_lines, keep_stdin_open=False, timeout=30.0,
     peer. stdin_delay: pause before closing stdin (lets echoes come back
     before our close starts, as a person typing would). extra: options such
     as --ca FILE or --protocol NAME."""
-    cmd = [duplex, "connect"] + list(extra) + [url]
+    # -v: the `closed:` line also on a clean close (the checks read it).
+    cmd = [duplex, "connect", "-v"] + list(extra) + [url]
     say("running: %s  (%d stdin line(s)%s)" % (" ".join(cmd), len(stdin_lines),
                                               ", stdin kept open" if keep_stdin_open else ""))
     proc = track(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

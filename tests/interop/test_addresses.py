@@ -166,6 +166,15 @@ def main(args):
     with v6:
         echo_ok(args, "ws://localhost:%d/" % v6.port, "duplex serve on ::1")
 
+    step("a `duplex serve --host dualhost` listens on both of its addresses, one port")
+    both = DuplexServer(args.duplex)
+    both.cmd[both.cmd.index("127.0.0.1")] = "dualhost"
+    with both:
+        check(both.port > 0, "no port from %r" % both.stderr_text())
+        echo_ok(args, "ws://[::1]:%d/" % both.port, "duplex serve --host dualhost, on ::1")
+        echo_ok(args, "ws://127.0.0.1:%d/" % both.port,
+                "duplex serve --host dualhost, on 127.0.0.1")
+
     step("wss://localhost with the CA verified, after ::1 refused")
     certs = make_certs()
     with DuplexServer(args.duplex, tls=certs.server) as tls:
@@ -216,7 +225,7 @@ def main(args):
           "serve --host no-such-host.invalid: expected the resolver's reason, got %r" % err)
 
     step("a DNS server that never answers does not stall the client's loop")
-    cmd = [args.duplex, "connect", "ws://slow.test:80/"]
+    cmd = [args.duplex, "connect", "-v", "ws://slow.test:80/"]
     say("running: %s; SIGINT after 0.5 s" % " ".join(cmd))
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)

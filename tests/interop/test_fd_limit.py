@@ -4,6 +4,7 @@ connections waiting must not spin (the listener stays readable while accept
 fails with EMFILE), and must serve again once descriptors are free."""
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,7 +32,10 @@ def main():
         line = p.stderr.readline()
         if "listening on" not in line:
             fail("server did not start: %r" % line)
-        port = int(line.strip().rsplit(":", 1)[1])
+        m = re.search(r"listening on \S+:(\d+)", line)
+        if not m:
+            fail("no port in the listening line: %r" % line)
+        port = int(m.group(1))
         print("CHECK: 80 connections against a 40-descriptor limit")
         socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(80)]
         time.sleep(1.0)

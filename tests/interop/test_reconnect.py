@@ -131,7 +131,7 @@ class Client:
     stderr lines are collected with the time they arrived."""
 
     def __init__(self, duplex, url, extra=()):
-        self.cmd = [duplex, "connect", "--reconnect"] + list(extra) + [url]
+        self.cmd = [duplex, "connect", "-v", "--reconnect"] + list(extra) + [url]
         say("running: " + " ".join(self.cmd))
         self.t0 = time.monotonic()
         self.proc = track(subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
