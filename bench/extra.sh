@@ -28,7 +28,7 @@ PORT_BASE=${BENCH_PORT_BASE:-18490}
 NODE=${NODE:-node}
 
 # ---------------------------------------------------------------- build
-bench_build_dir -DDX_TESTS=OFF
+bench_build_dir -DBUILD_TESTING=OFF
 echo "building..."
 WSBENCH=$BUILD/bench/wsbench
 DUPLEX=$BUILD/duplex

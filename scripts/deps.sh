@@ -1,34 +1,70 @@
 #!/usr/bin/env bash
-# Installs what building and testing duplex needs and is not there yet
-# (Debian packages; the npm packages of the interop tests). Safe to re-run:
-# it does nothing when everything is present.
+# Installs what is missing for one job, from Debian's packages (and, for the
+# tests, the npm packages of the Node peers). Safe to re-run: it does nothing
+# when everything is present.
+#   scripts/deps.sh serve   build the library and the tool
+#   scripts/deps.sh test    that, plus the test peers and tools: cmocka,
+#                           clang (fuzzers), Python websockets, Node + npm
+#                           (ws), Chromium
+# Every failure says what failed and how to retry.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-want=(build-essential cmake pkg-config libssl-dev zlib1g-dev libcmocka-dev
-      python3 python3-websockets clang libclang-rt-14-dev libwebsockets-dev
-      nodejs npm chromium)
+job=${1:-}
+serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev)
+test=("${serve[@]}" libcmocka-dev openssl python3 python3-websockets
+      clang libclang-rt-14-dev nodejs npm chromium)
+case $job in
+  serve) want=("${serve[@]}") ;;
+  test) want=("${test[@]}") ;;
+  *) echo "usage: $0 serve|test" >&2; exit 2 ;;
+esac
+
+fail() {
+  echo "deps: FAILED: $1" >&2
+  echo "deps: to retry, run: $0 $job" >&2
+  exit 1
+}
+
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-# Node may come from elsewhere than Debian's package; accept any node+npm.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
-fi
-missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "deps: installing ${missing[*]}" >&2
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Node may come from elsewhere than Debian's package: any node >= 18 with
+# npm will do (Debian 12 ships 18).
+if command -v node >/dev/null && command -v npm >/dev/null &&
+   [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -ge 18 ]; then
+  kept=()
+  for p in "${missing[@]}"; do [ "$p" = nodejs ] || [ "$p" = npm ] || kept+=("$p"); done
+  missing=("${kept[@]}")
 fi
 
-# The Node peers (ws) live in tests/interop.
-if [ -f tests/interop/package.json ] && [ ! -d tests/interop/node_modules/ws ]; then
-  (cd tests/interop && npm ci --no-audit --no-fund --silent)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || fail "missing packages (${missing[*]}) and no root: run as root, or install them: apt-get install ${missing[*]}"
+    sudo="sudo"
+  fi
+  log=$(mktemp "${TMPDIR:-/tmp}/duplex-deps.XXXXXX")
+  echo "deps: installing ${#missing[@]} Debian package(s) for '$job': ${missing[*]} (log: $log)" >&2
+  if ! $sudo apt-get update >"$log" 2>&1; then
+    tail -n 15 "$log" >&2
+    fail "apt-get update (network or sources.list?); full log: $log"
+  fi
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
+       "${missing[@]}" >>"$log" 2>&1; then
+    tail -n 15 "$log" >&2
+    fail "apt-get install ${missing[*]}; full log: $log"
+  fi
+  rm -f "$log"
 fi
-# The browser suite drives Debian's chromium (above) with playwright-core;
-# it must never download a browser of its own.
-if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules/playwright-core ]; then
-  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+
+if [ "$job" = test ] && [ -f tests/interop/package.json ] &&
+   [ ! -d tests/interop/node_modules/ws ]; then
+  # The Node peers (ws), exactly as package-lock.json pins them.
+  echo "deps: npm ci in tests/interop (ws)" >&2
+  if ! (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error); then
+    fail "npm ci in tests/interop (is the npm registry reachable?)"
+  fi
 fi
+exit 0

@@ -16,7 +16,7 @@ fi
 
 build=$root/build-fuzz
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DDX_FUZZ=ON \
-  -DDX_SANITIZE=ON -DDX_TESTS=OFF -DDX_BENCH=OFF >/dev/null
+  -DDX_SANITIZE=ON -DBUILD_TESTING=OFF -DDX_BENCH=OFF >/dev/null
 # Every fuzz/fuzz_<name>.c is a target (see fuzz/CMakeLists.txt).
 targets=()
 for src in "$root"/fuzz/fuzz_*.c; do
