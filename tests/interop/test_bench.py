@@ -26,6 +26,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -425,6 +426,36 @@ def main(args):
     t_failures(args.duplex)
 
 
+PTY_NS_FLAG = "DUPLEX_TEST_BENCH_PTY_NS"
+
+
+def ensure_pty():
+    """The progress check needs a pseudo-terminal. A chroot that bind-mounts
+    /dev without its devpts (a fresh debootstrap root, say) has /dev/ptmx
+    but no /dev/pts, and openpty fails with "out of pty devices". As root,
+    re-run this script in a private mount namespace with a devpts instance
+    of its own; anything else is a failure that says what is missing."""
+    try:
+        m, s = pty.openpty()
+        os.close(m)
+        os.close(s)
+        return
+    except OSError as e:
+        err = e
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    if os.environ.get(PTY_NS_FLAG) or os.geteuid() != 0 or not unshare or not mount:
+        print("FAIL: cannot open a pseudo-terminal (%s) for the progress-line check: mount "
+              "devpts on /dev/pts, or run as root with unshare(1)" % err, flush=True)
+        sys.exit(1)
+    inner = ("mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && "
+             "mount --bind /dev/pts/ptmx /dev/ptmx && exec \"$@\"")
+    env = dict(os.environ, **{PTY_NS_FLAG: "1"})
+    r = subprocess.run([unshare, "-m", "sh", "-c", inner, "sh", sys.executable] + sys.argv,
+                       env=env)
+    sys.exit(r.returncode)
+
+
 if __name__ == "__main__":
     a = base_args(__doc__).parse_args()
+    ensure_pty()
     run_main(main, a)
