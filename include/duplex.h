@@ -178,10 +178,14 @@ int dx_options_set_max_frame(dx_options *o, uint64_t bytes);
 /* Largest opening-handshake head (request or response). Default 8 KiB; a
  * server answers a larger request with 431. */
 int dx_options_set_max_header(dx_options *o, size_t bytes);
-/* Milliseconds allowed for the opening handshake (default 10000). */
+/* Milliseconds allowed for the opening handshake (default 10000). 0, or
+ * DX_EINVAL for 0: every handshake has a deadline. */
 int dx_options_set_handshake_timeout(dx_options *o, uint32_t ms);
-/* Milliseconds to wait for the peer's close frame / TCP close after we sent
- * ours (default 5000). */
+/* Milliseconds a connection may take, from the moment it leaves OPEN (a
+ * close sent or received, a protocol failure), to end: the closing
+ * handshake and TCP's close (default 5000). Counted once, from that
+ * moment: nothing the peer sends, and no output that cannot drain, moves
+ * it. 0, or DX_EINVAL for 0. */
 int dx_options_set_close_timeout(dx_options *o, uint32_t ms);
 
 /* ---- Heartbeats ---- */

@@ -19,6 +19,19 @@
 
 #define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
+/* Reading stops while queued output is at the high-water mark (or the cap,
+ * if lower) and resumes at the low-water mark (or half that). */
+static size_t pause_mark(const dx_options *o) {
+  size_t cap = dx__max_buffered(o);
+  return o->high_water < cap ? o->high_water : cap;
+}
+static size_t resume_mark(const dx_options *o) {
+  size_t pause = pause_mark(o);
+  return o->low_water < pause ? o->low_water : pause / 2;
+}
+
+static int is_open(const dx_conn *c);
+
 /* ---- session events ----------------------------------------------------- */
 
 static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
@@ -108,11 +121,17 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   dx__timer_init(&c->hb_timer, on_heartbeat);
   c->rtt = -1;
   dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
-  if (dx__io_start(l, &c->io, events)) return DX_EIO;
+  if (dx__io_start(l, &c->io, events)) {
+    /* Undo the TLS state but leave the descriptor to the caller. */
+    c->tr.fd = -1;
+    c->tr.ops->close(&c->tr);
+    c->tr.fd = fd;
+    return DX_EIO;
+  }
   dx__loop_ref(l);
   c->handle.cut = cut;
   dx__handle_add(l, &c->handle);
-  if (ep->opt.handshake_timeout_ms) dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
+  dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
   return 0;
 }
 
@@ -176,19 +195,46 @@ int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close) {
   return 0;
 }
 
+/* Once a connection leaves OPEN, for whatever reason, it has one deadline:
+ * the close timeout from that moment. Armed once and never moved, so no
+ * peer can stretch it (a byte trickled every few hundred ms used to re-arm
+ * it), whether our output drains or not. */
+static void close_deadline(dx_conn *c) {
+  if (c->deadline_set) return;
+  c->deadline_set = 1;
+  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+}
+
+/* The events to wait for: input unless reading is paused for a full
+ * output queue, and writability while output waits. */
+static void set_interest(dx_conn *c, int want_out) {
+  uint32_t ev = (c->rx_paused ? 0u : (uint32_t)EPOLLIN) | (want_out ? (uint32_t)EPOLLOUT : 0u);
+  if (ev != c->io.events) dx__io_update(c->loop, &c->io, ev);
+}
+
 /* After our last bytes: send FIN and wait (bounded) for the peer's, so an
  * unread tail of input never turns our close into a reset that could
  * destroy the close frame in flight. */
 static void linger(dx_conn *c) {
   c->phase = DX__P_LINGER;
   c->fin_sent = 1;
+  c->rx_paused = 0; /* what comes now is read only to find the FIN */
   c->tr.ops->shutdown(&c->tr);
   /* TLS: close_notify may still sit in the transport, FIN behind it. */
-  dx__io_update(c->loop, &c->io, c->tr.ops->pending(&c->tr) ? EPOLLIN | EPOLLOUT : EPOLLIN);
-  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  set_interest(c, c->tr.ops->pending(&c->tr) != 0);
+  close_deadline(c);
 }
 
 static void transport_failed(dx_conn *c) {
+  /* With both close frames through (or our failure of the connection
+   * sent), the connection's end is decided: a reset or error from the peer
+   * now changes nothing (RFC 6455 §7.1.1: a peer may close TCP any way it
+   * likes once the closing handshake is done). */
+  if (c->phase == DX__P_LINGER ||
+      (c->phase == DX__P_OPEN && dx__session_state(&c->sess) == DX__S_CLOSED)) {
+    finish_decided(c);
+    return;
+  }
   char why[160];
   int code = c->tr.ops->error(&c->tr, why, sizeof why);
   /* A failed TLS handshake (1015) is a transport error even though the
@@ -238,8 +284,9 @@ static void flush(dx_conn *c) {
      * retries. Waiting for writability would spin. */
     if (w == 0 && !ops->pending(&c->tr)) return;
   }
+  if (c->rx_paused && dx_conn_buffered_amount(c) <= resume_mark(&c->ep->opt)) c->rx_paused = 0;
   if (n || ops->pending(&c->tr)) {
-    dx__io_update(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+    set_interest(c, 1);
     drained(c);
     return;
   }
@@ -255,29 +302,42 @@ static void flush(dx_conn *c) {
       finish_decided(c);
       return;
     }
-    if (c->io.events & EPOLLOUT) dx__io_update(c->loop, &c->io, EPOLLIN);
     linger(c);
-  } else if (c->io.events & EPOLLOUT) {
-    dx__io_update(c->loop, &c->io, EPOLLIN);
+  } else {
+    set_interest(c, 0);
   }
   drained(c);
 }
 
 static void run_flush(dx__task *t) { flush(CONTAINER(t, dx_conn, flush_task)); }
 
+/* Output a peer made us queue by what it sent (pongs, close replies) counts
+ * like any other: at the pause mark we stop reading it, so the kernel
+ * pushes back on the peer as a TCP proxy would; past the cap the
+ * slow-consumer policy applies (a close frame may pass the cap: it is how
+ * the connection ends). */
+static void check_output(dx_conn *c) {
+  const dx_options *o = &c->ep->opt;
+  size_t queued = dx_conn_buffered_amount(c);
+  if (queued < pause_mark(o)) return;
+  c->rx_paused = 1;
+  set_interest(c, 1);
+  if (queued > dx__max_buffered(o) && is_open(c) && o->slow_policy != DX_SLOW_DROP)
+    dx_close(c, o->slow_policy == DX_SLOW_CLOSE_RETRY ? 1013 : DX_CLOSE_POLICY,
+             "slow consumer: output buffer limit reached");
+}
+
 /* Looks at the session after input or a local action and moves the
  * connection on: the closing handshake done or the connection failed. */
 static void after_session(dx_conn *c) {
   if (c->phase != DX__P_OPEN) return;
   int st = dx__session_state(&c->sess);
-  if (st == DX__S_CLOSED) {
-    if (c->is_client) {
-      /* RFC 6455 §7.1.1: the server closes TCP first; wait for it. */
-      dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
-    } else {
-      c->close_after_flush = 1;
-    }
-  }
+  /* Out of OPEN (a close either way, or a failure): the deadline starts,
+   * whether or not our output ever drains. */
+  if (st != DX__S_OPEN) close_deadline(c);
+  /* RFC 6455 §7.1.1: with both close frames through, the server closes
+   * TCP first; a client waits for it (until the deadline). */
+  if (st == DX__S_CLOSED && !c->is_client) c->close_after_flush = 1;
   if (dx__session_pending(&c->sess, &(const uint8_t *){0})) dx__conn_want_flush(c);
   else if (c->close_after_flush) flush(c);
 }
@@ -285,6 +345,7 @@ static void after_session(dx_conn *c) {
 static void feed(dx_conn *c, uint8_t *buf, size_t n) {
   ssize_t r = dx__session_recv(&c->sess, buf, n);
   if (c->phase == DX__P_DONE) return;
+  check_output(c);
   if (r < 0) {
     if (!c->why_set) {
       c->why = DX_WHY_PROTOCOL_ERROR;
@@ -337,7 +398,11 @@ static void on_heartbeat(dx__timer *t) {
   }
   c->ping_sent = now;
   c->hb_waiting = 1;
-  if (dx__session_control(&c->sess, DX__OP_PING, &now, sizeof now) == 0) dx__conn_want_flush(c);
+  /* A peer that reads nothing gets no more pings queued past the cap; the
+   * timeout below still ends it unless it shows a sign of life. */
+  if (dx_conn_buffered_amount(c) + 6 <= dx__max_buffered(o) &&
+      dx__session_control(&c->sess, DX__OP_PING, &now, sizeof now) == 0)
+    dx__conn_want_flush(c);
   heartbeat_arm(c, o->ping_timeout_ms);
 }
 
@@ -453,7 +518,7 @@ static void on_readable(dx_conn *c) {
       feed(c, buf, (size_t)n);
     /* In LINGER the bytes are read only to be dropped. */
     if (c->phase == DX__P_DONE) return;
-    if ((size_t)n < cap) break;
+    if ((size_t)n < cap || c->rx_paused) break;
   }
   /* With TLS a read can produce output (handshake records) or unblock ours
    * (the handshake finished). */
@@ -539,7 +604,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   /* The cap counts what will sit in the queue: the frame header too. (A
    * compressed message is counted at its uncompressed size.) */
   size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
-  size_t cap = o->max_buffered ? o->max_buffered : dx__default_max_buffered(o);
+  size_t cap = dx__max_buffered(o);
   if (queued > cap || len > cap - queued) {
     /* A consumer this slow would make us hold unbounded memory. */
     if (o->slow_policy != DX_SLOW_DROP)
@@ -601,6 +666,7 @@ int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
 int dx_ping(dx_conn *c, const void *data, size_t len) {
   if (!c || (!data && len) || len > 125) return DX_EINVAL;
   if (!is_open(c)) return DX_ESTATE;
+  if (dx_conn_buffered_amount(c) + 6 + len > dx__max_buffered(&c->ep->opt)) return DX_EBUFFER;
   int r = dx__session_control(&c->sess, DX__OP_PING, data, len);
   if (r == 0) dx__conn_want_flush(c);
   return r;
@@ -620,7 +686,7 @@ int dx_close(dx_conn *c, int code, const char *reason) {
     c->why = DX_WHY_LOCAL;
     c->why_set = 1;
   }
-  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  close_deadline(c);
   dx__conn_want_flush(c);
   return 0;
 }

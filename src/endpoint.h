@@ -110,6 +110,8 @@ struct dx_conn {
   uint8_t fin_sent : 1;   /* our direction of the stream is shut */
   uint8_t hb_waiting : 1; /* a heartbeat ping awaits any sign of life */
   uint8_t above_high : 1; /* output passed the high-water mark: drain owed */
+  uint8_t rx_paused : 1;  /* output is at its mark: not reading until it drains */
+  uint8_t deadline_set : 1; /* left OPEN: c->timer is the close deadline, never re-armed */
   uint8_t visited : 1;    /* scratch mark for walks over a server's conns */
   int16_t http_status;
 };
@@ -119,6 +121,10 @@ struct dx_conn {
  * peer may always be sent what it may send. */
 static inline size_t dx__default_max_buffered(const dx_options *o) {
   return (size_t)(2 * o->max_message + 64);
+}
+/* The output cap in force: dx_options_set_max_buffered's, or the default. */
+static inline size_t dx__max_buffered(const dx_options *o) {
+  return o->max_buffered ? o->max_buffered : dx__default_max_buffered(o);
 }
 
 /* Defaults for a fresh options object. */

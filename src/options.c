@@ -130,6 +130,9 @@ int dx_options_set_max_header(dx_options *o, size_t bytes) {
 }
 
 int dx_options_set_handshake_timeout(dx_options *o, uint32_t ms) {
+  /* 0 once meant "no limit": a connection that never finishes its
+   * handshake must still end. */
+  if (ms == 0) return DX_EINVAL;
   o->handshake_timeout_ms = ms;
   return 0;
 }
