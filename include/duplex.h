@@ -330,7 +330,9 @@ dx_loop *dx_loop_new(void);
  * timer) is left. Returns 0, or DX_EIO if epoll failed. */
 int dx_loop_run(dx_loop *loop);
 /* Makes dx_loop_run() return after the current iteration. Safe to call
- * from any thread and from a signal handler. */
+ * from any thread and from a signal handler; errno is kept. When
+ * dx_loop_run() returns because of it, its thread may free the loop at
+ * once, even before this call has returned on another thread. */
 void dx_loop_stop(dx_loop *loop);
 /* Watches a file descriptor the caller owns (e.g. stdin) for readability.
  * `cb` runs on the loop thread when fd is readable or at EOF/hang-up; the
@@ -342,7 +344,10 @@ int dx_loop_watch_fd(dx_loop *loop, int fd, dx_fd_cb cb, void *ud);
 /* Stops watching fd (it is not closed). Returns 0 or DX_EINVAL. */
 int dx_loop_unwatch_fd(dx_loop *loop, int fd);
 /* Frees the loop. Servers and connections on it must be freed/closed first
- * (remaining connections are cut without callbacks). */
+ * (remaining connections are cut without callbacks). It waits for calls of
+ * dx_loop_stop() and dx_loop_post() the loop has already seen to finish
+ * with it; no such call may start once it has begun (forget the loop in
+ * your signal handler first). */
 void dx_loop_free(dx_loop *loop);
 /* The one thread-safe entry point: runs fn(loop, ud) on the loop's thread
  * during its next iteration (in the order posted), waking it through an
@@ -350,7 +355,9 @@ void dx_loop_free(dx_loop *loop);
  * dx_send(); the connection must still be alive when fn runs (keep your own
  * registry, updated from on_open/on_close, which run on the loop thread).
  * Returns 0 or DX_ENOMEM. Callable from any thread, not from a signal
- * handler. Functions still queued when the loop is freed are dropped. */
+ * handler. Functions still queued when the loop is freed are dropped. The
+ * loop may be freed as soon as fn has run (dx_loop_free() waits for this
+ * call to finish with the loop). */
 typedef void (*dx_post_fn)(dx_loop *loop, void *ud);
 int dx_loop_post(dx_loop *loop, dx_post_fn fn, void *ud);
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -18,6 +19,15 @@
  * connection on the loop. */
 #define DX__RBUF_SIZE (256 * 1024)
 #define DX__MAX_EVENTS 256
+
+/* A test hook between the moment another thread's dx_loop_stop() or
+ * dx_loop_post() becomes visible to the loop and its write to the wake
+ * descriptor. tests/unit/test_threads.c compiles this file with a hook that
+ * sleeps there, to widen the window dx_loop_free() must not fall into;
+ * every other build compiles nothing. */
+#ifndef DX__TEST_WIDEN
+#define DX__TEST_WIDEN() ((void)0)
+#endif
 
 typedef struct dx__watch {
   dx__io io;
@@ -37,6 +47,7 @@ struct dx_loop {
   int epfd;
   int wakefd;           /* eventfd: dx_loop_stop from other threads/signals */
   atomic_int stop;      /* lock-free, so also safe from a signal handler */
+  atomic_int wakers;    /* dx_loop_stop/dx_loop_post calls still using the loop */
   size_t refs;
   uint64_t now;
   dx__heap_entry *heap;
@@ -86,14 +97,38 @@ static void on_wake(dx__io *io, uint32_t events) {
   free(batch);
 }
 
+/* Other threads wake the loop in two steps: make the request visible (the
+ * stop flag, the posted function) and write to the eventfd. The write must
+ * come second, or the loop could consume it before it sees the request and
+ * sleep on. But between the two steps the loop may wake for another reason,
+ * see the request, return, and its owner free it at once: the write would
+ * then read freed memory and land on whatever descriptor reused the
+ * eventfd's number. So each such call counts itself in `wakers` before its
+ * request becomes visible and uncounts itself after its last touch of the
+ * loop, and dx_loop_free() waits for the count to reach zero. An atomic
+ * counter, not the mutex, because dx_loop_stop() must stay
+ * async-signal-safe; the wait lasts one write(2) (longer only if that
+ * thread is preempted, hence sched_yield, not a busy spin). */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "dx_loop_stop needs lock-free atomics");
+
+static void wake(dx_loop *l) {
+  uint64_t one = 1;
+  DX__TEST_WIDEN();
+  ssize_t r = write(l->wakefd, &one, sizeof one);
+  (void)r; /* a full counter (EAGAIN) still wakes the loop */
+  atomic_fetch_sub(&l->wakers, 1); /* the last touch of l */
+}
+
 int dx_loop_post(dx_loop *l, dx_post_fn fn, void *ud) {
   if (!l || !fn) return DX_EINVAL;
+  atomic_fetch_add(&l->wakers, 1);
   pthread_mutex_lock(&l->mu);
   if (l->nposted == l->capposted) {
     size_t cap = l->capposted ? l->capposted * 2 : 16;
     dx__post *p = realloc(l->posted, cap * sizeof *p);
     if (!p) {
       pthread_mutex_unlock(&l->mu);
+      atomic_fetch_sub(&l->wakers, 1);
       return DX_ENOMEM;
     }
     l->posted = p;
@@ -101,9 +136,7 @@ int dx_loop_post(dx_loop *l, dx_post_fn fn, void *ud) {
   }
   l->posted[l->nposted++] = (dx__post){fn, ud};
   pthread_mutex_unlock(&l->mu);
-  uint64_t one = 1;
-  ssize_t r = write(l->wakefd, &one, sizeof one);
-  (void)r; /* a full counter still wakes the loop */
+  wake(l);
   return 0;
 }
 
@@ -128,6 +161,9 @@ dx_loop *dx_loop_new(void) {
 
 void dx_loop_free(dx_loop *l) {
   if (!l) return;
+  /* A dx_loop_stop() or dx_loop_post() whose request the loop has already
+   * seen may not have written to the eventfd yet (see wake()). */
+  while (atomic_load(&l->wakers) > 0) sched_yield();
   while (l->handles) l->handles->cut(l->handles);
   run_tasks(l); /* releases what the last iteration left queued */
   while (l->watches) {
@@ -145,11 +181,14 @@ void dx_loop_free(dx_loop *l) {
 }
 
 void dx_loop_stop(dx_loop *l) {
-  /* Only async-signal-safe operations: a flag and a write(2). */
-  l->stop = 1;
-  uint64_t one = 1;
-  ssize_t r = write(l->wakefd, &one, sizeof one);
-  (void)r;
+  /* Only async-signal-safe operations: lock-free atomics and a write(2),
+   * with errno kept, as a signal handler may interrupt code between a
+   * failed call and its check of errno. */
+  int saved = errno;
+  atomic_fetch_add(&l->wakers, 1);
+  atomic_store(&l->stop, 1);
+  wake(l);
+  errno = saved;
 }
 
 void dx__handle_add(dx_loop *l, dx__handle *h) {

@@ -2,15 +2,21 @@
  * armed, re-armed and stopped in a random order, must fire exactly once
  * each, never after being stopped, never before their deadline, and in
  * deadline order. Run on a real loop (dx_loop_run), so the heap is checked
- * the way connections use it. */
+ * the way connections use it.
+ *
+ * Also: dx_loop_stop keeps errno (it is called from signal handlers), even
+ * when its write to the loop's eventfd fails. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "duplex.h"
 #include "net/loop.h"
@@ -90,9 +96,84 @@ static void test_random_arm_stop_fire(void **state) {
   dx_loop_free(loop);
 }
 
+/* The eventfd descriptors this process has open, by number (-1 ends). */
+static void eventfds(int *fds, int max) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max - 1) {
+    char target[64];
+    ssize_t len = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+    if (len < 0) continue;
+    target[len] = '\0';
+    if (strcmp(target, "anon_inode:[eventfd]") == 0) fds[n++] = atoi(e->d_name);
+  }
+  fds[n] = -1;
+  closedir(d);
+}
+
+static int contains(const int *fds, int fd) {
+  for (; *fds >= 0; fds++)
+    if (*fds == fd) return 1;
+  return 0;
+}
+
+static int stop_lost;
+static void on_guard(dx__timer *t) {
+  (void)t;
+  stop_lost = 1;
+  dx__loop_unref(loop);
+}
+
+#define SENTINEL 4242 /* no errno value */
+
+static void test_stop_keeps_errno(void **state) {
+  (void)state;
+  int before[64], after[64];
+  eventfds(before, 64);
+  loop = dx_loop_new();
+  assert_non_null(loop);
+  eventfds(after, 64);
+  int wakefd = -1;
+  for (int i = 0; after[i] >= 0; i++)
+    if (!contains(before, after[i])) wakefd = after[i];
+  assert_true(wakefd >= 0);
+
+  /* The write succeeds. */
+  errno = SENTINEL;
+  dx_loop_stop(loop);
+  assert_int_equal(errno, SENTINEL);
+  uint64_t v;
+  assert_int_equal(read(wakefd, &v, sizeof v), sizeof v);
+  assert_int_equal(v, 1);
+
+  /* The write fails: the counter is at its maximum, so adding 1 is EAGAIN. */
+  v = UINT64_MAX - 1;
+  assert_int_equal(write(wakefd, &v, sizeof v), sizeof v);
+  errno = SENTINEL;
+  dx_loop_stop(loop);
+  assert_int_equal(errno, SENTINEL);
+  assert_int_equal(read(wakefd, &v, sizeof v), sizeof v);
+  assert_int_equal(v, UINT64_MAX - 1); /* the stop's write did not land */
+
+  /* The stop is kept all the same: dx_loop_run() returns at once although
+   * something (a reference) would keep it going. The timer only ends the
+   * run should the stop have been lost, so a failure cannot hang. */
+  dx__timer guard;
+  dx__timer_init(&guard, on_guard);
+  assert_int_equal(dx__timer_start(loop, &guard, 60000), 0);
+  dx__loop_ref(loop);
+  assert_int_equal(dx_loop_run(loop), 0);
+  assert_int_equal(stop_lost, 0);
+  dx__timer_stop(loop, &guard);
+  dx_loop_free(loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_arm_stop_fire),
+      cmocka_unit_test(test_stop_keeps_errno),
   };
   return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }

@@ -9,7 +9,13 @@
  * loops at once; the posted function runs on the loop's thread, finds the
  * connection by its id in that loop's registry (kept up to date by on_open,
  * on_message and on_close, which run on the same thread) and dx_send()s.
- * Whatever the peer loop receives is checked against what was posted. */
+ * Whatever the peer loop receives is checked against what was posted.
+ *
+ * The last test frees a loop at once after another thread's dx_loop_stop or
+ * dx_loop_post made it return. It compiles src/net/loop.c into this program
+ * with a hook that sleeps inside those calls, between the moment the loop
+ * can see the request and their write to the loop's eventfd, so a free
+ * that does not wait for them is caught every round (see below). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,8 +23,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +34,23 @@
 #include <unistd.h>
 
 #include "duplex.h"
+
+/* The loop with its race window widened (DX__TEST_WIDEN in src/net/loop.c),
+ * for the threads that set widen_here. Its definitions take the place of
+ * the library's loop.o, which the linker then never pulls in. */
+#define WIDEN_US 2000
+static _Thread_local int widen_here;
+static _Atomic unsigned widened; /* proves the hook is compiled in */
+static atomic_int loop_freed;     /* set once dx_loop_free() has returned */
+static _Atomic unsigned too_late; /* the loop was freed before the write */
+static void widen(void) {
+  if (!widen_here) return;
+  widened++;
+  usleep(WIDEN_US);
+  if (loop_freed) too_late++;
+}
+#define DX__TEST_WIDEN() widen()
+#include "net/loop.c"
 
 #define NCONN 3    /* connections between the two loops */
 #define NPROD 4    /* producer threads */
@@ -405,10 +430,95 @@ static void test_stop_from_another_thread(void **state) {
   dx_loop_free(loop);
 }
 
+/* The documented pattern: another thread stops the loop (or posts a
+ * function that stops it), the owner sees dx_loop_run() return and frees
+ * the loop at once. The other thread is still inside dx_loop_stop() or
+ * dx_loop_post(), asleep in the widened window before its write to the
+ * eventfd. dx_loop_free() must not return before that write: the hook
+ * checks, after its sleep, that the loop was not freed meanwhile. If it
+ * was, the write reads the freed loop (ASan: heap-use-after-free; TSan: a
+ * race with free), and when the freed memory still holds the eventfd's
+ * number its 8 bytes land on whatever holds that number now: here a pipe,
+ * dup2()ed there right after the free, which must stay empty. No timing is
+ * asserted: the sleep only makes a wrong order likely. The loop is kept
+ * busy (a posted function that posts itself again), so it sees the request
+ * before the write that would otherwise be what wakes it. */
+#define ROUNDS 100
+
+typedef struct waker {
+  dx_loop *loop;
+  int post;     /* dx_loop_post a function that stops, else dx_loop_stop */
+  int post_rc;
+} waker;
+
+static void spin(dx_loop *loop, void *ud) {
+  (void)ud;
+  dx_loop_post(loop, spin, NULL);
+}
+
+static void stop_here(dx_loop *loop, void *ud) {
+  (void)ud;
+  dx_loop_stop(loop);
+}
+
+static void never_readable(dx_loop *loop, int fd, void *ud) { (void)loop, (void)fd, (void)ud; }
+
+static void *wake_and_leave(void *arg) {
+  waker *w = arg;
+  widen_here = 1;
+  if (w->post)
+    w->post_rc = dx_loop_post(w->loop, stop_here, NULL);
+  else
+    dx_loop_stop(w->loop);
+  return NULL;
+}
+
+static void test_free_right_after_stop(void **state) {
+  (void)state;
+  int keep[2]; /* watched, never written: keeps dx_loop_run() going */
+  assert_int_equal(pipe2(keep, O_CLOEXEC), 0);
+  int landed = 0, post_err = 0;
+  widened = too_late = 0;
+  for (unsigned i = 0; i < ROUNDS; i++) {
+    dx_loop *loop = dx_loop_new();
+    assert_non_null(loop);
+    assert_int_equal(dx_loop_watch_fd(loop, keep[0], never_readable, NULL), 0);
+    assert_int_equal(dx_loop_post(loop, spin, NULL), 0);
+    /* Made while the eventfd is open, so neither end takes its number. */
+    int trap[2];
+    assert_int_equal(pipe2(trap, O_NONBLOCK | O_CLOEXEC), 0);
+    loop_freed = 0;
+    waker w = {loop, (int)(i % 2), 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wake_and_leave, &w), 0);
+    assert_int_equal(dx_loop_run(loop), 0);
+    int wakefd = loop->wakefd;
+    dx_loop_free(loop);
+    loop_freed = 1;
+    assert_int_equal(dup2(trap[1], wakefd), wakefd);
+    assert_int_equal(join_within(t, WAIT_S), 0);
+    uint64_t v;
+    if (read(trap[0], &v, sizeof v) >= 0) landed++;
+    post_err += w.post_rc != 0;
+    close(wakefd);
+    close(trap[0]);
+    close(trap[1]);
+  }
+  close(keep[0]);
+  close(keep[1]);
+  print_message("%u rounds: freed before the write %u, late writes landed %d\n",
+                ROUNDS, (unsigned)too_late, landed);
+  assert_int_equal(widened, ROUNDS);
+  assert_int_equal(too_late, 0);
+  assert_int_equal(post_err, 0);
+  assert_int_equal(landed, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_posts_from_many_threads),
       cmocka_unit_test(test_stop_from_another_thread),
+      cmocka_unit_test(test_free_right_after_stop),
   };
   return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }
