@@ -203,17 +203,39 @@ void dx__client_connected(dx_conn *c) {
   dx__conn_want_flush(c); /* the upgrade request is queued */
 }
 
-/* The offer headers: subprotocols as a comma list, and permessage-deflate. */
-static void build_offers(const dx_options *opt, char *protos, size_t pcap, char *ext,
-                         size_t ecap) {
-  size_t pn = 0;
-  protos[0] = ext[0] = '\0';
-  for (size_t i = 0; i < opt->protocols.len; i += strlen(opt->protocols.p + i) + 1) {
-    int w = snprintf(protos + pn, pcap - pn, "%s%s", pn ? ", " : "", opt->protocols.p + i);
-    if (w < 0 || (size_t)w >= pcap - pn) break;
-    pn += (size_t)w;
+/* The upgrade request, in a buffer sized from what it carries (every
+ * subprotocol offered, however many: none is ever cut short). Returns it
+ * (the caller frees it) with its length in *n; NULL with *n 0 when out of
+ * memory, NULL with *n 1 when a part cannot go in a request head. */
+static char *build_request(const dx_options *opt, const char *host_hdr, const char *path,
+                           const char *key, size_t *n) {
+  char ext[256] = "";
+  if (opt->pmd.enabled) dx__pmd_client_offer(&opt->pmd, ext, sizeof ext);
+  /* The subprotocols as a comma list: each name and ", ". */
+  size_t pcap = 1;
+  for (size_t i = 0; i < opt->protocols.len; i += strlen(opt->protocols.p + i) + 1)
+    pcap += strlen(opt->protocols.p + i) + 2;
+  size_t cap = 256 + strlen(host_hdr) + strlen(path) + DX__WS_KEY_LEN + pcap + sizeof ext;
+  char *protos = malloc(pcap), *req = malloc(cap);
+  *n = 0;
+  if (protos && req) {
+    size_t pn = 0;
+    protos[0] = '\0';
+    for (size_t i = 0; i < opt->protocols.len; i += strlen(opt->protocols.p + i) + 1)
+      pn += (size_t)snprintf(protos + pn, pcap - pn, "%s%s", pn ? ", " : "",
+                             opt->protocols.p + i);
+    *n = dx__ws_build_request(req, cap, host_hdr, path, key, protos, ext);
+    if (!*n) {
+      free(req);
+      req = NULL;
+      *n = 1;
+    }
+  } else {
+    free(req);
+    req = NULL;
   }
-  if (opt->pmd.enabled) dx__pmd_client_offer(&opt->pmd, ext, ecap);
+  free(protos);
+  return req;
 }
 
 static void free_client(dx_conn *c, dx__client_ep *cep, char *path) {
@@ -265,12 +287,12 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   dx__random(NULL, raw, sizeof raw);
   dx__ws_make_key(raw, cep->key);
 
-  char req[4096], protos[1024], ext[256];
-  build_offers(&cep->ep.opt, protos, sizeof protos, ext, sizeof ext);
-  size_t n = dx__ws_build_request(req, sizeof req, u.host_hdr, path, cep->key, protos, ext);
-  if (!n) {
+  size_t n;
+  char *req = build_request(&cep->ep.opt, u.host_hdr, path, cep->key, &n);
+  if (!req) {
+    dx__set_last_error(n ? "the host or path cannot go in a request" : "out of memory");
     free_client(c, cep, path_copy);
-    return DX_EURL;
+    return n ? DX_EURL : DX_ENOMEM;
   }
   char msg[400];
   dx__endpoint *ep = &cep->ep;
@@ -287,6 +309,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   }
   if (fd < 0) {
     dx__set_last_error(msg);
+    free(req);
     free_client(c, cep, path_copy);
     return fd;
   }
@@ -298,7 +321,9 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
    * connected). */
   uint32_t events = ep->resolving ? EPOLLIN : EPOLLOUT;
   int started = dx__conn_start(c, loop, &cep->ep, fd, events, u.host) == 0;
-  if (!started || dx__session_queue_raw(&c->sess, req, n)) {
+  int queued = started && dx__session_queue_raw(&c->sess, req, n) == 0;
+  free(req);
+  if (!queued) {
     /* Undo by hand: the header promises no callback for a failed call. */
     if (started) {
       dx__io_stop(loop, &c->io);

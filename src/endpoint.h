@@ -120,6 +120,9 @@ struct dx_conn {
  * size (one being written, one queued behind it), headers included, so a
  * peer may always be sent what it may send. */
 static inline size_t dx__default_max_buffered(const dx_options *o) {
+  /* Saturates: max_message may be up to SIZE_MAX / 2, and a cap that
+   * wrapped to a few bytes would refuse every message. */
+  if (o->max_message > (SIZE_MAX - 64) / 2) return SIZE_MAX;
   return (size_t)(2 * o->max_message + 64);
 }
 /* The output cap in force: dx_options_set_max_buffered's, or the default. */

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "endpoint.h"
+#include "proto/handshake.h"
 
 void dx__options_defaults(dx_options *o) {
   memset(o, 0, sizeof *o);
@@ -144,17 +145,8 @@ int dx_options_set_close_timeout(dx_options *o, uint32_t ms) {
 }
 
 /* RFC 7230 token characters: what a subprotocol name may hold. */
-static int is_token(const char *s) {
-  if (!*s) return 0;
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c)) return 0;
-  }
-  return 1;
-}
-
 int dx_options_add_protocol(dx_options *o, const char *name) {
-  if (!name || !is_token(name)) return DX_EINVAL;
+  if (!name || !dx__http_is_token(name, strlen(name))) return DX_EINVAL;
   return list_add(&o->protocols, name);
 }
 

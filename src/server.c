@@ -336,8 +336,9 @@ static int origin_allowed(const dx_options *opt, const dx__http_request *req,
 #define DX__MAX_OFFERED 32
 
 /* Picks the subprotocol: the hook's choice, or the first offered one the
- * server speaks. Returns 0 (c->protocol set or left NULL) or -1 (no
- * memory). */
+ * server speaks. Returns 0 (c->protocol set or left NULL), 400 (an offered
+ * name is not a token, RFC 6455 §4.1: the hook could otherwise pick what
+ * no response may carry) or 500 (no memory). */
 static int select_protocol(dx_conn *c, const dx__http_request *req) {
   const dx_options *opt = &c->ep->opt;
   if (!opt->protocols.len && !opt->on_select_protocol) return 0;
@@ -352,6 +353,7 @@ static int select_protocol(dx_conn *c, const dx__http_request *req) {
       const char *t = p;
       while (p < end && *p != ',' && *p != ' ' && *p != '\t') p++;
       if (p > t) {
+        if (!dx__http_is_token(t, (size_t)(p - t))) return 400;
         offered[n] = t;
         lens[n++] = (size_t)(p - t);
       }
@@ -373,7 +375,7 @@ static int select_protocol(dx_conn *c, const dx__http_request *req) {
   }
   if (pick < 0) return 0;
   c->protocol = strndup(offered[pick], lens[pick]);
-  return c->protocol ? 0 : -1;
+  return c->protocol ? 0 : 500;
 }
 
 /* Accepts permessage-deflate when offered and enabled: returns 0 (with the
@@ -422,7 +424,12 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     return -1;
   }
   c->path = strndup(req.path, req.path_len);
-  if (!c->path || select_protocol(c, &req) || negotiate_deflate(c, &req, ext, sizeof ext)) {
+  int bad = c->path ? select_protocol(c, &req) : 500;
+  if (bad == 400) {
+    dx__server_refuse(c, 400, "Sec-WebSocket-Protocol: an offered name is not a token");
+    return -1;
+  }
+  if (bad || negotiate_deflate(c, &req, ext, sizeof ext)) {
     dx__server_refuse(c, 500, "out of memory");
     return -1;
   }
@@ -438,7 +445,11 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
   }
   char resp[512];
   size_t n = dx__ws_build_response(resp, sizeof resp, accept, c->protocol, ext);
-  if (!n || dx__session_queue_raw(&c->sess, resp, n)) {
+  if (!n) { /* every part was checked above: a bug, not the peer's fault */
+    dx__server_refuse(c, 500, "cannot build the upgrade response");
+    return -1;
+  }
+  if (dx__session_queue_raw(&c->sess, resp, n)) {
     dx__server_refuse(c, 500, "out of memory");
     return -1;
   }

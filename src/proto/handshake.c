@@ -504,13 +504,17 @@ static int safe_value(const char *s) {
   return 1;
 }
 
-static int is_token(const char *s) {
-  if (s == NULL || *s == '\0')
+int dx__http_is_token(const char *s, size_t len) {
+  if (s == NULL || len == 0)
     return 0;
-  for (; *s; s++)
-    if (!is_tchar((unsigned char)*s))
+  for (size_t i = 0; i < len; i++)
+    if (!is_tchar((unsigned char)s[i]))
       return 0;
   return 1;
+}
+
+static int is_token(const char *s) {
+  return s != NULL && dx__http_is_token(s, strlen(s));
 }
 
 static int is_target(const char *s) {

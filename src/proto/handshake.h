@@ -64,6 +64,9 @@ const dx__http_header *dx__http_find(const dx__http_header *h, size_t n,
 /* 1 when the comma-separated list v[0..len) contains `token`
  * (case-insensitive, surrounding whitespace ignored), else 0. */
 int dx__http_has_token(const char *v, size_t len, const char *token);
+/* 1 when s[0..len) is a non-empty RFC 7230 token (what a subprotocol name
+ * must be), else 0. */
+int dx__http_is_token(const char *s, size_t len);
 
 /* accept = base64(SHA-1(key + GUID)); writes DX__WS_ACCEPT_LEN chars + NUL.
  * A key over 64 bytes (never valid) or a libcrypto failure writes "",

@@ -16,6 +16,14 @@ Every state has a deadline, counted once from leaving OPEN:
   200 ms: it ends at the close timeout all the same;
 - a handshake timeout of 0 is refused when set.
 
+Option values cannot break a connection later:
+- a max message of 2^63 - 1 leaves the default output cap at its largest,
+  not wrapped to a few bytes (a 100-byte send succeeds);
+- 16 subprotocols of 80 bytes each all reach the wire whole (the offer
+  once went through a 1 KiB buffer and was cut);
+- an offered subprotocol that is not a token gets 400 with a reason (a
+  hook could otherwise pick it, and the 101 could not carry it: 500).
+
 A completed close is a clean close:
 - the server closes with 1000 after the client's reply, then resets TCP: the
   client reports 1000 "closed by peer", not 1006; `duplex connect
@@ -32,9 +40,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_common import (RawUpgradeServer, base_args, check, expect_eq,  # noqa: E402
-                            record_until_eof, run_connect, run_main, say, step)
-from test_raw_malformed import close_payload, frame  # noqa: E402
+from interop_common import (DuplexServer, RawUpgradeServer, base_args, check,  # noqa: E402
+                            expect_eq, record_until_eof, run_connect, run_main, say, step)
+from test_raw_malformed import close_payload, frame, http_exchange, request  # noqa: E402
 from test_lifecycle import (Peer, WHY_LOCAL, WHY_PEER, WHY_PROTO, expect_close,  # noqa: E402
                             raw_client, served_client)
 
@@ -232,8 +240,38 @@ def t_clean_then_reset(args):
         expect_eq(res.rc, 0, "exit status")
 
 
+def t_option_values(args):
+    step("max message 2^63 - 1: the default output cap does not wrap; a 100-byte send works")
+    p, c = served_client(args, ["--max-message=9223372036854775807"])
+    r = p.command("send 100", "send", "100 bytes")
+    expect_eq(r["rc"], "OK", "dx_send of 100 bytes")
+    c.close()
+    p.finish()
+
+    step("16 subprotocols of 80 bytes: every name reaches the wire whole")
+    names = ["p%02d-" % i + "x" * 75 for i in range(16)]
+    with RawUpgradeServer([]) as srv:
+        extra = []
+        for n in names:
+            extra += ["--protocol", n]
+        run_connect(args.duplex, srv.url(), [], timeout=10, extra=extra)
+        got = srv.request_header("Sec-WebSocket-Protocol", 0)
+        say("  the offer is %d bytes" % len(got or ""))
+        expect_eq([x.strip() for x in (got or "").split(",")], names,
+                  "the subprotocols in the request")
+
+    step("an offered subprotocol that is not a token: 400 with a one-line reason")
+    with DuplexServer(args.duplex, ["--threads", "1", "--protocol", "chat"]) as srv:
+        status, _, body, _ = http_exchange(
+            srv, request(extra='Sec-WebSocket-Protocol: chat, "quoted"\r\n'), "non-token")
+        say("  %d %r" % (status, body))
+        expect_eq(status, 400, "status for a non-token subprotocol")
+        check(b"not a token" in body, "reason: %r" % body)
+
+
 def main(args):
     t_handshake_timeout_zero(args)
+    t_option_values(args)
     t_ping_cap(args)
     t_ping_flood_paused(args)
     t_ping_flood_cap(args)
