@@ -328,6 +328,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
     if (started) {
       dx__io_stop(loop, &c->io);
       dx__timer_stop(loop, &c->timer);
+      dx__timer_unreserve(loop, 2);
       dx__handle_remove(loop, &c->handle);
       dx__loop_unref(loop);
     }

@@ -14,6 +14,11 @@
 #include "proto/utf8.h"
 #include "server_internal.h"
 
+/* Reads of the loop's buffer (256 KiB) one connection gets per wake-up:
+ * past them it waits for the next iteration, after the other connections'
+ * events, so no fast peer keeps the loop to itself. */
+#define DX__READ_BUDGET 4
+
 /* Messages at least this large may bypass the output buffer. */
 #define DX__DIRECT_MIN (64 * 1024)
 
@@ -85,6 +90,12 @@ static void run_flush(dx__task *t);
 
 static void run_release(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, release_task);
+  /* Its flush task still waits on the next iteration's list (a read
+   * deferred for fairness): free after it ran (it does nothing now). */
+  if (c->flush_task.queued) {
+    dx__task_queue_next(c->loop, t);
+    return;
+  }
   dx__session_deinit(&c->sess);
   free(c->hs);
   free(c->path);
@@ -121,12 +132,20 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   dx__timer_init(&c->hb_timer, on_heartbeat);
   c->rtt = -1;
   dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
-  if (dx__io_start(l, &c->io, events)) {
+  /* Room in the timer heap for both embedded timers, taken now, so that
+   * arming them later (a deadline, a heartbeat) can never fail and leave
+   * the connection without one. */
+  int r = dx__timer_reserve(l, 2) ? DX_ENOMEM : 0;
+  if (r == 0 && dx__io_start(l, &c->io, events)) {
+    dx__timer_unreserve(l, 2);
+    r = DX_EIO;
+  }
+  if (r) {
     /* Undo the TLS state but leave the descriptor to the caller. */
     c->tr.fd = -1;
     c->tr.ops->close(&c->tr);
     c->tr.fd = fd;
-    return DX_EIO;
+    return r;
   }
   dx__loop_ref(l);
   c->handle.cut = cut;
@@ -143,6 +162,7 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   c->phase = DX__P_DONE;
   dx__timer_stop(c->loop, &c->timer);
   dx__timer_stop(c->loop, &c->hb_timer);
+  dx__timer_unreserve(c->loop, 2);
   dx__io_stop(c->loop, &c->io);
   c->tr.ops->close(&c->tr);
   if (c->server) dx__server_detach(c->server, c);
@@ -309,7 +329,16 @@ static void flush(dx_conn *c) {
   drained(c);
 }
 
-static void run_flush(dx__task *t) { flush(CONTAINER(t, dx_conn, flush_task)); }
+static void on_readable(dx_conn *c);
+
+static void run_flush(dx__task *t) {
+  dx_conn *c = CONTAINER(t, dx_conn, flush_task);
+  if (c->read_more) { /* the rest of a read deferred for fairness */
+    c->read_more = 0;
+    if (c->phase != DX__P_DONE) on_readable(c);
+  }
+  flush(c);
+}
 
 /* Output a peer made us queue by what it sent (pongs, close replies) counts
  * like any other: at the pause mark we stop reading it, so the kernel
@@ -500,7 +529,14 @@ static void on_eof(dx_conn *c) {
 static void on_readable(dx_conn *c) {
   size_t cap;
   uint8_t *buf = dx__loop_rbuf(c->loop, &cap);
-  for (;;) {
+  for (int reads = 0;; reads++) {
+    if (reads == DX__READ_BUDGET) {
+      /* More may be waiting (in the socket, or decrypted inside TLS where
+       * epoll cannot see it): come back next iteration, after the others. */
+      c->read_more = 1;
+      dx__task_queue_next(c->loop, &c->flush_task);
+      break;
+    }
     ssize_t n = c->tr.ops->read(&c->tr, buf, cap);
     if (n == DX_EINCOMPLETE) break;
     if (n == 0) {

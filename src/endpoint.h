@@ -3,6 +3,7 @@
  * object with the machinery both roles use. */
 #ifndef DX_ENDPOINT_H
 #define DX_ENDPOINT_H
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "duplex.h"
@@ -11,6 +12,23 @@
 #include "net/transport.h"
 #include "proto/deflate.h"
 #include "proto/session.h"
+
+/* The slots a server's connection limits count (dx_options_set_max_connections,
+ * _max_handshakes): one block per dx_options object, shared by every copy
+ * made of it, so the servers of one process that run a loop per thread on
+ * one port count together. Each loop's thread takes and gives back slots
+ * at once, hence the atomics. */
+typedef struct dx__limits {
+  atomic_size_t conns;      /* admitted connections, until they end */
+  atomic_size_t handshakes; /* of those, the ones whose request head is not in yet */
+  atomic_uint refs;         /* options objects and copies holding it */
+} dx__limits;
+
+/* max_handshakes when none was set (see dx_options_set_max_handshakes). */
+#define DX__DEFAULT_MAX_HANDSHAKES 1024
+
+/* A fresh block of counts (one reference), NULL when out of memory. */
+dx__limits *dx__limits_new(void);
 
 /* A list of strings packed as NUL-separated names (one allocation). */
 typedef struct dx__strlist {
@@ -40,6 +58,8 @@ struct dx_options {
   dx_slow_policy slow_policy;
   dx_on_drain on_drain;
   uint8_t reuseport, defer_accept;
+  size_t max_connections, max_handshakes; /* 0: no limit */
+  dx__limits *limits;     /* the counts those limits apply to (shared) */
   /* the reconnecting client (src/reconnect.c) */
   uint32_t reconnect_initial_ms, reconnect_max_ms;
   double reconnect_randomization;
@@ -112,7 +132,12 @@ struct dx_conn {
   uint8_t above_high : 1; /* output passed the high-water mark: drain owed */
   uint8_t rx_paused : 1;  /* output is at its mark: not reading until it drains */
   uint8_t deadline_set : 1; /* left OPEN: c->timer is the close deadline, never re-armed */
+  uint8_t read_more : 1;  /* read budget used up: flush_task reads on, next iteration */
   uint8_t visited : 1;    /* scratch mark for walks over a server's conns */
+  uint8_t has_conn_slot : 1; /* server: holds a slot of max_connections */
+  uint8_t has_hs_slot : 1;   /* server: holds a slot of max_handshakes */
+  uint8_t refusing : 2;      /* server: a limit was reached when it came (DX__FULL_*):
+                              * its request gets 503, it never opens */
   int16_t http_status;
 };
 

@@ -52,8 +52,10 @@ struct dx_loop {
   uint64_t now;
   dx__heap_entry *heap;
   uint32_t nheap, capheap;
+  uint32_t reserved;    /* heap slots promised by dx__timer_reserve */
   dx__task *tasks, **tasks_tail;
   dx__task *last, **last_tail;
+  dx__task *next, **next_tail; /* for the next iteration: dx__task_queue_next */
   dx__watch *watches;
   dx__handle *handles;
   dx__io wake_io;
@@ -149,6 +151,7 @@ dx_loop *dx_loop_new(void) {
   pthread_mutex_init(&l->mu, NULL);
   l->tasks_tail = &l->tasks;
   l->last_tail = &l->last;
+  l->next_tail = &l->next;
   l->now = clock_ms();
   l->wake_io.fd = l->wakefd;
   l->wake_io.cb = on_wake;
@@ -165,7 +168,17 @@ void dx_loop_free(dx_loop *l) {
    * seen may not have written to the eventfd yet (see wake()). */
   while (atomic_load(&l->wakers) > 0) sched_yield();
   while (l->handles) l->handles->cut(l->handles);
-  run_tasks(l); /* releases what the last iteration left queued */
+  /* Releases what the last iteration left queued, for this iteration or
+   * the next. */
+  do {
+    if (l->next) {
+      *l->tasks_tail = l->next;
+      l->tasks_tail = l->next_tail;
+      l->next = NULL;
+      l->next_tail = &l->next;
+    }
+    run_tasks(l);
+  } while (l->next);
   while (l->watches) {
     dx__watch *w = l->watches;
     l->watches = w->next;
@@ -295,15 +308,29 @@ void dx__timer_stop(dx_loop *l, dx__timer *t) {
     sift_down(l, i);
 }
 
+/* Makes room for at least `want` heap entries. 0 or DX_ENOMEM. */
+static int heap_grow(dx_loop *l, uint32_t want) {
+  if (want <= l->capheap) return 0;
+  uint32_t cap = l->capheap ? l->capheap : 64;
+  while (cap < want) cap *= 2;
+  dx__heap_entry *h = realloc(l->heap, cap * sizeof *h);
+  if (!h) return DX_ENOMEM;
+  l->heap = h;
+  l->capheap = cap;
+  return 0;
+}
+
+int dx__timer_reserve(dx_loop *l, uint32_t n) {
+  if (heap_grow(l, l->reserved + n)) return DX_ENOMEM;
+  l->reserved += n;
+  return 0;
+}
+
+void dx__timer_unreserve(dx_loop *l, uint32_t n) { l->reserved -= n; }
+
 int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms) {
   dx__timer_stop(l, t);
-  if (l->nheap == l->capheap) {
-    uint32_t cap = l->capheap ? l->capheap * 2 : 64;
-    dx__heap_entry *h = realloc(l->heap, cap * sizeof *h);
-    if (!h) return DX_ENOMEM;
-    l->heap = h;
-    l->capheap = cap;
-  }
+  if (l->nheap == l->capheap && heap_grow(l, l->nheap + 1)) return DX_ENOMEM;
   uint32_t i = l->nheap++;
   l->heap[i] = (dx__heap_entry){l->now + ms, t};
   sift_up(l, i);
@@ -329,6 +356,7 @@ static void queue_on(dx__task ***tail, dx__task *t) {
 }
 void dx__task_queue(dx_loop *l, dx__task *t) { queue_on(&l->tasks_tail, t); }
 void dx__task_queue_last(dx_loop *l, dx__task *t) { queue_on(&l->last_tail, t); }
+void dx__task_queue_next(dx_loop *l, dx__task *t) { queue_on(&l->next_tail, t); }
 
 static void run_list(dx__task **head, dx__task ***tail) {
   /* Tasks may queue further tasks (a flush that finishes a connection
@@ -356,8 +384,17 @@ int dx_loop_run(dx_loop *l) {
   l->now = clock_ms();
   run_tasks(l);
   while (!l->stop && l->refs > 0) {
-    int timeout = -1;
-    if (l->nheap) {
+    /* Work left for this iteration by the last one (a connection that
+     * used up its read budget) runs after this batch of events, and the
+     * wait for them does not block. */
+    int timeout = l->next ? 0 : -1;
+    if (l->next) {
+      *l->tasks_tail = l->next;
+      l->tasks_tail = l->next_tail;
+      l->next = NULL;
+      l->next_tail = &l->next;
+    }
+    if (timeout && l->nheap) {
       uint64_t due = l->heap[0].due;
       timeout = due <= l->now ? 0 : (int)(due - l->now > 0x7fffffff ? 0x7fffffff : due - l->now);
     }

@@ -56,8 +56,15 @@ static inline void dx__timer_init(dx__timer *t, dx__timer_cb cb) {
   t->idx = DX__TIMER_IDLE;
   t->cb = cb;
 }
-/* (Re)arms t to fire after ms milliseconds. 0 or DX_ENOMEM (heap growth). */
+/* (Re)arms t to fire after ms milliseconds. 0 or DX_ENOMEM (heap growth),
+ * which cannot happen while every armed timer has a reserved slot. */
 int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms);
+/* Reserves heap room for n more timers, so that arming them later cannot
+ * fail: an owner reserves its embedded timers when it is created (where a
+ * failure can still be reported) and gives them back when it ends. 0 or
+ * DX_ENOMEM. */
+int dx__timer_reserve(dx_loop *l, uint32_t n);
+void dx__timer_unreserve(dx_loop *l, uint32_t n);
 void dx__timer_stop(dx_loop *l, dx__timer *t);
 static inline int dx__timer_active(const dx__timer *t) { return t->idx != DX__TIMER_IDLE; }
 
@@ -66,6 +73,10 @@ void dx__task_queue(dx_loop *l, dx__task *t);
 /* Runs t->run after the tasks queued so far and after the current event
  * batch: used to free objects that events later in the batch may name. */
 void dx__task_queue_last(dx_loop *l, dx__task *t);
+/* Runs t->run in the next iteration, after its events; that iteration
+ * does not wait for events. Used to come back to work deferred for
+ * fairness. */
+void dx__task_queue_next(dx_loop *l, dx__task *t);
 
 /* The loop's shared receive buffer (every connection reads into it). */
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
