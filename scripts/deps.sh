@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 job=${1:-}
 serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev)
 test=("${serve[@]}" libcmocka-dev openssl python3 python3-websockets
-      clang libclang-rt-14-dev nodejs npm chromium)
+      clang libclang-rt-dev nodejs npm chromium)
 case $job in
   serve) want=("${serve[@]}") ;;
   test) want=("${test[@]}") ;;
