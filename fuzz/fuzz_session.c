@@ -18,7 +18,11 @@
  * point on. In every run the callbacks check what they are given (text is
  * valid UTF-8, sizes within limits, close codes legal), and all the output
  * must be well-formed frames that a peer session of the other role accepts
- * without error. Any violation aborts. */
+ * without error. In run A without permessage-deflate (where inflated
+ * bytes, not received ones, rightly fill the buffer), nothing is sent but
+ * the session's own replies, so memory must follow the bytes received: no
+ * allocation larger than 64 KiB or twice the bytes fed, whatever the frame
+ * headers announce. Any violation aborts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +49,8 @@ typedef struct run {
   /* allocator */
   long requests, fail_at, live;
   int sticky;
+  size_t fed;        /* bytes given to dx__session_recv so far */
+  int bound_alloc;   /* check each request against `fed` */
   /* everything written, in order */
   uint8_t *out;
   size_t out_len, out_cap;
@@ -108,6 +114,8 @@ static void *fuzz_realloc(void *ud, void *p, size_t n) {
   long idx = r->requests++;
   if (r->fail_at >= 0 && (idx == r->fail_at || (r->sticky && idx > r->fail_at)))
     return NULL;
+  /* A header announcing a megabyte is a few bytes: it must not buy one. */
+  if (r->bound_alloc) CHECK(n <= 65536 || n <= 2 * r->fed);
   void *q = realloc(p, n);
   if (q && !p) r->live++;
   return q;
@@ -194,6 +202,7 @@ static ssize_t feed(run *r, const uint8_t *d, size_t n, int may_enomem) {
   uint8_t *copy = malloc(n ? n : 1);
   CHECK(copy);
   if (n) memcpy(copy, d, n);
+  r->fed += n;
   ssize_t got = dx__session_recv(r->s, copy, n);
   free(copy);
   if (got < 0) {
@@ -326,6 +335,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Run A: everything at once. */
   run a;
   CHECK(run_start(&a, mode, seed4, -1, 0));
+  a.bound_alloc = !a.pmd;
   ssize_t ra = feed(&a, wire, n, 0);
   drain(&a, SIZE_MAX);
   outcome oa = finish(&a, ra < 0 ? ra : 0);

@@ -123,6 +123,14 @@ def session_corpus():
             "many": [f(1, b"m%d" % i) for i in range(10)] + [f(8, close_payload(1000))],
             "big_header": [bytes([0x82, (0x80 if m else 0) | 127]) + struct.pack(">Q", 1 << 40)
                            + (m or b"")],
+            # A header announcing the whole limit (1 MiB) and 10 payload
+            # bytes; likewise a continuation announcing 512 KiB. Memory
+            # must follow the 10 bytes, not the announcement.
+            "announced_1m": [bytes([0x82, (0x80 if m else 0) | 127]) + struct.pack(">Q", 1 << 20)
+                             + (m or b"") + bytes(range(10))],
+            "announced_frag": [f(2, b"abc", fin=False),
+                               bytes([0x00, (0x80 if m else 0) | 127]) + struct.pack(">Q", 1 << 19)
+                               + (m or b"") + bytes(range(10))],
         }
         for name, frames in cases.items():
             write("session", "%s_%s" % (tag, name), session_input(client, frames))

@@ -320,26 +320,42 @@ static int deliver(dx__session *s, uint8_t *p, size_t len) {
   s->msg_len = 0;
   if (s->cb->on_message) s->cb->on_message(s->ud, op, p, len);
   /* The buffer is released after every message: an idle connection holds
-   * no reassembly memory, and the next message reserves what it needs. */
+   * no reassembly memory, and the next message grows one as its bytes come. */
   dx__mem_free(s->alloc, s->msg);
   s->msg = NULL;
   s->msg_cap = 0;
   return 0;
 }
 
-/* Appends to the reassembly buffer, reserving `expect` more bytes at once
- * when it must grow (so a large frame arriving in pieces costs one
- * allocation), never beyond max_message. */
-static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expect,
+/* The reassembly buffer's first size: room for the usual fragmented or
+ * split message without a second allocation, and small enough that a
+ * header announcing megabytes costs no more than this until they come. */
+enum { MSG_FIRST = 4096 };
+
+/* Appends to the reassembly buffer, growing it with the bytes that arrived,
+ * never with the bytes announced: a header is 2 to 14 bytes, so sizing the
+ * buffer from its length would let a peer commit max_message of our memory
+ * per connection for a handful of bytes. The buffer doubles (MSG_FIRST
+ * first), so it never holds more than twice what arrived (or MSG_FIRST),
+ * and a large frame arriving in pieces costs a logarithmic number of
+ * reallocations. `end` is where the message is known to end (the announced
+ * end of its final frame) or UINT64_MAX: the last doubling stops there, so
+ * a message of exactly the announced size ends with no slack. */
+static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
                       const uint8_t *mask, uint64_t mask_off) {
-  if (s->msg_len + n > s->msg_cap) {
-    uint64_t want = s->msg_len + (expect > n ? expect : n);
-    if (want < (uint64_t)s->msg_cap * 2) want = (uint64_t)s->msg_cap * 2;
-    if (want > s->cfg->max_message) want = s->cfg->max_message;
-    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, (size_t)want);
+  if (n > s->msg_cap - s->msg_len) {
+    uint64_t need = (uint64_t)s->msg_len + n;
+    uint64_t cap = s->msg_cap ? (uint64_t)s->msg_cap * 2 : MSG_FIRST;
+    if (cap > end) cap = end;
+    if (cap > s->cfg->max_message) cap = s->cfg->max_message;
+    /* The limits were checked (at the header, or by the inflater as it
+     * counts), so `need` is within them; never give less than it. */
+    if (cap < need) cap = need;
+    if (cap != (size_t)cap) return DX_ENOMEM; /* a 32-bit build */
+    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, (size_t)cap);
     if (!m) return DX_ENOMEM;
     s->msg = m;
-    s->msg_cap = (size_t)want;
+    s->msg_cap = (size_t)cap;
   }
   /* Unmasking while copying reads the payload once instead of twice. (An
    * empty piece may come with no buffer yet: touch nothing.) */
@@ -356,7 +372,8 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t expec
 static int inflate_sink(void *ud, const uint8_t *p, size_t n) {
   dx__session *s = ud;
   if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n)) return DX_EUTF8;
-  return msg_append(s, p, n, 4096, NULL, 0);
+  /* The inflated size is known only at the end. */
+  return msg_append(s, p, n, UINT64_MAX, NULL, 0);
 }
 
 static int on_compressed_payload(dx__session *s, uint8_t *p, size_t n, int last) {
@@ -412,7 +429,9 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     return deliver(s, p, n);
   }
   size_t old = s->msg_len;
-  if (msg_append(s, p, n, h->len - s->frame_got, mask, s->frame_got))
+  /* The final frame says where the message ends; an earlier one does not. */
+  uint64_t end = h->fin ? s->msg_len + (h->len - s->frame_got) : UINT64_MAX;
+  if (msg_append(s, p, n, end, mask, s->frame_got))
     return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
   if (n && s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, s->msg + old, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);

@@ -39,6 +39,8 @@ typedef struct tracker {
   long fail_at;    /* request index to fail, -1 for none */
   int fail_sticky; /* fail every request from fail_at on */
   size_t largest;  /* largest single request */
+  size_t bytes;    /* bytes reserved now (the sizes asked for, summed) */
+  size_t peak;     /* the most `bytes` ever was */
 } tracker;
 
 typedef struct ctx {
@@ -55,13 +57,23 @@ typedef struct ctx {
   /* Behaviour switches for the callbacks. */
   int echo_messages;   /* on_message sends the message back */
   int close_on_message; /* on_message starts the closing handshake */
+  size_t base;          /* t.bytes once created: the session struct */
 } ctx;
+
+/* Each block carries the size it was asked for in front of it, so the
+ * tracker knows how many bytes the session holds at any moment. */
+typedef union blk {
+  size_t n;
+  max_align_t align;
+} blk;
 
 static void *track_realloc(void *ud, void *p, size_t n) {
   tracker *t = ud;
+  blk *b = p ? (blk *)p - 1 : NULL;
   if (n == 0) {
-    if (p) {
-      free(p);
+    if (b) {
+      t->bytes -= b->n;
+      free(b);
       t->live--;
     }
     return NULL;
@@ -70,9 +82,14 @@ static void *track_realloc(void *ud, void *p, size_t n) {
   if (t->fail_at >= 0 && (idx == t->fail_at || (t->fail_sticky && idx > t->fail_at)))
     return NULL;
   if (n > t->largest) t->largest = n;
-  void *q = realloc(p, n);
-  if (q && !p) t->live++;
-  return q;
+  size_t old = b ? b->n : 0;
+  blk *q = realloc(b, sizeof *q + n);
+  if (!q) return NULL;
+  if (!b) t->live++;
+  q->n = n;
+  t->bytes = t->bytes - old + n;
+  if (t->bytes > t->peak) t->peak = t->bytes;
+  return q + 1;
 }
 
 static void record(ctx *c, int kind, int arg, const void *data, size_t len) {
@@ -141,7 +158,12 @@ static void ctx_init(ctx *c, dx__role role, uint64_t max_message,
   c->rnd_seed = 42;
   c->s = dx__session_new(&c->cfg, &c->cb, c, &c->alloc);
   assert_non_null(c->s);
+  c->base = c->t.bytes;
 }
+
+/* Bytes the session holds beyond its own struct, now and at most so far. */
+static size_t held(const ctx *c) { return c->t.bytes - c->base; }
+static size_t held_peak(const ctx *c) { return c->t.peak - c->base; }
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -1321,6 +1343,122 @@ static void test_max_message(void **state) {
   free(data);
 }
 
+/* ---- memory follows the bytes received ----------------------------------- */
+
+#define KIB ((size_t)1 << 10)
+
+/* Feeds the frames of one message (`in`, headers included; the message is
+ * data[0..size) with opcode `op`) to a fresh server-role session: first
+ * `first` bytes, then the rest in pieces of `piece` bytes, the way a socket
+ * delivers a large message. After every piece, what the session holds must
+ * follow the payload received so far, not what the headers announced: at
+ * most 64 KiB or twice the bytes fed. The message must arrive intact,
+ * having cost at most twice its size at any moment and a logarithmic
+ * number of allocation requests, and be released once delivered. */
+static void check_memory_follows(const bytes *in, size_t first, size_t piece,
+                                 int op, const uint8_t *data, size_t size,
+                                 const char *what) {
+  ctx c;
+  ctx_init(&c, DX__ROLE_SERVER, 16 * MIB, 16 * MIB);
+  size_t pos = 0;
+  while (pos < in->len) {
+    size_t want = pos ? piece : first;
+    size_t n = in->len - pos < want ? in->len - pos : want;
+    assert_int_equal(feed(&c, in->p + pos, n), (ssize_t)n);
+    pos += n;
+    size_t bound = 2 * pos > 64 * KIB ? 2 * pos : 64 * KIB;
+    if (held(&c) > bound)
+      fail_msg("%s: %zu bytes reserved after %zu bytes received (at most "
+               "%zu allowed)", what, held(&c), pos, bound);
+    if (pos == n)
+      print_message("%s: %zu bytes received, %zu reserved\n", what, pos, held(&c));
+  }
+  assert_int_equal(c.nev, 1);
+  assert_int_equal(c.ev[0].arg, op);
+  assert_int_equal(c.ev[0].len, size);
+  assert_memory_equal(c.ev[0].data, data, size);
+  size_t peak = held_peak(&c);
+  if (peak > 2 * size) fail_msg("%s: peak %zu bytes for %zu", what, peak, size);
+  /* Doubling from a few KiB to 16 MiB: a dozen requests, not thousands. */
+  if (c.t.requests > 16) fail_msg("%s: %ld allocation requests", what, c.t.requests);
+  print_message("%s: peak %zu bytes, %ld requests\n", what, peak, c.t.requests);
+  assert_int_equal(held(&c), 0); /* released with the message */
+  ctx_done(&c);
+}
+
+/* A header announcing 16 MiB and ten payload bytes (14 + 10 bytes on the
+ * wire) must not make the session reserve 16 MiB: the reassembly buffer
+ * grows with the bytes that arrive (doubling), capped by the limits. The
+ * same for a message in several frames, and a frame delivered whole still
+ * costs no allocation at all (delivered in place). */
+static void test_memory_follows_bytes(void **state) {
+  (void)state;
+  const size_t size = (size_t)(16 * MIB);
+  uint8_t *data = malloc(size);
+  assert_non_null(data);
+  for (size_t i = 0; i < size; i++) data[i] = (uint8_t)(i * 31 + (i >> 13));
+
+  /* One frame: its 14-byte header and ten payload bytes, then the rest. */
+  bytes in = {0};
+  b_frame(&in, DX__ROLE_SERVER, 1, DX__OP_BINARY, data, size);
+  check_memory_follows(&in, 14 + 10, 64 * KIB, DX__OP_BINARY, data, size,
+                       "one 16 MiB frame");
+  b_free(&in);
+
+  /* Four frames of 4 MiB, each header announcing its own frame. */
+  const size_t q = size / 4;
+  for (size_t i = 0; i < 4; i++)
+    b_frame(&in, DX__ROLE_SERVER, i == 3, i ? DX__OP_CONT : DX__OP_BINARY,
+            data + i * q, q);
+  check_memory_follows(&in, 14 + 10, 64 * KIB, DX__OP_BINARY, data, size,
+                       "four 4 MiB fragments");
+  b_free(&in);
+
+  /* A text message in 1000 fragments of 1 KiB, each arriving whole: the
+   * buffer still doubles rather than growing 1000 times. */
+  uint8_t *text = malloc(1000 * KIB);
+  assert_non_null(text);
+  memset(text, 'a', 1000 * KIB);
+  for (size_t i = 0; i < 1000; i++)
+    b_frame(&in, DX__ROLE_SERVER, i == 999, i ? DX__OP_CONT : DX__OP_TEXT,
+            text + i * KIB, KIB);
+  check_memory_follows(&in, KIB + 8, KIB + 8, DX__OP_TEXT, text, 1000 * KIB,
+                       "1000 text fragments of 1 KiB");
+  b_free(&in);
+  free(text);
+
+  /* A split frame whose size is known and small gets exactly that: a
+   * 100-byte frame in two pieces reserves 100 bytes, once. */
+  {
+    ctx c;
+    ctx_init(&c, DX__ROLE_SERVER, 16 * MIB, 16 * MIB);
+    b_frame(&in, DX__ROLE_SERVER, 1, DX__OP_BINARY, data, 100);
+    assert_int_equal(feed(&c, in.p, 50), 50);
+    assert_int_equal(feed(&c, in.p + 50, in.len - 50), (ssize_t)(in.len - 50));
+    assert_int_equal(c.nev, 1);
+    assert_memory_equal(c.ev[0].data, data, 100);
+    assert_int_equal(c.t.requests, 2); /* the session, the buffer */
+    assert_int_equal(held_peak(&c), 100);
+    b_free(&in);
+    ctx_done(&c);
+  }
+
+  /* The fast path is untouched: a whole 16 MiB frame in one piece is
+   * delivered where it lies, with no allocation. */
+  {
+    ctx c;
+    ctx_init(&c, DX__ROLE_SERVER, 16 * MIB, 16 * MIB);
+    b_frame(&in, DX__ROLE_SERVER, 1, DX__OP_BINARY, data, size);
+    assert_int_equal(feed(&c, in.p, in.len), (ssize_t)in.len);
+    assert_int_equal(c.nev, 1);
+    assert_memory_equal(c.ev[0].data, data, size);
+    assert_int_equal(c.t.requests, 1); /* the session only */
+    b_free(&in);
+    ctx_done(&c);
+  }
+  free(data);
+}
+
 /* ---- closing handshake ---------------------------------------------------- */
 
 static void test_close_codes_table(void **state) {
@@ -1699,6 +1837,7 @@ int main(void) {
       cmocka_unit_test(test_control_frame_rules),
       cmocka_unit_test(test_utf8_fail_fast),
       cmocka_unit_test(test_max_message),
+      cmocka_unit_test(test_memory_follows_bytes),
       cmocka_unit_test(test_close_codes_table),
       cmocka_unit_test(test_bad_close_frames),
       cmocka_unit_test(test_peer_closes),
