@@ -92,7 +92,9 @@ typedef enum {
   DX_WHY_TRANSPORT_ERROR,   /* socket error: 1006 */
   DX_WHY_PROTOCOL_ERROR,    /* the peer broke RFC 6455: 1002/1007/1009 sent */
   DX_WHY_SERVER_SHUTDOWN,   /* graceful drain: 1001 */
-  DX_WHY_HANDSHAKE_FAILED   /* opening handshake never completed: 1006 */
+  DX_WHY_HANDSHAKE_FAILED,  /* opening handshake never completed: 1006 */
+  DX_WHY_INTERNAL_ERROR     /* this side could not go on (out of memory):
+                               1011 sent when it could be, else 1006 */
 } dx_why;
 
 /* "closed by peer", "transport close", ...; never NULL. */
@@ -173,10 +175,12 @@ void dx_options_set_user(dx_options *o, void *user);
 /* Largest message (after reassembly) accepted; beyond it the connection is
  * failed with 1009. Default 16 MiB. 0 is DX_EINVAL. */
 int dx_options_set_max_message(dx_options *o, uint64_t bytes);
-/* Largest single frame accepted (default: the max message size). */
+/* Largest single frame accepted (default: the max message size); beyond
+ * it the connection is failed with 1009. 0, or DX_EINVAL for 0. */
 int dx_options_set_max_frame(dx_options *o, uint64_t bytes);
 /* Largest opening-handshake head (request or response). Default 8 KiB; a
- * server answers a larger request with 431. */
+ * server answers a larger request with 431. 0, or DX_EINVAL outside 256
+ * bytes..1 MiB. */
 int dx_options_set_max_header(dx_options *o, size_t bytes);
 /* Milliseconds allowed for the opening handshake (default 10000). 0, or
  * DX_EINVAL for 0: every handshake has a deadline. */
@@ -260,6 +264,41 @@ int dx_options_set_reuseport(dx_options *o, dx_reuseport mode);
  * every connection as soon as TCP completes it. */
 void dx_options_set_defer_accept(dx_options *o, int on);
 
+/* ---- Connection limits (server) ---- */
+
+/* At most n connections at once, in any state (0, the default: no limit
+ * but the process's descriptors, RLIMIT_NOFILE, where the server stops
+ * accepting for 100 ms at a time until one is free). Returns 0.
+ *
+ * At max_handshakes (default 1024; 0: no limit) connections whose request
+ * head is not in yet, a new one is refused (below). Such connections
+ * have proven nothing yet and each may hold up to the max header size, so
+ * this bounds what slow or silent clients (slowloris) can take; an
+ * ordinary client is counted for the moment between its connection and
+ * its request, which with deferred accept arrive together. Returns 0.
+ *
+ * A connection that comes when either limit is reached is still accepted,
+ * and its request answered at once (deferred accept: it is already there)
+ * with "503 Service Unavailable", "Retry-After: 1" and a one-line reason
+ * naming the limit: "connection limit reached (N)" or "handshake limit
+ * reached (N)". A client is told why instead of guessing at a timeout,
+ * for the price of one descriptor and a read and a write. It never gets
+ * on_open, so not on_close either (dx_on_accept does not see it), and while
+ * it is being answered it counts in dx_server_connections() but not
+ * against the limits. When more than 32 such answers are in progress on
+ * one server (a flood), the server stops accepting for 100 ms at a time
+ * instead: the kernel's backlog holds the newcomers, which cost nothing
+ * there, and past it the kernel drops their SYNs and the clients retry.
+ *
+ * The counts belong to this options object: every server created from it
+ * (dx_server_new copies it, the counts stay shared) counts against the same
+ * limits, so a process that runs one loop per thread on one port
+ * (dx_options_set_reuseport) is limited as a whole. Use another options
+ * object for servers that count apart. (A server given NULL options counts
+ * alone, with the defaults.) */
+int dx_options_set_max_connections(dx_options *o, size_t n);
+int dx_options_set_max_handshakes(dx_options *o, size_t n);
+
 /* ---- Subprotocols (RFC 6455 §1.9) ---- */
 
 /* Server: a subprotocol this server speaks; the server picks the first one
@@ -294,7 +333,9 @@ int dx_options_allow_origin(dx_options *o, const char *pattern);
  * files; read when dx_server_new() runs). 0, DX_EINVAL, DX_ENOMEM. */
 int dx_options_set_tls_cert(dx_options *o, const char *cert_file,
                             const char *key_file);
-/* Client: trust the CAs in this PEM file instead of the system store. */
+/* Client: trust the CAs in this PEM file instead of the system store (the
+ * file is read by dx_connect()/dx_client_new(), which report an unusable
+ * one; NULL goes back to the system store). 0, or DX_ENOMEM. */
 int dx_options_set_tls_ca(dx_options *o, const char *ca_file);
 /* Client: do not verify the server's certificate or host name. For
  * self-signed test servers only. */
@@ -311,13 +352,15 @@ int dx_options_set_deflate(dx_options *o, int enabled);
 int dx_options_set_deflate_window_bits(dx_options *o, int server_bits,
                                        int client_bits);
 /* Ask for no context takeover: each message is compressed on its own in
- * that direction (less memory held between messages, worse ratio). */
+ * that direction (less memory held between messages, worse ratio). Always
+ * 0. */
 int dx_options_set_deflate_no_context_takeover(dx_options *o, int server,
                                                int client);
 /* zlib memLevel (1..9, default 8) and level (-1..9, default -1) of our
  * compressor. 0 or DX_EINVAL. */
 int dx_options_set_deflate_memory(dx_options *o, int mem_level, int level);
-/* Messages shorter than `bytes` are sent uncompressed (default 64). */
+/* Messages shorter than `bytes` are sent uncompressed (default 64). 0, or
+ * DX_EINVAL above UINT32_MAX. */
 int dx_options_set_deflate_threshold(dx_options *o, size_t bytes);
 
 /* ---------------------------------------------------------------------- */
@@ -381,13 +424,15 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o);
 int dx_server_listen(dx_server *s, const char *host, uint16_t port);
 /* The port the last successful dx_server_listen() bound; 0 if none. */
 uint16_t dx_server_port(const dx_server *s);
-/* Stops listening and cuts every connection (their on_close reports
- * DX_WHY_SERVER_SHUTDOWN, 1006), then frees the server. May be called from
+/* Stops listening and cuts every connection: each one's on_close
+ * (DX_WHY_SERVER_SHUTDOWN, 1006) runs before dx_server_free returns; then
+ * frees the server. May be called from
  * any of its callbacks; the handle is invalid at once, its memory goes at
  * the end of the loop iteration (or in dx_loop_free(), which must follow
  * when the loop does not run again). */
 void dx_server_free(dx_server *s);
-/* How many connections (any state) the server holds. */
+/* How many connections (any state) the server holds, those being refused
+ * at a limit included (see dx_options_set_max_connections). */
 size_t dx_server_connections(const dx_server *s);
 /* Graceful drain: stops accepting, sends every open connection a close
  * frame 1001 "server shutting down" (after anything already queued for
@@ -419,11 +464,20 @@ const char *dx_request_header(const dx_request *r, const char *name,
  * in *out and returns 0; the outcome arrives as on_open, or as on_close with
  * DX_WHY_HANDSHAKE_FAILED (1006; 1015 when TLS failed; 1010 for an extension
  * the server chose that we did not offer; 1002 for such a subprotocol) or
- * DX_WHY_TRANSPORT_ERROR. On error returns DX_EURL, DX_EADDR, DX_ENOMEM or
- * DX_EINVAL (an unusable CA file), dx_last_error() says why, and no
- * callback will run.
- * A host name is resolved on a short-lived thread of its own, so a slow DNS
- * server never stalls the loop; a name that does not resolve ends as
+ * DX_WHY_TRANSPORT_ERROR. On error returns DX_EURL (a URL that is not
+ * ws:// or wss://, or a host or path that cannot go in a request),
+ * DX_EADDR, DX_ENOMEM, DX_EINVAL (NULL arguments, an unusable CA file) or
+ * DX_EIO (the socket could not be watched by the loop), dx_last_error()
+ * says why, and no callback will run.
+ * A host name is resolved off the loop's thread, so a slow DNS server never
+ * stalls the loop. At most 8 names are resolved at once in the process
+ * (on up to 8 threads, which end once no request waits); further
+ * requests, from any loop, wait their turn in order, and the handshake
+ * timeout bounds the wait like any other part of connecting (on_close:
+ * DX_WHY_HANDSHAKE_FAILED, "opening handshake timed out"). A request given
+ * up meanwhile (dx_close, dx_loop_free) leaves the queue unresolved. When no
+ * thread can be started at all, the name is resolved on the caller's thread
+ * instead. A name that does not resolve ends as
  * on_close (1006, DX_WHY_TRANSPORT_ERROR, "cannot resolve NAME: <the
  * resolver's reason>"). An address literal is used as is. Every address of
  * the name is tried in the resolver's order until one accepts the TCP
@@ -477,7 +531,7 @@ void dx_options_on_reconnect_failed(dx_options *o, dx_on_reconnect_failed cb);
 void dx_options_should_reconnect(dx_options *o, dx_should_reconnect cb);
 /* While disconnected, dx_client_send() queues up to `bytes` of messages
  * (sent in order once reconnected) instead of refusing them. Default 0:
- * refuse with DX_ERECONNECTING. */
+ * refuse with DX_ERECONNECTING. 0, or DX_EINVAL for a NULL o. */
 int dx_options_set_reconnect_queue(dx_options *o, size_t bytes);
 
 /* Starts connecting to url (as dx_connect). Returns NULL on a bad URL, an
@@ -499,6 +553,9 @@ int dx_client_close(dx_client *cl, int code, const char *reason);
 dx_conn *dx_client_conn(const dx_client *cl);
 /* The client a connection belongs to, NULL for a plain dx_connect(). */
 dx_client *dx_conn_client(const dx_conn *c);
+/* The user pointer of the options the client was made with
+ * (dx_options_set_user), borrowed; NULL for a NULL client. Each of its
+ * connections starts with the same dx_conn_user(). */
 void *dx_client_user(const dx_client *cl);
 /* Cuts the current connection without callbacks and frees the client.
  * Safe inside any of its callbacks. Free clients before their loop. */
@@ -543,15 +600,21 @@ static inline int dx_send_binary(dx_conn *c, const void *p, size_t len) {
 enum { DX_SEND_NO_COMPRESS = 1 };
 int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
                unsigned flags);
-/* Queues a ping with up to 125 bytes of payload. 0, DX_ESTATE, DX_EINVAL. */
+/* Queues a ping with up to 125 bytes of payload. 0, DX_ESTATE (not OPEN),
+ * DX_EINVAL (more than 125 bytes, or NULL data with a length), DX_EBUFFER
+ * (it would pass the output cap: nothing queued), DX_ENOMEM. */
 int dx_ping(dx_conn *c, const void *data, size_t len);
 /* Starts the closing handshake: sends a close frame with `code` (1000-1003,
  * 1007-1014, 3000-4999; or 0 for none) and `reason` (NULL or UTF-8 up to
  * 123 bytes). The state becomes CLOSING; on_close follows with
- * DX_WHY_LOCAL once the handshake ends or the close timeout fires. Returns
- * 0, DX_ESTATE (already closing/closed), DX_ECLOSECODE, DX_EINVAL
- * (reason too long), DX_EUTF8. On a CONNECTING client connection it aborts
- * the attempt (on_close: DX_WHY_LOCAL, 1006). */
+ * DX_WHY_LOCAL once the handshake ends or the close timeout fires (the
+ * close frame may pass the output cap: it is how a connection ends).
+ * Returns 0, DX_ESTATE (already closing/closed), DX_ECLOSECODE, DX_EINVAL
+ * (reason too long), DX_EUTF8, or DX_ENOMEM: no memory for the close
+ * frame, so the connection was cut and its on_close
+ * (DX_WHY_INTERNAL_ERROR, 1006) ran before dx_close returned. On a CONNECTING client
+ * connection it aborts the attempt, and on_close (DX_WHY_LOCAL, 1006) runs
+ * before dx_close returns. */
 int dx_close(dx_conn *c, int code, const char *reason);
 
 dx_ready_state dx_conn_state(const dx_conn *c);

@@ -32,15 +32,35 @@ void dx__options_defaults(dx_options *o) {
   o->reconnect_initial_ms = 1000;
   o->reconnect_max_ms = 5000;
   o->reconnect_randomization = 0.5;
+  o->max_connections = 0; /* the descriptor limit (RLIMIT_NOFILE) is the cap */
+  o->max_handshakes = DX__DEFAULT_MAX_HANDSHAKES;
+}
+
+dx__limits *dx__limits_new(void) {
+  dx__limits *l = malloc(sizeof *l);
+  if (!l) return NULL;
+  atomic_init(&l->conns, 0);
+  atomic_init(&l->handshakes, 0);
+  atomic_init(&l->refs, 1);
+  return l;
 }
 
 dx_options *dx_options_new(void) {
   dx_options *o = malloc(sizeof *o);
-  if (o) dx__options_defaults(o);
+  if (!o) return NULL;
+  dx__options_defaults(o);
+  /* The counts every server made from this object shares. */
+  if (!(o->limits = dx__limits_new())) {
+    free(o);
+    return NULL;
+  }
   return o;
 }
 
 void dx__options_clear(dx_options *o) {
+  if (o->limits && atomic_fetch_sub_explicit(&o->limits->refs, 1, memory_order_acq_rel) == 1)
+    free(o->limits);
+  o->limits = NULL;
   free(o->protocols.p);
   free(o->origins.p);
   free(o->tls_cert);
@@ -76,6 +96,9 @@ static int copy_str(char **dst, const char *src) {
 
 int dx__options_copy(dx_options *dst, const dx_options *src) {
   *dst = *src;
+  /* Shared, not copied: see dx__limits. Taken first, as clearing gives it
+   * back. */
+  if (dst->limits) atomic_fetch_add_explicit(&dst->limits->refs, 1, memory_order_relaxed);
   dst->protocols = dst->origins = (dx__strlist){0};
   dst->tls_cert = dst->tls_key = dst->tls_ca = NULL;
   if (copy_list(&dst->protocols, &src->protocols) ||
@@ -245,5 +268,15 @@ void dx_options_set_defer_accept(dx_options *o, int on) { o->defer_accept = !!on
 
 int dx_options_set_idle_timeout(dx_options *o, uint32_t ms) {
   o->idle_timeout_ms = ms;
+  return 0;
+}
+
+int dx_options_set_max_connections(dx_options *o, size_t n) {
+  o->max_connections = n;
+  return 0;
+}
+
+int dx_options_set_max_handshakes(dx_options *o, size_t n) {
+  o->max_handshakes = n;
   return 0;
 }

@@ -1,6 +1,7 @@
 /* The server endpoint: listening sockets, accepting, and the server side
  * of the opening handshake. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,6 +18,13 @@
 #define DX__MAX_LISTENERS 8
 #define DX__ACCEPT_BATCH 64
 #define DX__ACCEPT_PAUSE_MS 100
+/* Connections that came past a limit and are being refused (503) at once,
+ * per server. Past that many, the server stops accepting for a moment
+ * instead, and the kernel's backlog holds the rest. */
+#define DX__REFUSE_RESERVE 32
+
+/* Which limit a refused connection met (dx_conn.refusing). */
+enum { DX__FULL_CONNS = 1, DX__FULL_HANDSHAKES = 2 };
 
 typedef struct dx__listener {
   dx__io io;
@@ -30,6 +38,7 @@ struct dx_server {
   int nlisteners;
   uint16_t port;
   size_t nconns; /* connections in any state (they sit on the loop's list) */
+  size_t nrefusing; /* of those, the ones refused at a limit (DX__REFUSE_RESERVE) */
   int shutting_down;
   dx__timer deadline;     /* graceful drain: cut what is left */
   dx__timer accept_pause; /* out of descriptors: listen again later */
@@ -61,13 +70,65 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
     return NULL;
   }
   s->ep.on_head = server_on_head;
+  /* Options of our own (NULL) count for this server alone. */
+  if (!s->ep.opt.limits && !(s->ep.opt.limits = dx__limits_new())) {
+    dx__set_last_error("out of memory");
+    dx__endpoint_deinit(&s->ep);
+    free(s);
+    return NULL;
+  }
   return s;
 }
 
 size_t dx_server_connections(const dx_server *s) { return s->nconns; }
 uint16_t dx_server_port(const dx_server *s) { return s->port; }
 
+/* ---- limits ------------------------------------------------------------ */
+
+/* Takes a slot of n unless max are taken (max 0: no limit, but counted, so
+ * the count stays right for servers sharing it with other limits). 1 when
+ * taken. Several loops' threads may take and give at once. */
+static int take_slot(atomic_size_t *n, size_t max) {
+  size_t cur = atomic_load_explicit(n, memory_order_relaxed);
+  do {
+    if (max && cur >= max) return 0;
+  } while (!atomic_compare_exchange_weak_explicit(n, &cur, cur + 1, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  return 1;
+}
+
+static void give_slot(atomic_size_t *n) { atomic_fetch_sub_explicit(n, 1, memory_order_relaxed); }
+
+/* A new connection's slots: 0 when it may go on (a connection and a
+ * handshake slot taken), else the limit it met (nothing taken). */
+static int admit(const dx_server *s) {
+  const dx_options *o = &s->ep.opt;
+  if (!take_slot(&o->limits->conns, o->max_connections)) return DX__FULL_CONNS;
+  if (take_slot(&o->limits->handshakes, o->max_handshakes)) return 0;
+  give_slot(&o->limits->conns);
+  return DX__FULL_HANDSHAKES;
+}
+
+/* Gives back what admit() took, for a connection that did not come after
+ * all. */
+static void unadmit(const dx_server *s) {
+  give_slot(&s->ep.opt.limits->handshakes);
+  give_slot(&s->ep.opt.limits->conns);
+}
+
+/* The connection's request head is in (or it ended): its handshake slot
+ * is free for the next one. */
+static void handshake_done(dx_conn *c) {
+  if (!c->has_hs_slot) return;
+  c->has_hs_slot = 0;
+  give_slot(&c->ep->opt.limits->handshakes);
+}
+
 void dx__server_detach(dx_server *s, dx_conn *c) {
+  handshake_done(c);
+  if (c->has_conn_slot) give_slot(&c->ep->opt.limits->conns);
+  c->has_conn_slot = 0;
+  if (c->refusing) s->nrefusing--;
   c->server = NULL;
   s->nconns--;
 }
@@ -79,6 +140,14 @@ static void set_accepting(dx_server *s, int on) {
 
 static void on_accept_resume(dx__timer *t) {
   set_accepting((dx_server *)((char *)t - offsetof(dx_server, accept_pause)), 1);
+}
+
+/* Stops listening for a moment: pending connections wait in the kernel's
+ * backlog (and past it, the kernel drops their SYNs and the clients
+ * retry), where they cost us nothing. */
+static void pause_accepting(dx_server *s) {
+  set_accepting(s, 0);
+  dx__timer_start(s->loop, &s->accept_pause, DX__ACCEPT_PAUSE_MS);
 }
 
 static void on_accept(dx__io *io, uint32_t events) {
@@ -93,29 +162,39 @@ static void on_accept(dx__io *io, uint32_t events) {
   /* A bounded batch per wake-up keeps one busy listener from starving the
    * connections already open. */
   for (int i = 0; i < DX__ACCEPT_BATCH; i++) {
+    /* Past a limit a connection is still accepted, to be told so (503),
+     * while few are being told; past that, the backlog holds them. The
+     * slots are taken after accept4(), so that an empty backlog never
+     * holds one even for a moment (another loop might be refused for it),
+     * unless the answer decides whether to accept at all. */
+    int full = -1;
+    if (s->nrefusing >= DX__REFUSE_RESERVE && (full = admit(s))) {
+      pause_accepting(s);
+      break;
+    }
     int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
+      int e = errno;
+      if (full == 0) unadmit(s);
       /* Out of descriptors or memory: the pending connection stays queued
        * and the listener stays readable, so a level-triggered loop would
        * spin. Stop listening for a moment; the backlog waits meanwhile. */
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        set_accepting(s, 0);
-        dx__timer_start(s->loop, &s->accept_pause, DX__ACCEPT_PAUSE_MS);
-      }
+      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) pause_accepting(s);
       break; /* EAGAIN: all taken */
     }
+    if (full < 0) full = admit(s);
     dx__tcp_tune(fd);
     dx_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-      close(fd);
-      continue;
-    }
-    if (dx__conn_start(c, s->loop, &s->ep, fd, EPOLLIN, NULL)) {
+    if (!c || dx__conn_start(c, s->loop, &s->ep, fd, EPOLLIN, NULL)) {
       close(fd);
       free(c);
+      if (!full) unadmit(s);
       continue;
     }
     c->server = s;
+    c->has_conn_slot = c->has_hs_slot = !full;
+    c->refusing = (uint8_t)full & 3u;
+    s->nrefusing += !!full;
     s->nconns++;
     got[n++] = c;
   }
@@ -269,14 +348,42 @@ void dx_server_free(dx_server *s) {
 
 /* ---- handshake ---------------------------------------------------------- */
 
-void dx__server_refuse(dx_conn *c, int status, const char *why) {
-  char buf[512];
-  size_t n = dx__http_build_error(buf, sizeof buf, status, why);
+/* Answers the handshake with an HTTP error (plus a header line, with its
+ * CRLF, when extra is not NULL) and closes. */
+static void refuse(dx_conn *c, int status, const char *why, const char *extra) {
+  char buf[600];
+  size_t xn = extra ? strlen(extra) : 0;
+  size_t n = dx__http_build_error(buf, sizeof buf - xn, status, why);
+  /* The extra line goes last in the head, before its empty line. */
+  char *end = n && xn ? memmem(buf, n, "\r\n\r\n", 4) : NULL;
+  if (end) {
+    end += 2;
+    memmove(end + xn, end, n - (size_t)(end - buf));
+    memcpy(end, extra, xn);
+    n += xn;
+  }
+  handshake_done(c);
   /* Whatever the client sends from now on is read only to be dropped. */
   c->phase = DX__P_LINGER;
   dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
   if (!n || dx__conn_write_raw(c, buf, n, 1))
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, why);
+}
+
+void dx__server_refuse(dx_conn *c, int status, const char *why) { refuse(c, status, why, NULL); }
+
+/* A connection that came past a limit: 503, the limit in one line, and
+ * when to try again. A second is a guess, but an honest one: a handshake
+ * slot frees within the handshake timeout, and a client that retries at
+ * once would only be refused again. */
+static void refuse_busy(dx_conn *c) {
+  const dx_options *o = &c->ep->opt;
+  char why[80];
+  if (c->refusing == DX__FULL_CONNS)
+    snprintf(why, sizeof why, "connection limit reached (%zu)", o->max_connections);
+  else
+    snprintf(why, sizeof why, "handshake limit reached (%zu)", o->max_handshakes);
+  refuse(c, 503, why, "Retry-After: 1\r\n");
 }
 
 const char *dx_request_path(const dx_request *r, size_t *len) {
@@ -410,6 +517,13 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
   char accept[DX__WS_ACCEPT_LEN + 1];
   char why[160];
   char ext[256];
+  /* From here on the connection holds no handshake slot, whatever comes:
+   * the costly part (waiting for the head, holding it) is over. */
+  handshake_done(c);
+  if (c->refusing) {
+    refuse_busy(c);
+    return -1;
+  }
   if (dx__http_parse_request(head, len, &req) != 0) {
     dx__server_refuse(c, 400, "malformed HTTP request");
     return -1;

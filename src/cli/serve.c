@@ -177,6 +177,14 @@ static const char serve_details[] =
     "--host NAME listens on every address NAME resolves to (localhost: ::1\n"
     "and 127.0.0.1).\n"
     "\n"
+    "--max-connections and --max-handshakes hold for the whole process (all\n"
+    "threads). A connection past either gets \"503 Service Unavailable\" with\n"
+    "Retry-After: 1 and the reason (\"connection limit reached (N)\"), and is\n"
+    "not logged: it never opened. A handshake slot is held from the TCP\n"
+    "connection until its request has arrived (or the handshake timeout,\n"
+    "10 s). During a flood of refusals, the server stops accepting for\n"
+    "100 ms at a time and the kernel queues the newcomers.\n"
+    "\n"
     "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n"
     "SECONDS may have a fraction (0.5).\n";
 
@@ -184,7 +192,8 @@ static const char serve_details[] =
 static dx_options *make_options(uint64_t max_message, bool no_deflate,
                                 const char *tls_cert, const char *tls_key,
                                 const cli_list *protocols, const cli_list *origins,
-                                uint32_t ping_ms, uint32_t ping_timeout_ms) {
+                                uint32_t ping_ms, uint32_t ping_timeout_ms,
+                                unsigned max_conns, unsigned max_handshakes) {
   dx_options *o = dx_options_new();
   if (!o) {
     cli_error("serve", "out of memory");
@@ -198,6 +207,10 @@ static dx_options *make_options(uint64_t max_message, bool no_deflate,
   }
   if (rc == 0 && tls_cert) rc = dx_options_set_tls_cert(o, tls_cert, tls_key);
   if (rc == 0) rc = dx_options_set_deflate(o, !no_deflate);
+  /* Set once on the object every worker's server copies: the limits hold
+   * for the process, whatever loop the kernel hands a connection to. */
+  if (rc == 0) rc = dx_options_set_max_connections(o, max_conns);
+  if (rc == 0) rc = dx_options_set_max_handshakes(o, max_handshakes);
   if (rc == 0 && (rc = dx_options_set_ping(o, ping_ms, ping_timeout_ms)))
     cli_error("serve", "--ping-timeout must be above 0 when pings are on");
   for (int i = 0; rc == 0 && i < protocols->n; i++)
@@ -266,6 +279,7 @@ int cli_serve(int argc, char **argv) {
   const char *tls_cert = NULL, *tls_key = NULL;
   cli_list protocols = {0}, origins = {0};
   uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
+  unsigned max_conns = 0, max_handshakes = 1024;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
   const cli_opt opts[] = {
@@ -302,6 +316,12 @@ int cli_serve(int argc, char **argv) {
       {"reuseport", CLI_OPT_FLAG, NULL,
        "join a port another duplex serve holds, sharing its connections",
        "off (a port in use is an error)", &reuseport},
+      {"max-connections", CLI_OPT_UINT, "N",
+       "connections at once, all threads; past it: HTTP 503; 0: no limit",
+       "0 (the descriptor limit)", &max_conns},
+      {"max-handshakes", CLI_OPT_UINT, "N",
+       "connections whose request is not in yet; past it: HTTP 503; 0: no limit",
+       "1024", &max_handshakes},
   };
   const cli_command cmd = {"serve", "", "Run a WebSocket echo server.",
                            serve_details, opts,
@@ -318,7 +338,7 @@ int cli_serve(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   dx_options *o = make_options(max_message, no_deflate, tls_cert, tls_key, &protocols,
-                               &origins, ping_ms, ping_timeout_ms);
+                               &origins, ping_ms, ping_timeout_ms, max_conns, max_handshakes);
   if (!o) return CLI_EXIT_USAGE;
 
   /* Threaded workers inherit a blocked SIGINT/SIGTERM, so the handler

@@ -33,7 +33,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "duplex.h"
+#include "net/resolve.h"
+#include "net/transport.h"
 
 /* The loop with its race window widened (DX__TEST_WIDEN in src/net/loop.c),
  * for the threads that set widen_here. Its definitions take the place of
@@ -514,11 +520,176 @@ static void test_free_right_after_stop(void **state) {
   assert_int_equal(landed, 0);
 }
 
+/* Resolver threads stay within their bound however many loops connect by
+ * name at once. NLOOPS loops, each on its own thread, start NRESOLVE
+ * connects to "localhost" between them (a port nothing listens on: each
+ * ends refused, after its name resolved). The resolver is held at a gate
+ * until the test has seen the bound reached with the rest queued; two
+ * more connects are then made and given up (dx_close) while queued, which
+ * must leave the queue without a lookup. Opened, every request completes:
+ * exactly NRESOLVE lookups, and never more threads than the bound. */
+#define NLOOPS 4
+#define NRESOLVE 50
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open;
+static unsigned in_lookup, most_in_lookup, lookups;
+
+static int gated_resolve(const char *host, unsigned port, struct addrinfo **out, char *why,
+                         size_t cap) {
+  pthread_mutex_lock(&gate_mu);
+  lookups++;
+  if (++in_lookup > most_in_lookup) most_in_lookup = in_lookup;
+  pthread_cond_broadcast(&gate_cv);
+  while (!gate_open) pthread_cond_wait(&gate_cv, &gate_mu);
+  in_lookup--;
+  pthread_mutex_unlock(&gate_mu);
+  return dx__tcp_resolve(host, port, out, why, cap);
+}
+
+typedef struct connector {
+  dx_loop *loop;
+  char url[64];
+  unsigned n;          /* connects to start */
+  unsigned closes;     /* on_close calls (this loop's thread only) */
+  unsigned not_refused; /* of those, ones that did not end refused */
+  unsigned aborted;    /* given up while queued */
+  int rc;
+  pthread_t thread;
+} connector;
+
+static void resolve_on_close(dx_conn *c, int code, const char *reason, dx_why why, int st) {
+  (void)code, (void)st;
+  connector *k = dx_conn_user(c);
+  k->closes++;
+  if (strcmp(reason, "connection attempt aborted") == 0) {
+    k->aborted++;
+    return;
+  }
+  /* Resolved, then refused on both addresses. */
+  if (why != DX_WHY_TRANSPORT_ERROR || !strstr(reason, "refused")) {
+    print_message("unexpected end: why=%s reason=%s\n", dx_why_name(why), reason);
+    k->not_refused++;
+  }
+}
+
+static dx_options *resolve_options(connector *k) {
+  dx_options *o = dx_options_new();
+  assert_non_null(o);
+  dx_options_on_close(o, resolve_on_close);
+  dx_options_set_user(o, k);
+  dx_options_set_handshake_timeout(o, WAIT_S * 1000);
+  return o;
+}
+
+static void *connect_and_run(void *arg) {
+  connector *k = arg;
+  dx_options *o = resolve_options(k);
+  for (unsigned i = 0; i < k->n; i++) {
+    dx_conn *c;
+    if (dx_connect(k->loop, k->url, o, &c) != 0) k->not_refused++;
+  }
+  dx_options_free(o);
+  k->rc = dx_loop_run(k->loop); /* returns once its connections are gone */
+  return NULL;
+}
+
+/* Posted to loop 0 once the queue is full: two more, given up at once. */
+static int aborts_done;
+static void connect_and_abort(dx_loop *loop, void *ud) {
+  connector *k = ud;
+  dx_options *o = resolve_options(k);
+  for (int i = 0; i < 2; i++) {
+    dx_conn *c;
+    if (dx_connect(loop, k->url, o, &c) == 0) dx_close(c, DX_CLOSE_NORMAL, NULL);
+    else k->not_refused++;
+  }
+  dx_options_free(o);
+  sync_add(&aborts_done);
+}
+
+/* Polls the resolver until live threads and waiting requests are as
+ * given; 0, or ETIMEDOUT. */
+static int resolver_reaches(unsigned live, size_t waiting) {
+  for (int i = 0; i < WAIT_S * 100; i++) {
+    unsigned l;
+    size_t w;
+    dx__resolve_stats(&l, NULL, &w);
+    if (l == live && w == waiting) return 0;
+    usleep(10000);
+  }
+  return ETIMEDOUT;
+}
+
+static void test_resolver_threads_bounded(void **state) {
+  (void)state;
+  /* A port nothing listens on (taken, then let go). */
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+  close(fd);
+  dx__resolve_fn = gated_resolve; /* before any thread: they read it */
+  connector ks[NLOOPS];
+  memset(ks, 0, sizeof ks);
+  for (unsigned i = 0; i < NLOOPS; i++) {
+    ks[i].loop = dx_loop_new();
+    assert_non_null(ks[i].loop);
+    snprintf(ks[i].url, sizeof ks[i].url, "ws://localhost:%u/", (unsigned)ntohs(a.sin_port));
+    ks[i].n = NRESOLVE / NLOOPS + (i < NRESOLVE % NLOOPS);
+    assert_int_equal(pthread_create(&ks[i].thread, NULL, connect_and_run, &ks[i]), 0);
+  }
+  /* Every thread holds a lookup at the gate; the rest wait in the queue. */
+  if (resolver_reaches(DX__RESOLVE_THREADS, NRESOLVE - DX__RESOLVE_THREADS)) {
+    unsigned l;
+    size_t w;
+    dx__resolve_stats(&l, NULL, &w);
+    fail_msg("the resolver never held %d lookups with %d waiting (now %u threads, %zu "
+             "waiting, %u lookups at the gate)", DX__RESOLVE_THREADS,
+             NRESOLVE - DX__RESOLVE_THREADS, l, w, in_lookup);
+  }
+  assert_int_equal(dx_loop_post(ks[0].loop, connect_and_abort, &ks[0]), 0);
+  assert_int_equal(sync_wait(&aborts_done, 1, WAIT_S), 0);
+  /* The two given up leave the queue (with their memory, at the end of
+   * loop 0's iteration), while the gate still holds every thread. */
+  if (resolver_reaches(DX__RESOLVE_THREADS, NRESOLVE - DX__RESOLVE_THREADS))
+    fail_msg("requests given up while queued stayed in the queue");
+  unsigned peak;
+  pthread_mutex_lock(&gate_mu);
+  gate_open = 1;
+  pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+  unsigned closes = 0, bad = 0, aborted = 0;
+  for (unsigned i = 0; i < NLOOPS; i++) {
+    if (join_within(ks[i].thread, WAIT_S) != 0) fail_msg("loop %u never finished", i);
+    assert_int_equal(ks[i].rc, 0);
+    closes += ks[i].closes;
+    bad += ks[i].not_refused;
+    aborted += ks[i].aborted;
+    dx_loop_free(ks[i].loop);
+  }
+  /* The threads end once the queue is empty. */
+  assert_int_equal(resolver_reaches(0, 0), 0);
+  dx__resolve_stats(NULL, &peak, NULL);
+  dx__resolve_fn = dx__tcp_resolve;
+  print_message("%u lookups, at most %u at once, %u resolver threads at most\n", lookups,
+                most_in_lookup, peak);
+  assert_int_equal(closes, NRESOLVE + 2);
+  assert_int_equal(aborted, 2);
+  assert_int_equal(bad, 0);
+  assert_int_equal(lookups, NRESOLVE);
+  assert_int_equal(most_in_lookup, DX__RESOLVE_THREADS);
+  assert_int_equal(peak, DX__RESOLVE_THREADS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_posts_from_many_threads),
       cmocka_unit_test(test_stop_from_another_thread),
       cmocka_unit_test(test_free_right_after_stop),
+      cmocka_unit_test(test_resolver_threads_bounded),
   };
   return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }
