@@ -320,7 +320,8 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
    * when the answer is in), else the connecting socket (writable when
    * connected). */
   uint32_t events = ep->resolving ? EPOLLIN : EPOLLOUT;
-  int started = dx__conn_start(c, loop, &cep->ep, fd, events, u.host) == 0;
+  int start_rc = dx__conn_start(c, loop, &cep->ep, fd, events, u.host);
+  int started = start_rc == 0;
   int queued = started && dx__session_queue_raw(&c->sess, req, n) == 0;
   free(req);
   if (!queued) {
@@ -336,7 +337,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
     if (c->tr.impl) c->tr.ops->close(&c->tr);
     else close(fd);
     free_client(c, cep, path_copy);
-    return started ? DX_ENOMEM : DX_EIO;
+    return started ? DX_ENOMEM : start_rc;
   }
   if (!ep->resolving) arm_attempt_timer(c);
   *out = c;

@@ -200,6 +200,11 @@ static void finish_decided(dx_conn *c) {
     case DX_WHY_SERVER_SHUTDOWN:
       dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, "server shutting down");
       break;
+    case DX_WHY_INTERNAL_ERROR: {
+      int code = dx__session_sent_code(s);
+      dx__conn_finish(c, DX_WHY_INTERNAL_ERROR, code ? code : DX_CLOSE_ABNORMAL, "out of memory");
+      break;
+    }
     default:
       dx__conn_finish(c, (dx_why)c->why, DX_CLOSE_ABNORMAL, "");
   }
@@ -377,7 +382,8 @@ static void feed(dx_conn *c, uint8_t *buf, size_t n) {
   check_output(c);
   if (r < 0) {
     if (!c->why_set) {
-      c->why = DX_WHY_PROTOCOL_ERROR;
+      /* Our own shortage of memory is no fault of the peer's. */
+      c->why = r == DX_ENOMEM ? DX_WHY_INTERNAL_ERROR : DX_WHY_PROTOCOL_ERROR;
       c->why_set = 1;
     }
     c->close_after_flush = 1;
@@ -717,6 +723,13 @@ int dx_close(dx_conn *c, int code, const char *reason) {
   if (!is_open(c)) return DX_ESTATE;
   size_t rlen = reason ? strlen(reason) : 0;
   int r = dx__session_close(&c->sess, code, reason, rlen);
+  if (r == DX_ENOMEM) {
+    /* No memory for the close frame: end the connection now rather than
+     * leave it OPEN with a close the caller believes started. */
+    dx__conn_finish(c, DX_WHY_INTERNAL_ERROR, DX_CLOSE_ABNORMAL,
+                    "out of memory queuing the close frame");
+    return r;
+  }
   if (r) return r;
   if (!c->why_set) {
     c->why = DX_WHY_LOCAL;

@@ -42,6 +42,7 @@ const char *dx_why_name(dx_why why) {
     case DX_WHY_PROTOCOL_ERROR: return "protocol error";
     case DX_WHY_SERVER_SHUTDOWN: return "server shutting down";
     case DX_WHY_HANDSHAKE_FAILED: return "handshake failed";
+    case DX_WHY_INTERNAL_ERROR: return "internal error";
   }
   return "unknown";
 }

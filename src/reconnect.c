@@ -96,6 +96,7 @@ int dx__reconnect_default(int code, dx_why why, int http_status) {
     case DX_WHY_TRANSPORT_CLOSE:
     case DX_WHY_TRANSPORT_ERROR:
     case DX_WHY_SERVER_SHUTDOWN:
+    case DX_WHY_INTERNAL_ERROR: /* our own trouble (memory) may pass */
       return 1;
     case DX_WHY_PROTOCOL_ERROR:
       /* The peer broke RFC 6455: a bug on its side that a new connection

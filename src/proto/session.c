@@ -285,13 +285,18 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
       s->recv_reason[rlen] = '\0';
     }
   }
-  /* Echo the code (§5.5.1) unless we already sent our own close. A failed
-   * echo (no memory) leaves the transport close to end things. */
-  if (!(s->flags & DX__SF_CLOSE_SENT))
-    send_close(s, code == DX_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+  /* Echo the code (§5.5.1) unless we already sent our own close. */
+  int echo_failed = !(s->flags & DX__SF_CLOSE_SENT) &&
+                    send_close(s, code == DX_CLOSE_NO_STATUS ? 0 : code, NULL, 0) != 0;
   /* The callback gets the reason from the frame itself, so a failed copy
    * above costs only the later dx__session_received_reason(). */
   if (s->cb->on_close) s->cb->on_close(s->ud, code, rlen ? (const char *)p + 2 : "", rlen);
+  if (echo_failed) {
+    /* No memory for the echo: the session is over all the same, and the
+     * owner closes the transport now instead of at the close timeout. */
+    s->flags |= DX__SF_FAILED;
+    return DX_ENOMEM;
+  }
   return 0;
 }
 

@@ -137,6 +137,7 @@ static void test_default_rule_table(void **state) {
       {1007, DX_WHY_PROTOCOL_ERROR, 0, 0},
       {1009, DX_WHY_PROTOCOL_ERROR, 0, 0},
       /* the opening handshake */
+      {1011, DX_WHY_INTERNAL_ERROR, 0, 1},     /* our own memory: may pass */
       {1006, DX_WHY_HANDSHAKE_FAILED, 0, 1},   /* timeout, closed mid-way */
       {1006, DX_WHY_HANDSHAKE_FAILED, 500, 1},
       {1006, DX_WHY_HANDSHAKE_FAILED, 502, 1},

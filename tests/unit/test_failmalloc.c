@@ -1,0 +1,804 @@
+/* Allocation failure across the whole endpoint (the nghttp2 failmalloc
+ * idea): a server and a client on one loop, in one process, do a
+ * handshake, echo a text and a binary message, and close with 1000. The
+ * scenario runs once to count the allocations, N, then again for every i
+ * in 1..N (and a few more) with only the i-th allocation failing. Each run
+ * must end (the loop returns on its own), owe nothing (every connection
+ * that reached on_open, and the client whatever happened, gets exactly one
+ * on_close; an on_close only for those), and give back every byte: the
+ * test tracks the library's live allocations itself and, in the sanitizer
+ * build, asks LeakSanitizer after every run. Run plain, with
+ * permessage-deflate, over TLS, and over TLS with deflate.
+ *
+ * How allocations are failed: this program is linked with the linker's
+ * --wrap for malloc, calloc, realloc, strdup, strndup and free (see
+ * tests/CMakeLists.txt), so every call to them from an object linked into
+ * it, duplex_static's included, lands in __wrap_X below. zlib's memory goes
+ * through duplex's allocator (deflate.c's zalloc over dx__alloc_std), so it
+ * is failed too. OpenSSL, zlib's own code and libc are shared libraries:
+ * their internal calls (SSL_new, getaddrinfo) are not wrapped and never
+ * fail here. The library's objects call the plain names (checked with nm:
+ * no posix_memalign, aligned_alloc or __strdup), so nothing slips past.
+ *
+ * A hang cannot hang the suite: a watchdog thread stops the loop after
+ * 10 s and the run fails. Time is never asserted: a run that a timeout
+ * had to end (1 s close timeout here) is only reported. Deviations from
+ * the header that the library has yet to fix are listed in KNOWN below,
+ * each tolerated as exactly itself.
+ *
+ * Environment: DX_FAILMALLOC_ONLY=MODE:I runs one case (MODE one of plain,
+ * deflate, tls, tls+deflate; I 0 for no failure), e.g. for LeakSanitizer's
+ * stacks alone; DX_FAILMALLOC_VERBOSE=1 prints every run;
+ * DX_FAILMALLOC_TRACE=1 prints each counted allocation's caller as an
+ * offset for `addr2line -f -e test_failmalloc`. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "duplex.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define DX_FM_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DX_FM_LSAN 1
+#endif
+#endif
+#ifdef DX_FM_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+/* ---- the interposed allocator -------------------------------------------- */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+void __real_free(void *p);
+
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
+void __wrap_free(void *p);
+
+/* Live allocations made while a run is armed: what is still here when
+ * the run has freed everything leaked. A flat table is enough: the
+ * scenario holds a few dozen blocks at a time. */
+#define LIVE_MAX 4096
+typedef struct {
+  void *p;
+  long seq; /* which allocation of the run made it */
+  size_t n;
+} live_block;
+
+static struct {
+  pthread_mutex_t mu;
+  int armed;    /* counting and tracking */
+  long seq;     /* allocations seen in this run */
+  long fail_at; /* the one to fail (0: none) */
+  int injected; /* fail_at was reached */
+  live_block live[LIVE_MAX];
+  int nlive;    /* used prefix of live[] */
+  int overflow; /* more live blocks than the table holds */
+} A = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+extern char __executable_start; /* the GNU linker's: where the program is mapped */
+static int g_trace;             /* DX_FAILMALLOC_TRACE: print each allocation's caller */
+
+/* 1 when this allocation is the one to fail. Counts it either way. */
+#define should_fail() should_fail_at(__builtin_return_address(0))
+static int should_fail_at(void *caller) {
+  if (!A.armed) return 0;
+  long s = ++A.seq;
+  /* An offset into the executable, for addr2line -e test_failmalloc. */
+  if (g_trace)
+    fprintf(stderr, "alloc #%ld from %#lx\n", s,
+            (unsigned long)((char *)caller - &__executable_start));
+  if (s != A.fail_at) return 0;
+  A.injected = 1;
+  return 1;
+}
+
+static void live_add(void *p, size_t n) {
+  if (!p || !A.armed) return;
+  for (int i = 0; i < A.nlive; i++)
+    if (!A.live[i].p) {
+      A.live[i] = (live_block){p, A.seq, n};
+      return;
+    }
+  if (A.nlive == LIVE_MAX) {
+    A.overflow = 1;
+    return;
+  }
+  A.live[A.nlive++] = (live_block){p, A.seq, n};
+}
+
+/* p's slot, or NULL when it was made while unarmed (or by someone else). */
+static live_block *live_find(void *p) {
+  for (int i = 0; i < A.nlive; i++)
+    if (A.live[i].p == p) return &A.live[i];
+  return NULL;
+}
+
+void *__wrap_malloc(size_t n) {
+  pthread_mutex_lock(&A.mu);
+  void *p = NULL;
+  if (!should_fail()) p = __real_malloc(n);
+  live_add(p, n);
+  pthread_mutex_unlock(&A.mu);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void *__wrap_calloc(size_t k, size_t n) {
+  pthread_mutex_lock(&A.mu);
+  void *p = NULL;
+  if (!should_fail()) p = __real_calloc(k, n);
+  live_add(p, k * n);
+  pthread_mutex_unlock(&A.mu);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+  pthread_mutex_lock(&A.mu);
+  void *q = NULL;
+  if (p && n == 0) { /* glibc: a free */
+    live_block *b = live_find(p);
+    if (b) b->p = NULL;
+    q = __real_realloc(p, 0);
+  } else if (!should_fail()) {
+    q = __real_realloc(p, n);
+    if (q) {
+      live_block *b = p ? live_find(p) : NULL;
+      if (b) {
+        b->p = q;
+        b->n = n;
+      } else if (!p) {
+        live_add(q, n);
+      }
+    }
+  }
+  pthread_mutex_unlock(&A.mu);
+  if (!q && n) errno = ENOMEM;
+  return q;
+}
+
+char *__wrap_strdup(const char *s) {
+  pthread_mutex_lock(&A.mu);
+  char *p = NULL;
+  if (!should_fail()) p = __real_strdup(s);
+  live_add(p, p ? strlen(p) + 1 : 0);
+  pthread_mutex_unlock(&A.mu);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+char *__wrap_strndup(const char *s, size_t n) {
+  pthread_mutex_lock(&A.mu);
+  char *p = NULL;
+  if (!should_fail()) p = __real_strndup(s, n);
+  live_add(p, p ? strlen(p) + 1 : 0);
+  pthread_mutex_unlock(&A.mu);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void __wrap_free(void *p) {
+  if (!p) return;
+  pthread_mutex_lock(&A.mu);
+  live_block *b = live_find(p);
+  if (b) b->p = NULL;
+  pthread_mutex_unlock(&A.mu);
+  __real_free(p);
+}
+
+static void arm(long fail_at) {
+  pthread_mutex_lock(&A.mu);
+  A.armed = 1;
+  A.seq = 0;
+  A.fail_at = fail_at;
+  A.injected = 0;
+  A.nlive = 0;
+  A.overflow = 0;
+  pthread_mutex_unlock(&A.mu);
+}
+
+/* Stops counting; returns how many allocations the run made. */
+static long disarm(void) {
+  pthread_mutex_lock(&A.mu);
+  A.armed = 0;
+  long n = A.seq;
+  pthread_mutex_unlock(&A.mu);
+  return n;
+}
+
+/* ---- a watchdog: a run that hangs fails instead of hanging --------------- */
+
+#define WATCHDOG_MS 10000
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  dx_loop *loop; /* the run being watched, NULL between runs */
+  struct timespec deadline;
+  int fired, quit;
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&W.mu);
+  while (!W.quit) {
+    if (!W.loop) {
+      pthread_cond_wait(&W.cv, &W.mu);
+      continue;
+    }
+    if (pthread_cond_timedwait(&W.cv, &W.mu, &W.deadline) == ETIMEDOUT && W.loop) {
+      /* Under the mutex: the run cannot free the loop meanwhile. */
+      dx_loop_stop(W.loop);
+      W.fired = 1;
+      W.loop = NULL;
+    }
+  }
+  pthread_mutex_unlock(&W.mu);
+  return NULL;
+}
+
+static void watch_start(dx_loop *loop) {
+  pthread_mutex_lock(&W.mu);
+  clock_gettime(CLOCK_MONOTONIC, &W.deadline);
+  W.deadline.tv_sec += WATCHDOG_MS / 1000;
+  W.loop = loop;
+  W.fired = 0;
+  pthread_cond_signal(&W.cv);
+  pthread_mutex_unlock(&W.mu);
+}
+
+/* Returns 1 when the watchdog had to stop the loop. */
+static int watch_end(void) {
+  pthread_mutex_lock(&W.mu);
+  W.loop = NULL;
+  int fired = W.fired;
+  pthread_cond_signal(&W.cv);
+  pthread_mutex_unlock(&W.mu);
+  return fired;
+}
+
+/* ---- certificates --------------------------------------------------------- */
+
+/* Throwaway certificates made by tests/certs/make.sh (CMake passes its
+ * path as DX_CERTS_SCRIPT) in a fresh directory. */
+static char g_dir[64];
+
+static const char *cert(const char *name) {
+  static char bufs[4][128];
+  static int next;
+  char *b = bufs[next++ % 4];
+  snprintf(b, sizeof bufs[0], "%s/%s", g_dir, name);
+  return b;
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  snprintf(g_dir, sizeof g_dir, "/tmp/dx-failmalloc-XXXXXX");
+  if (!mkdtemp(g_dir)) return -1;
+  char cmd[1024];
+  /* Quiet unless it fails: then its log says why (openssl missing?). */
+  snprintf(cmd, sizeof cmd, "sh '%s' '%s' >'%s/log' 2>&1 || { cat '%s/log' >&2; exit 1; }",
+           DX_CERTS_SCRIPT, g_dir, g_dir, g_dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "cannot make test certificates in %s with %s\n", g_dir, DX_CERTS_SCRIPT);
+    return -1;
+  }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&W.cv, &ca);
+  pthread_condattr_destroy(&ca);
+  return pthread_create(&W.thread, NULL, watchdog, NULL) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  pthread_mutex_lock(&W.mu);
+  W.quit = 1;
+  pthread_cond_signal(&W.cv);
+  pthread_mutex_unlock(&W.mu);
+  pthread_join(W.thread, NULL);
+  pthread_cond_destroy(&W.cv);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- the scenario -------------------------------------------------------- */
+
+enum { M_DEFLATE = 1, M_TLS = 2 };
+static const char *mode_name(int mode) {
+  static const char *names[] = {"plain", "deflate", "tls", "tls+deflate"};
+  return names[mode & 3];
+}
+
+/* What one connection saw. */
+typedef struct {
+  int opens, closes;
+  int code, why, status;
+  char reason[128];
+} peer;
+
+#define MAX_SERVER_CONNS 4
+
+static struct {
+  int mode;
+  dx_loop *loop;
+  dx_server *srv;
+  dx_conn *client;
+  int client_owed; /* dx_connect succeeded: one on_close is owed */
+  peer cli;
+  peer srv_conns[MAX_SERVER_CONNS];
+  int nsrv;
+  int echoes; /* echoes that matched what was sent */
+  int client_closing;
+  char errors[1024]; /* broken promises seen inside callbacks */
+  char notes[512];   /* what the run did (printed on failure) */
+} R;
+
+static uint8_t g_text[300], g_binary[1000];
+
+static void init_payloads(void) {
+  /* Long enough to be compressed (the threshold is 64 bytes). */
+  for (size_t i = 0; i < sizeof g_text; i++) g_text[i] = (uint8_t)("echo me, please "[i % 16]);
+  for (size_t i = 0; i < sizeof g_binary; i++) g_binary[i] = (uint8_t)(i * 7 % 251);
+}
+
+/* Appends a formatted item and "; " to a log buffer. */
+static void vappend(char *buf, size_t cap, const char *fmt, va_list ap) {
+  size_t n = strlen(buf);
+  vsnprintf(buf + n, cap - n, fmt, ap);
+  n = strlen(buf);
+  if (n + 2 < cap) strcpy(buf + n, "; ");
+}
+
+/* A promise the library broke: the run fails. */
+static void broken(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vappend(R.errors, sizeof R.errors, fmt, ap);
+  va_end(ap);
+}
+
+/* What the run did, printed with a failure. */
+static void note(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vappend(R.notes, sizeof R.notes, fmt, ap);
+  va_end(ap);
+}
+
+static void record_close(peer *p, int code, const char *reason, dx_why why, int status) {
+  p->closes++;
+  p->code = code;
+  p->why = (int)why;
+  p->status = status;
+  snprintf(p->reason, sizeof p->reason, "%s", reason ? reason : "(null)");
+}
+
+/* The end of the run: the client has ended and every server connection
+ * that opened has ended too. Freeing the server leaves the loop nothing to
+ * run for, so dx_loop_run() must return on its own. */
+static void maybe_finish(void) {
+  if (!R.cli.closes || !R.srv) return;
+  for (int i = 0; i < R.nsrv; i++)
+    if (R.srv_conns[i].closes < R.srv_conns[i].opens) return;
+  dx_server_free(R.srv);
+  R.srv = NULL;
+}
+
+/* Known deviations from include/duplex.h that the library has yet to fix
+ * (see the hardening report). Each is tolerated only as exactly what it
+ * is: a different call or code still fails the run. Delete an entry once
+ * its fix is in, and the test holds the library to the header again. */
+static const struct {
+  const char *call;
+  int code;
+  const char *why;
+} KNOWN[] = {
+    /* client.c dx__connect: any dx__tls_client_ctx() failure is DX_EINVAL
+     * ("an unusable CA file"), its calloc running out of memory too
+     * (dx_last_error() says "out of memory"). */
+    {"dx_connect", DX_EINVAL, "TLS client context out of memory becomes DX_EINVAL"},
+};
+
+/* A call returned `rc`, which the header does not allow here: a broken
+ * promise, unless it is a known one. */
+static void unexpected(const char *call, const char *who, int rc) {
+  for (size_t k = 0; k < sizeof KNOWN / sizeof KNOWN[0]; k++)
+    if (!strcmp(KNOWN[k].call, call) && KNOWN[k].code == rc) {
+      note("KNOWN ISSUE %s -> %s (%s)", call, dx_err_name(rc), KNOWN[k].why);
+      return;
+    }
+  broken("%s: %s returned %s", who, call, dx_err_name(rc));
+}
+
+/* dx_close, as an application would use it. DX_ENOMEM means the close
+ * frame could not be queued and the connection was cut, its on_close
+ * already run (the header says so): nothing to retry. */
+static void close_conn(dx_conn *c, int code, const char *reason, const char *who) {
+  int rc = dx_close(c, code, reason);
+  if (rc != 0 && rc != DX_ESTATE && rc != DX_ENOMEM)
+    broken("%s: dx_close -> %s", who, dx_err_name(rc));
+}
+
+static void cli_on_open(dx_conn *c) {
+  if (c != R.client) broken("client on_open for an unknown connection");
+  if (R.cli.opens++) broken("client on_open twice");
+  if (R.cli.closes) broken("client on_open after on_close");
+  int r = dx_send(c, DX_TEXT, g_text, sizeof g_text);
+  if (r >= 0) r = dx_send(c, DX_BINARY, g_binary, sizeof g_binary);
+  if (r < 0) {
+    note("client dx_send -> %s", dx_err_name(r));
+    if (r != DX_ENOMEM) broken("client dx_send -> %s", dx_err_name(r));
+    R.client_closing = 1;
+    close_conn(c, DX_CLOSE_NORMAL, "send failed", "client");
+  }
+}
+
+static void cli_on_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t len) {
+  int ok = R.echoes == 0
+               ? type == DX_TEXT && len == sizeof g_text && !memcmp(data, g_text, len)
+               : type == DX_BINARY && len == sizeof g_binary && !memcmp(data, g_binary, len);
+  if (!ok || R.echoes >= 2) {
+    broken("client: echo %d wrong (type %d, %zu bytes)", R.echoes + 1, (int)type, len);
+    return;
+  }
+  if (++R.echoes == 2 && !R.client_closing) {
+    R.client_closing = 1;
+    close_conn(c, DX_CLOSE_NORMAL, "done", "client");
+  }
+}
+
+static void cli_on_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
+  if (c != R.client) broken("client on_close for an unknown connection");
+  if (!R.client_owed) broken("client on_close though dx_connect failed");
+  if (R.cli.closes) broken("client on_close twice");
+  record_close(&R.cli, code, reason, why, status);
+  maybe_finish();
+}
+
+static void srv_on_open(dx_conn *c) {
+  if (dx_conn_user(c)) {
+    broken("server on_open twice for one connection");
+    return;
+  }
+  if (R.nsrv == MAX_SERVER_CONNS) {
+    broken("more than %d server connections", MAX_SERVER_CONNS);
+    return;
+  }
+  peer *p = &R.srv_conns[R.nsrv++];
+  p->opens++;
+  dx_conn_set_user(c, p);
+}
+
+static void srv_on_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t len) {
+  int r = dx_send(c, type, data, len);
+  if (r < 0) {
+    note("server echo dx_send -> %s", dx_err_name(r));
+    if (r != DX_ENOMEM) broken("server echo dx_send -> %s", dx_err_name(r));
+    close_conn(c, DX_CLOSE_INTERNAL, "echo failed", "server");
+  }
+}
+
+static void srv_on_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
+  peer *p = dx_conn_user(c);
+  if (!p) {
+    broken("server on_close for a connection that never reached on_open");
+    return;
+  }
+  if (p->closes) broken("server on_close twice for one connection");
+  record_close(p, code, reason, why, status);
+  maybe_finish();
+}
+
+/* Common settings; 0, or the first error a setter returned. */
+static int base_options(dx_options *o, int mode) {
+  int r = 0;
+  /* No heartbeats (a run lasts milliseconds); short timeouts so that a
+   * failure that leaves a connection waiting on one still ends well
+   * before the watchdog, and costs the suite little time. Nothing is
+   * asserted about time: a timeout that fires is reported, not failed. */
+  if (!r) r = dx_options_set_ping(o, 0, 0);
+  if (!r) r = dx_options_set_handshake_timeout(o, 3000);
+  if (!r) r = dx_options_set_close_timeout(o, 1000);
+  if (!r && (mode & M_DEFLATE)) r = dx_options_set_deflate(o, 1);
+  return r;
+}
+
+typedef struct {
+  int injected;   /* the failing allocation was reached */
+  long allocs;    /* allocations the run made */
+  int stage_done; /* how far setup got before a call refused (see below) */
+  int ok;         /* every promise kept */
+  int complete;   /* the whole scenario happened (echoes, codes 1000) */
+  long ms;        /* how long the run took (reported, never asserted) */
+  int hung;       /* the watchdog stopped the loop */
+} run_result;
+
+enum { ST_NONE, ST_LOOP, ST_OPTIONS, ST_SERVER, ST_LISTEN, ST_CONNECT, ST_RAN };
+static const char *stage_name(int s) {
+  static const char *n[] = {"nothing",          "dx_loop_new", "options", "dx_server_new",
+                            "dx_server_listen", "dx_connect",  "loop ran"};
+  return n[s];
+}
+
+/* A setup call refused: allowed only as out of memory. */
+static void refused(const char *what, int rc) {
+  note("%s refused: %s (%s)", what, dx_err_name(rc), dx_last_error());
+  if (rc != DX_ENOMEM) unexpected(what, "setup", rc);
+}
+
+static run_result run_once(int mode, long fail_at) {
+  memset(&R, 0, sizeof R);
+  R.mode = mode;
+  run_result res = {0};
+  dx_options *so = NULL, *co = NULL;
+  int hung = 0, lsan_leak = 0;
+
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  arm(fail_at);
+  R.loop = dx_loop_new();
+  if (!R.loop) {
+    note("dx_loop_new returned NULL");
+    goto done;
+  }
+  res.stage_done = ST_LOOP;
+
+  so = dx_options_new();
+  co = dx_options_new();
+  if (!so || !co) {
+    note("dx_options_new returned NULL");
+    goto cleanup;
+  }
+  dx_options_on_open(so, srv_on_open);
+  dx_options_on_message(so, srv_on_message);
+  dx_options_on_close(so, srv_on_close);
+  dx_options_on_open(co, cli_on_open);
+  dx_options_on_message(co, cli_on_message);
+  dx_options_on_close(co, cli_on_close);
+  int r = base_options(so, mode);
+  if (!r) r = base_options(co, mode);
+  if (!r && (mode & M_TLS)) r = dx_options_set_tls_cert(so, cert("server.pem"), cert("server.key"));
+  if (!r && (mode & M_TLS)) r = dx_options_set_tls_ca(co, cert("ca.pem"));
+  if (r) {
+    refused("an options setter", r);
+    goto cleanup;
+  }
+  res.stage_done = ST_OPTIONS;
+
+  R.srv = dx_server_new(R.loop, so);
+  if (!R.srv) {
+    note("dx_server_new returned NULL (%s)", dx_last_error());
+    goto cleanup;
+  }
+  res.stage_done = ST_SERVER;
+  r = dx_server_listen(R.srv, "127.0.0.1", 0);
+  if (r) {
+    refused("dx_server_listen", r);
+    goto cleanup;
+  }
+  res.stage_done = ST_LISTEN;
+
+  char url[64];
+  snprintf(url, sizeof url, "%s://127.0.0.1:%u/echo", (mode & M_TLS) ? "wss" : "ws",
+           (unsigned)dx_server_port(R.srv));
+  r = dx_connect(R.loop, url, co, &R.client);
+  if (r) {
+    refused("dx_connect", r);
+    goto cleanup;
+  }
+  R.client_owed = 1;
+  res.stage_done = ST_CONNECT;
+  /* The options were copied: free them now, as an application may. */
+  dx_options_free(so);
+  dx_options_free(co);
+  so = co = NULL;
+
+  watch_start(R.loop);
+  r = dx_loop_run(R.loop);
+  hung = watch_end();
+  if (r) broken("dx_loop_run -> %s", dx_err_name(r));
+  if (hung) broken("hang: the loop did not return within %d ms", WATCHDOG_MS);
+  res.hung = hung;
+  res.stage_done = ST_RAN;
+
+cleanup:
+  if (R.srv) {
+    /* Only after a hang, or when setup stopped early. */
+    dx_server_free(R.srv);
+    R.srv = NULL;
+  }
+  dx_options_free(so);
+  dx_options_free(co);
+  dx_loop_free(R.loop);
+done:
+  res.allocs = disarm();
+  res.injected = A.injected;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  res.ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+
+  /* The promises. */
+  if (R.client_owed && R.cli.closes != 1)
+    broken("client: %d on_close (opened %d), 1 owed", R.cli.closes, R.cli.opens);
+  for (int i = 0; i < R.nsrv; i++)
+    if (R.srv_conns[i].closes != 1)
+      broken("server connection %d: %d on_close after on_open", i, R.srv_conns[i].closes);
+  int leaked = 0;
+  for (int i = 0; i < A.nlive; i++)
+    if (A.live[i].p) {
+      if (leaked++ < 8)
+        broken("leak: allocation #%ld (%zu bytes) never freed", A.live[i].seq, A.live[i].n);
+    }
+  if (leaked > 8) broken("leak: %d blocks in all", leaked);
+  if (A.overflow) broken("more than %d live blocks: leak tracking incomplete", LIVE_MAX);
+#ifdef DX_FM_LSAN
+  /* Catches what the table cannot see: OpenSSL's or zlib's memory held by
+   * something of ours that was never released. Prints the stacks. */
+  lsan_leak = __lsan_do_recoverable_leak_check();
+  if (lsan_leak) broken("LeakSanitizer found a leak (stacks above)");
+#endif
+  (void)lsan_leak;
+
+  res.complete = R.cli.opens == 1 && R.echoes == 2 && R.cli.code == DX_CLOSE_NORMAL &&
+                 R.cli.why == DX_WHY_LOCAL && R.nsrv == 1 &&
+                 R.srv_conns[0].code == DX_CLOSE_NORMAL && R.srv_conns[0].why == DX_WHY_PEER;
+  if (!res.injected && !res.complete)
+    broken("no allocation failed, yet the scenario did not complete");
+  res.ok = R.errors[0] == '\0';
+  return res;
+}
+
+static void print_run(int mode, long i, const run_result *res) {
+  if (res->ok)
+    fprintf(stderr, "[%s i=%ld] ok\n", mode_name(mode), i);
+  else
+    fprintf(stderr, "[%s i=%ld] FAILED: %s\n", mode_name(mode), i, R.errors);
+  fprintf(stderr, "  allocations %ld, injected %d, setup reached: %s, %ld ms\n", res->allocs,
+          res->injected, stage_name(res->stage_done), res->ms);
+  if (R.notes[0]) fprintf(stderr, "  notes: %s\n", R.notes);
+  fprintf(stderr,
+          "  client: owed %d opens %d closes %d code %d why %s status %d reason \"%s\" echoes %d\n",
+          R.client_owed, R.cli.opens, R.cli.closes, R.cli.code,
+          R.cli.closes ? dx_why_name((dx_why)R.cli.why) : "-", R.cli.status, R.cli.reason,
+          R.echoes);
+  for (int k = 0; k < R.nsrv; k++) {
+    const peer *p = &R.srv_conns[k];
+    fprintf(stderr, "  server conn %d: opens %d closes %d code %d why %s reason \"%s\"\n", k,
+            p->opens, p->closes, p->code, p->closes ? dx_why_name((dx_why)p->why) : "-", p->reason);
+  }
+}
+
+/* DX_FAILMALLOC_ONLY=MODE:I: run that one case, nothing else. */
+static int only_case(int *mode, long *i) {
+  const char *v = getenv("DX_FAILMALLOC_ONLY");
+  if (!v || !*v) return 0;
+  const char *colon = strrchr(v, ':');
+  if (!colon) return 0;
+  for (int m = 0; m < 4; m++)
+    if (strlen(mode_name(m)) == (size_t)(colon - v) &&
+        !strncmp(v, mode_name(m), (size_t)(colon - v))) {
+      *mode = m;
+      *i = atol(colon + 1);
+      return 1;
+    }
+  return 0;
+}
+
+/* Past N, a few more runs must see no failure at all (the count can vary
+ * slightly between runs: which end's event the kernel reports first). */
+#define EXTRA_RUNS 5
+
+static void fail_each_allocation(int mode) {
+  init_payloads();
+  g_trace = getenv("DX_FAILMALLOC_TRACE") != NULL;
+  int only_mode;
+  long only_i;
+  if (only_case(&only_mode, &only_i)) {
+    if (only_mode != mode) skip();
+    run_result res = run_once(mode, only_i);
+    print_run(mode, only_i, &res);
+    assert_true(res.ok);
+    return;
+  }
+
+  run_result base = run_once(mode, 0);
+  if (!base.ok) print_run(mode, 0, &base);
+  assert_true(base.ok);
+  assert_true(base.complete);
+  long n = base.allocs;
+  assert_true(n > 0);
+
+  int failures = 0, not_injected = 0, completed = 0, slow = 0, hangs = 0;
+  const char *v = getenv("DX_FAILMALLOC_VERBOSE");
+  int verbose = v && *v && *v != '0';
+  long i;
+  for (i = 1; not_injected < EXTRA_RUNS && i <= 4 * n + EXTRA_RUNS; i++) {
+    run_result res = run_once(mode, i);
+    if (res.injected) {
+      not_injected = 0;
+      if (res.complete) completed++;
+    } else {
+      not_injected++;
+    }
+    if (!res.ok) failures++;
+    if (res.hung && ++hangs == 3) {
+      /* Each costs the watchdog's 10 s: the first ones say enough. */
+      fprintf(stderr, "[%s] three runs hung: not trying the rest\n", mode_name(mode));
+      print_run(mode, i, &res);
+      i++;
+      break;
+    }
+    if (!res.ok || verbose) print_run(mode, i, &res);
+    else if (strstr(R.notes, "KNOWN ISSUE"))
+      fprintf(stderr, "[%s i=%ld] tolerated: %s\n", mode_name(mode), i, R.notes);
+    /* Information, not an assertion: a failure that leaves a connection
+     * waiting for a timeout (the close timeout, 1 s here) instead of
+     * ending it at once. */
+    if (res.ms >= 900) {
+      slow++;
+      if (res.ok && !verbose) {
+        fprintf(stderr, "[%s i=%ld] note: took %ld ms (a timeout ended it)\n", mode_name(mode), i,
+                res.ms);
+        print_run(mode, i, &res);
+      }
+    }
+  }
+  printf(
+      "[%s] N=%ld allocations; %ld runs: %d recovered to a complete exchange, %d ended by a "
+      "timeout, %d failed\n",
+      mode_name(mode), n, i - 1, completed, slow, failures);
+  assert_int_equal(failures, 0);
+}
+
+static void test_plain(void **state) {
+  (void)state;
+  fail_each_allocation(0);
+}
+
+static void test_deflate(void **state) {
+  (void)state;
+  fail_each_allocation(M_DEFLATE);
+}
+
+static void test_tls(void **state) {
+  (void)state;
+  fail_each_allocation(M_TLS);
+}
+
+static void test_tls_deflate(void **state) {
+  (void)state;
+  fail_each_allocation(M_TLS | M_DEFLATE);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_plain),
+      cmocka_unit_test(test_deflate),
+      cmocka_unit_test(test_tls),
+      cmocka_unit_test(test_tls_deflate),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
