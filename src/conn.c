@@ -16,8 +16,12 @@
 
 /* Reads of the loop's buffer (256 KiB) one connection gets per wake-up:
  * past them it waits for the next iteration, after the other connections'
- * events, so no fast peer keeps the loop to itself. */
-#define DX__READ_BUDGET 4
+ * events, so no fast peer keeps the loop to itself. 4 MiB: with 1 MiB a
+ * 1 MiB message was always split across wake-ups and its buffer's life
+ * interleaved with the echo's, which made glibc give its heap top back
+ * and take it again twice a message (strace: ~1.7 brk per message, server
+ * CPU per MB up ~50 % in bench/run.sh's 1 MiB row). */
+#define DX__READ_BUDGET 16
 
 /* Messages at least this large may bypass the output buffer. */
 #define DX__DIRECT_MIN (64 * 1024)

@@ -341,9 +341,9 @@ enum { MSG_FIRST = 4096 };
  * never with the bytes announced: a header is 2 to 14 bytes, so sizing the
  * buffer from its length would let a peer commit max_message of our memory
  * per connection for a handful of bytes. The buffer doubles (MSG_FIRST
- * first), so it never holds more than twice what arrived (or MSG_FIRST),
- * and a large frame arriving in pieces costs a logarithmic number of
- * reallocations. `end` is where the message is known to end (the announced
+ * first), or takes four times a piece that arrived whole, so it never
+ * holds more than four times what arrived (or MSG_FIRST), and a large
+ * frame arriving in pieces costs a logarithmic number of reallocations. `end` is where the message is known to end (the announced
  * end of its final frame) or UINT64_MAX: the last doubling stops there, so
  * a message of exactly the announced size ends with no slack. */
 static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
@@ -351,6 +351,11 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
   if (n > s->msg_cap - s->msg_len) {
     uint64_t need = (uint64_t)s->msg_len + n;
     uint64_t cap = s->msg_cap ? (uint64_t)s->msg_cap * 2 : MSG_FIRST;
+    /* A large piece that arrived whole says the rest is flowing: room for
+     * four times it saves the reallocations (each a copy, and fresh pages
+     * to fault in) that a 1 MiB message arriving in reads of 256 KiB
+     * would otherwise cost, still in proportion to what arrived. */
+    if (cap < 4 * (uint64_t)n) cap = 4 * (uint64_t)n;
     if (cap > end) cap = end;
     if (cap > s->cfg->max_message) cap = s->cfg->max_message;
     /* The limits were checked (at the header, or by the inflater as it
