@@ -52,6 +52,9 @@ static int unknown_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  /* One write(2) per line: serve's open/close lines come from several
+   * threads and are read by programs; unbuffered, a line left in pieces. */
+  setvbuf(stderr, NULL, _IOLBF, 0);
   if (argc < 2) {
     print_usage(stderr);
     return CLI_EXIT_USAGE;

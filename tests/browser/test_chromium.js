@@ -288,11 +288,13 @@ function checkEchoes(r, messages, label) {
   });
 }
 
-// Waits until the server's stderr, from offset `mark`, has a line matching re.
+// Waits until the server's stderr, from offset `mark`, has a whole line
+// matching re (the last piece, not yet ended by a newline, may be a line
+// still being written: a pipe can deliver a line in parts).
 async function waitServerLine(srv, mark, re, what, ms = 5000) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const line = srv.stderr.slice(mark).split('\n').find((l) => re.test(l));
+    const line = srv.stderr.slice(mark).split('\n').slice(0, -1).find((l) => re.test(l));
     if (line) return line;
     if (Date.now() > deadline) {
       throw new CheckFailed(`${what}: expected a server stderr line matching ${re}, got ` +
