@@ -1,4 +1,4 @@
-/* Error and close-reason names, generated from the one table in duplex.h. */
+/* Error names (from the one table in duplex_codes.h) and close-reason names. */
 #include <stdio.h>
 
 #include "duplex.h"

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 
 /* Decompressed bytes are produced into a stack buffer of this size and
  * handed to the sink, so a message is never held whole by the codec and

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 
 int dx__frame_parse_header(const uint8_t *in, size_t len, dx__frame_header *h) {
   if (len == 0) return 0;

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 
 /* ------------------------------------------------------------------------ */
 /* Character classes (ASCII only; no locale)                                */

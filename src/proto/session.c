@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 #include "proto/deflate.h"
 
 void dx__session_init(dx__session *s, const dx__session_config *cfg,

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 
 #define FAIL(...) return (snprintf(why, cap, __VA_ARGS__), DX_EURL)
 

@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 
 /* State layout: bits 0-7 bytes still needed, 8-15 lowest and 16-23 highest
  * allowed value of the next byte. 0 is "between characters". */

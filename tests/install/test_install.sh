@@ -10,7 +10,9 @@ trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(ls -d "$prefix"/lib*/ | head -n1)
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
-test -f "$prefix/include/duplex.h" || { echo "FAIL: duplex.h not installed"; exit 1; }
+for h in duplex.h duplex_codes.h; do
+  test -f "$prefix/include/$h" || { echo "FAIL: $h not installed"; exit 1; }
+done
 pkg-config --exists duplex || { echo "FAIL: duplex.pc not found"; exit 1; }
 for ex in echo_server client; do
   ${CC:-cc} ${CFLAGS:-} -o "$prefix/$ex" "$src/examples/$ex.c" $(pkg-config --cflags --libs duplex)
