@@ -376,7 +376,7 @@ static void after_session(dx_conn *c) {
   /* RFC 6455 §7.1.1: with both close frames through, the server closes
    * TCP first; a client waits for it (until the deadline). */
   if (st == DX__S_CLOSED && !c->is_client) c->close_after_flush = 1;
-  if (dx__session_pending(&c->sess, &(const uint8_t *){0})) dx__conn_want_flush(c);
+  if (dx__session_out_bytes(&c->sess)) dx__conn_want_flush(c);
   else if (c->close_after_flush) flush(c);
 }
 
@@ -568,8 +568,7 @@ static void on_readable(dx_conn *c) {
   }
   /* With TLS a read can produce output (handshake records) or unblock ours
    * (the handshake finished). */
-  if (c->tr.impl && (c->tr.ops->pending(&c->tr) ||
-                     dx__session_pending(&c->sess, &(const uint8_t *){0})))
+  if (c->tr.impl && (c->tr.ops->pending(&c->tr) || dx__session_out_bytes(&c->sess)))
     dx__conn_want_flush(c);
 }
 
@@ -658,7 +657,8 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
                "slow consumer: output buffer limit reached");
     return DX_EBUFFER;
   }
-  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold && c->sess.pmd;
+  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold &&
+                 dx__session_has_pmd(&c->sess);
   int opcode = type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY;
   int r = len >= DX__DIRECT_MIN && !compress && send_direct(c, opcode, data, len)
               ? 0
@@ -681,8 +681,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
  * copied. Saves a copy of the whole message. Returns 1 when it handled the
  * message, 0 when the normal path must. */
 static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
-  if (c->is_client || c->tr.impl || c->connecting ||
-      dx__session_pending(&c->sess, &(const uint8_t *){0}))
+  if (c->is_client || c->tr.impl || c->connecting || dx__session_out_bytes(&c->sess))
     return 0;
   uint8_t hdr[DX__FRAME_MAX_HEADER];
   size_t h = dx__frame_write_header(hdr, 1, 0, (unsigned)opcode, NULL, len);
@@ -747,12 +746,12 @@ int dx_close(dx_conn *c, int code, const char *reason) {
 void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) {
-  size_t n = c->sess.out_len - c->sess.out_off;
+  size_t n = dx__session_out_bytes(&c->sess);
   /* Only TLS holds bytes of its own (plain TCP has no impl). */
   return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
 }
 int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
 const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
 const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
-int dx_conn_compressed(const dx_conn *c) { return c->sess.pmd != NULL; }
+int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }

@@ -153,6 +153,14 @@ static inline int dx__session_state(const dx__session *s) {
   if (s->flags & (both | DX__SF_FAILED)) return DX__S_CLOSING;
   return DX__S_OPEN;
 }
+/* Bytes queued and not yet consumed: what dx__session_pending() would
+ * return, without handing them out. Inline: every send asks. */
+static inline size_t dx__session_out_bytes(const dx__session *s) {
+  return s->out_len - s->out_off;
+}
+/* 1 when permessage-deflate was negotiated (dx__session_set_pmd). Inline:
+ * every send asks. */
+static inline int dx__session_has_pmd(const dx__session *s) { return s->pmd != NULL; }
 /* 1 when we sent a close frame / received one. */
 int dx__session_close_sent(const dx__session *s);
 int dx__session_close_received(const dx__session *s);
