@@ -60,8 +60,6 @@ struct dx_loop {
   dx__handle *handles;
   dx__io wake_io;
   uint8_t *rbuf;
-  const void *relay;    /* see dx__loop_set_relay */
-  size_t relay_len;
   /* dx_loop_post: the only state other threads touch, under `mu`. */
   pthread_mutex_t mu;
   struct dx__post *posted;
@@ -224,13 +222,6 @@ void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }
 uint64_t dx__loop_now(const dx_loop *l) { return l->now; }
 
-void dx__loop_set_relay(dx_loop *l, const void *p, size_t n) {
-  l->relay = p;
-  l->relay_len = n;
-}
-int dx__loop_is_relay(const dx_loop *l, const void *p, size_t n) {
-  return p && p == l->relay && n == l->relay_len;
-}
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
   *cap = DX__RBUF_SIZE;
   return l->rbuf;

@@ -82,11 +82,6 @@ void dx__task_queue_next(dx_loop *l, dx__task *t);
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
 /* Loop time in ms (monotonic, updated once per iteration). */
 uint64_t dx__loop_now(const dx_loop *l);
-/* The text message being delivered on this loop, already validated as
- * UTF-8 (NULL when none): a send of exactly those bytes while its callback
- * runs (an echo, a broadcast to a room) need not validate them again. */
-void dx__loop_set_relay(dx_loop *l, const void *p, size_t n);
-int dx__loop_is_relay(const dx_loop *l, const void *p, size_t n);
 /* Handles that keep dx_loop_run() going (servers, connections, watches). */
 void dx__loop_ref(dx_loop *l);
 void dx__loop_unref(dx_loop *l);
