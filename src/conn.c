@@ -282,10 +282,14 @@ static void transport_failed(dx_conn *c) {
     return;
   }
   char why[160];
-  int code = c->tr.ops->error(&c->tr, why, sizeof why);
-  /* A failed TLS handshake (1015) is a transport error even though the
-   * WebSocket handshake had not started. */
-  int handshake = c->phase == DX__P_HANDSHAKE && code != DX_CLOSE_TLS;
+  dx__tr_fault fault = c->tr.ops->error(&c->tr, why, sizeof why);
+  /* A failed TLS handshake reports 1015 (RFC 6455 §7.4.1), and is a
+   * transport error even though the WebSocket handshake had not started.
+   * Any other failure is 1006: during the WebSocket handshake it failed
+   * the handshake. */
+  int tls_handshake = fault == DX__TR_TLS_HANDSHAKE_FAILED;
+  int code = tls_handshake ? DX_CLOSE_TLS : DX_CLOSE_ABNORMAL;
+  int handshake = c->phase == DX__P_HANDSHAKE && !tls_handshake;
   dx__conn_finish(c, handshake ? DX_WHY_HANDSHAKE_FAILED : DX_WHY_TRANSPORT_ERROR, code, why);
 }
 

@@ -13,7 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 #include "net/transport.h"
 
 struct dx__resolve {

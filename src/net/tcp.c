@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 #include "net/transport.h"
 
 static ssize_t tcp_read(dx__transport *t, void *buf, size_t cap) {
@@ -49,10 +49,10 @@ static size_t tcp_pending(dx__transport *t) {
   return 0;
 }
 
-static int tcp_error(dx__transport *t, char *buf, size_t cap) {
+static dx__tr_fault tcp_error(dx__transport *t, char *buf, size_t cap) {
   (void)t;
   snprintf(buf, cap, "socket error: %s", strerror(errno));
-  return DX_CLOSE_ABNORMAL;
+  return DX__TR_SOCKET_ERROR;
 }
 
 const dx__transport_ops dx__tcp_ops = {tcp_read, tcp_writev, tcp_pending,

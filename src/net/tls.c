@@ -16,7 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "duplex.h"
+#include "duplex_codes.h"
 #include "net/tls.h"
 
 /* Ciphertext the socket has not taken beyond which writev() stops
@@ -41,9 +41,9 @@ typedef struct {
   unsigned notified : 1;   /* the peer's close_notify arrived */
   unsigned fin_wanted : 1; /* shutdown() called: FIN once the BIO drains */
   unsigned fin_sent : 1;
-  unsigned failed : 1; /* read/write side is dead; err/code say why */
+  unsigned failed : 1; /* read/write side is dead; err/fault say why */
   int wdead;           /* errno of a failed send(), 0 while sending works */
-  int code;            /* close code for error() */
+  dx__tr_fault fault;  /* for error() */
   char err[256]; /* "TLS handshake failed: " and a reason of up to 231 bytes */
 } tls_state;
 
@@ -69,10 +69,10 @@ static void fail(tls_state *st, const char *what) {
   if (st->failed) return;
   st->failed = 1;
   if (st->hs_done) {
-    st->code = DX_CLOSE_ABNORMAL;
+    st->fault = DX__TR_TLS_ERROR;
     snprintf(st->err, sizeof st->err, "TLS error: %s", what);
   } else {
-    st->code = DX_CLOSE_TLS;
+    st->fault = DX__TR_TLS_HANDSHAKE_FAILED;
     snprintf(st->err, sizeof st->err, "TLS handshake failed: %s", what);
   }
 }
@@ -108,7 +108,7 @@ static void fail_ssl(tls_state *st) {
 static void fail_socket(tls_state *st, int err) {
   if (st->failed) return;
   st->failed = 1;
-  st->code = DX_CLOSE_ABNORMAL;
+  st->fault = DX__TR_SOCKET_ERROR;
   snprintf(st->err, sizeof st->err, "socket error: %s", strerror(err));
 }
 
@@ -333,18 +333,18 @@ static void tls_close(dx__transport *t) {
   t->fd = -1;
 }
 
-static int tls_error(dx__transport *t, char *buf, size_t cap) {
+static dx__tr_fault tls_error(dx__transport *t, char *buf, size_t cap) {
   tls_state *st = t->impl;
   if (!st || !st->failed) {
     if (st && st->wdead) {
       snprintf(buf, cap, "socket error: %s", strerror(st->wdead));
-      return DX_CLOSE_ABNORMAL;
+      return DX__TR_SOCKET_ERROR;
     }
     snprintf(buf, cap, "TLS error");
-    return DX_CLOSE_ABNORMAL;
+    return DX__TR_TLS_ERROR;
   }
   snprintf(buf, cap, "%s", st->err);
-  return st->code;
+  return st->fault;
 }
 
 static const dx__transport_ops tls_ops = {tls_read,     tls_writev, tls_pending,

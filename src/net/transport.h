@@ -11,6 +11,14 @@
 
 typedef struct dx__transport dx__transport;
 
+/* What failed, as error() reports it: a fact about the stream. Which close
+ * code and which `why` it means is the connection's business (conn.c). */
+typedef enum {
+  DX__TR_SOCKET_ERROR = 1,     /* the socket failed (send, recv) */
+  DX__TR_TLS_HANDSHAKE_FAILED, /* TLS failed before its handshake finished */
+  DX__TR_TLS_ERROR             /* TLS failed after it */
+} dx__tr_fault;
+
 typedef struct dx__transport_ops {
   /* > 0 plaintext bytes read; 0 at end of stream; DX_EINCOMPLETE when
    * nothing can be read now; DX_EIO on error (see error()). A TLS transport
@@ -30,9 +38,8 @@ typedef struct dx__transport_ops {
   void (*shutdown)(dx__transport *t);
   /* Releases the stream and its descriptor. */
   void (*close)(dx__transport *t);
-  /* After DX_EIO: a one-line description into buf, and the close code to
-   * report: 1015 for a failed TLS handshake, else 1006. */
-  int (*error)(dx__transport *t, char *buf, size_t cap);
+  /* After DX_EIO: what failed, and a one-line description into buf. */
+  dx__tr_fault (*error)(dx__transport *t, char *buf, size_t cap);
 } dx__transport_ops;
 
 struct dx__transport {

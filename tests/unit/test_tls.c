@@ -136,7 +136,7 @@ typedef struct {
   int shut, eof, eio, saw_pending;
   long first_eio_step;
   char why[256];
-  int code;
+  dx__tr_fault fault;
 } end;
 
 static void end_init(end *e, size_t in_cap, size_t rcap) {
@@ -156,7 +156,7 @@ static void end_free(end *e) {
 static void got_eio(end *e, long step) {
   e->eio = 1;
   e->first_eio_step = step;
-  e->code = e->t.ops->error(&e->t, e->why, sizeof e->why);
+  e->fault = e->t.ops->error(&e->t, e->why, sizeof e->why);
 }
 
 /* One loop iteration for this end: write what is left (two iovecs, to
@@ -369,7 +369,7 @@ static void expect_verify_failure(const char *server_cert, const char *host,
   small_exchange(sc, cc, host, &s, &c);
   /* The client refuses the certificate during the handshake... */
   assert_true(c.eio);
-  assert_int_equal(c.code, DX_CLOSE_TLS);
+  assert_int_equal(c.fault, DX__TR_TLS_HANDSHAKE_FAILED);
   fprintf(stderr, "  client: %s\n", c.why);
   assert_non_null(strstr(c.why, "TLS handshake failed"));
   assert_non_null(strstr(c.why, "verify"));
@@ -379,7 +379,7 @@ static void expect_verify_failure(const char *server_cert, const char *host,
   assert_int_equal(s.in_len, 0);
   /* ...and the server hears the client's alert as a failed handshake. */
   assert_true(s.eio);
-  assert_int_equal(s.code, DX_CLOSE_TLS);
+  assert_int_equal(s.fault, DX__TR_TLS_HANDSHAKE_FAILED);
   fprintf(stderr, "  server: %s\n", s.why);
   assert_non_null(strstr(s.why, "TLS handshake failed"));
   /* The failure is sticky. */
@@ -430,7 +430,7 @@ static void test_plaintext_client_to_tls_server(void **state) {
   /* Refused on the first read, not left waiting for a ClientHello. */
   assert_true(s.eio);
   assert_int_equal(s.first_eio_step, 0);
-  assert_int_equal(s.code, DX_CLOSE_TLS);
+  assert_int_equal(s.fault, DX__TR_TLS_HANDSHAKE_FAILED);
   fprintf(stderr, "  server: %s\n", s.why);
   assert_non_null(strstr(s.why, "TLS handshake failed: "));
   assert_true(strlen(s.why) > strlen("TLS handshake failed: "));
@@ -463,7 +463,7 @@ static void test_tls_client_to_plaintext_server(void **state) {
   shutdown(fds[0], SHUT_WR);
   for (long i = 1; i < 4 && !c.eio; i++) step(&c, i);
   assert_true(c.eio);
-  assert_int_equal(c.code, DX_CLOSE_TLS);
+  assert_int_equal(c.fault, DX__TR_TLS_HANDSHAKE_FAILED);
   fprintf(stderr, "  client: %s\n", c.why);
   assert_non_null(strstr(c.why, "TLS handshake failed: "));
   end_free(&c);
@@ -506,7 +506,7 @@ static void test_eof_mid_handshake_is_tls_failure(void **state) {
   end_free(&c); /* the client goes away after its hello */
   step(&s, 0);
   assert_true(s.eio);
-  assert_int_equal(s.code, DX_CLOSE_TLS);
+  assert_int_equal(s.fault, DX__TR_TLS_HANDSHAKE_FAILED);
   assert_non_null(strstr(s.why, "closed by the peer"));
   end_free(&s);
   dx__tls_ctx_free(sc);
