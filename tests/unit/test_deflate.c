@@ -1,8 +1,8 @@
-/* permessage-deflate (src/proto/deflate.h, RFC 7692): server negotiation,
- * the client's offer and its check of the response, and the codec — round
- * trips, context takeover, split input, the §7.2.3 examples, the size
- * limit against a decompression bomb, corrupt input, allocation failure
- * and memory accounting. */
+/* permessage-deflate (RFC 7692): server negotiation, the client's offer
+ * and its check of the response (src/proto/pmd_negotiate.h), and the codec
+ * (src/proto/deflate.h) — round trips, context takeover, split input, the
+ * §7.2.3 examples, the size limit against a decompression bomb, corrupt
+ * input, allocation failure and memory accounting. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
