@@ -1,5 +1,5 @@
 /* libFuzzer target for the permessage-deflate negotiation in
- * src/proto/deflate.c.
+ * src/proto/pmd_negotiate.c.
  *
  * Input: byte 0 picks the server's and the client's settings (see
  * config_from), the rest is header text split into up to 8
