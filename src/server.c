@@ -71,7 +71,10 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   }
   s->ep.on_head = server_on_head;
   /* Options of our own (NULL) count for this server alone. */
-  if (!s->ep.opt.limits && !(s->ep.opt.limits = dx__limits_new())) {
+  /* Heap room for the drain deadline and the accept pause, so arming them
+   * later cannot fail (a drain without its deadline could last forever). */
+  if ((!s->ep.opt.limits && !(s->ep.opt.limits = dx__limits_new())) ||
+      dx__timer_reserve(loop, 2)) {
     dx__set_last_error("out of memory");
     dx__endpoint_deinit(&s->ep);
     free(s);
@@ -326,6 +329,7 @@ void dx_server_free(dx_server *s) {
   stop_listening(s);
   dx__timer_stop(s->loop, &s->deadline);
   dx__timer_stop(s->loop, &s->accept_pause);
+  dx__timer_unreserve(s->loop, 2);
   /* Our connections sit on the loop's list among others (clients, other
    * servers'). A close callback may end further connections, so start over
    * from the head after each: finished ones have left the list. */
