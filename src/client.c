@@ -276,11 +276,12 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   cep->owner = owner;
   if (u.tls) {
     const dx_options *eo = &cep->ep.opt;
-    cep->ep.tls = dx__tls_client_ctx(eo->tls_ca, eo->tls_insecure, err, sizeof err);
+    int code;
+    cep->ep.tls = dx__tls_client_ctx(eo->tls_ca, eo->tls_insecure, err, sizeof err, &code);
     if (!cep->ep.tls) {
       dx__set_last_error(err);
       free_client(c, cep, path_copy);
-      return DX_EINVAL;
+      return code;
     }
   }
   uint8_t raw[16];

@@ -437,7 +437,11 @@ dx__tls_ctx *dx__tls_server_ctx(const char *cert_file, const char *key_file, cha
 }
 
 dx__tls_ctx *dx__tls_client_ctx(const char *ca_file, int insecure, char *err,
-                                size_t err_cap) {
+                                size_t err_cap, int *code) {
+  int dummy;
+  if (!code) code = &dummy;
+  /* Out of memory, unless it is the CA file or store (below). */
+  *code = DX_ENOMEM;
   SSL_CTX *c = new_ctx(TLS_client_method(), err, err_cap);
   if (!c) return NULL;
   if (insecure) {
@@ -447,10 +451,12 @@ dx__tls_ctx *dx__tls_client_ctx(const char *ca_file, int insecure, char *err,
     if (ca_file) {
       if (SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
         ctx_fail(c, err, err_cap, "cannot load CA certificates from", ca_file);
+        *code = DX_EINVAL;
         return NULL;
       }
     } else if (SSL_CTX_set_default_verify_paths(c) != 1) {
       ctx_fail(c, err, err_cap, "cannot load the system CA store", NULL);
+      *code = DX_EINVAL;
       return NULL;
     }
   }

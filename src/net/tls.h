@@ -15,9 +15,11 @@ dx__tls_ctx *dx__tls_server_ctx(const char *cert_file, const char *key_file,
                                 char *err, size_t err_cap);
 /* A client context: verifies the server's certificate against ca_file, or
  * the system CA store when ca_file is NULL; `insecure` turns verification
- * off (self-signed test servers only). TLS 1.2+, ALPN "http/1.1". */
+ * off (self-signed test servers only). TLS 1.2+, ALPN "http/1.1". NULL on
+ * failure, with a reason in err and, when code is not NULL, *code set to
+ * DX_EINVAL (the CA file or store cannot be used) or DX_ENOMEM. */
 dx__tls_ctx *dx__tls_client_ctx(const char *ca_file, int insecure, char *err,
-                                size_t err_cap);
+                                size_t err_cap, int *code);
 void dx__tls_ctx_free(dx__tls_ctx *ctx);
 
 /* Puts TLS on a connected non-blocking socket: t->ops becomes the TLS

@@ -79,7 +79,7 @@ static dx__tls_ctx *server_ctx(const char *name) {
 
 static dx__tls_ctx *client_ctx(int insecure) {
   char err[256] = "";
-  dx__tls_ctx *c = dx__tls_client_ctx(insecure ? NULL : cert("ca.pem"), insecure, err, sizeof err);
+  dx__tls_ctx *c = dx__tls_client_ctx(insecure ? NULL : cert("ca.pem"), insecure, err, sizeof err, NULL);
   if (!c) fprintf(stderr, "client ctx: %s\n", err);
   assert_non_null(c);
   return c;
@@ -805,15 +805,17 @@ static void test_bad_paths_give_reasons(void **state) {
   assert_non_null(strstr(err, "certificate chain"));
 
   err[0] = '\0';
-  assert_null(dx__tls_client_ctx("/nonexistent/ca.pem", 0, err, sizeof err));
+  int code = 0;
+  assert_null(dx__tls_client_ctx("/nonexistent/ca.pem", 0, err, sizeof err, &code));
   fprintf(stderr, "  %s\n", err);
   assert_non_null(strstr(err, "/nonexistent/ca.pem"));
+  assert_int_equal(code, DX_EINVAL); /* the file's fault, not memory's */
 
   /* The system store and insecure mode need no file. */
-  dx__tls_ctx *c = dx__tls_client_ctx(NULL, 0, err, sizeof err);
+  dx__tls_ctx *c = dx__tls_client_ctx(NULL, 0, err, sizeof err, NULL);
   assert_non_null(c);
   dx__tls_ctx_free(c);
-  c = dx__tls_client_ctx("/nonexistent/ca.pem", 1, err, sizeof err);
+  c = dx__tls_client_ctx("/nonexistent/ca.pem", 1, err, sizeof err, NULL);
   assert_non_null(c);
   dx__tls_ctx_free(c);
 }
