@@ -18,6 +18,8 @@
  *   --max-buffered=BYTES,POLICY dx_options_set_max_buffered; close|retry|drop
  *   --max-message=BYTES         dx_options_set_max_message
  *   --echo                      send every message back
+ *   --quiet-pings               no "ping" lines (a ping flood would stall
+ *                               the peer on a harness that reads slowly)
  *
  * Lines (one per event; reason and why are quoted, '"' and '\' escaped):
  *   listening PORT                      the server listens
@@ -77,6 +79,7 @@ static struct {
   dx_conn *cur; /* the newest open connection, NULL once it ended */
   int is_client;
   int echo;
+  int quiet_pings;
   size_t high_water;
   flood_state flood;
   char in[4096];
@@ -135,7 +138,7 @@ static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t
 
 static void on_ping(dx_conn *c, const uint8_t *data, size_t len) {
   (void)c, (void)data;
-  printf("ping len=%zu\n", len);
+  if (!P.quiet_pings) printf("ping len=%zu\n", len);
 }
 
 static void on_pong(dx_conn *c, const uint8_t *data, size_t len) {
@@ -389,6 +392,8 @@ static int apply_option(const char *arg, dx_options *o) {
     must(dx_options_set_max_message(o, strtoull(v, NULL, 10)), "dx_options_set_max_message");
   } else if (IS("--echo")) {
     P.echo = 1;
+  } else if (IS("--quiet-pings")) {
+    P.quiet_pings = 1;
   } else {
     die("unknown option ", arg);
   }
