@@ -594,6 +594,109 @@ int dx_conn_compressed(const dx_conn *c);
 /* The loop the connection runs on. */
 dx_loop *dx_conn_loop(const dx_conn *c);
 
+/* ---------------------------------------------------------------------- */
+/* Pub/sub: topics (rooms)                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* A hub holds the topics of one process. The connections of every server
+ * whose options name the hub (dx_options_set_hub) may subscribe to topics,
+ * on any number of loops (one per thread); a publish reaches every
+ * subscriber on every loop, and through an engine (dx_hub_use_redis) every
+ * other process that shares it.
+ *
+ * Delivery: a message is framed once per loop, and the same bytes are
+ * queued to every subscriber of that loop (a reference-counted buffer, no
+ * copy per subscriber); everything published during one loop iteration
+ * leaves in one write per subscriber. Published messages go uncompressed,
+ * also where permessage-deflate was negotiated (RFC 7692 allows it per
+ * message), so one frame serves every subscriber.
+ *
+ * Ordering: the messages one thread publishes to one topic reach every
+ * subscriber in the order they were published: on every loop of the
+ * process and, through Redis, on every node (Redis keeps the order of one
+ * client's publishes). Messages from different publishers may interleave.
+ *
+ * Slow subscribers: a delivery counts against the subscriber's output cap
+ * (dx_options_set_max_buffered) like dx_send. Past it, the subscriber's
+ * slow-consumer policy applies: DX_SLOW_CLOSE closes it with 1008 and
+ * DX_SLOW_CLOSE_RETRY with 1013, its on_close reporting DX_WHY_LOCAL and
+ * the reason "slow consumer: output buffer limit reached"; DX_SLOW_DROP
+ * skips this message for it (counted in dx_hub_stats). Either way the
+ * other subscribers are not delayed.
+ *
+ * Threading: dx_hub_new, dx_hub_free, dx_hub_use_redis, dx_publish and
+ * dx_hub_stats may be called from any thread (dx_publish from a signal
+ * handler no). dx_subscribe, dx_unsubscribe and dx_conn_topics take a
+ * connection, so they run on its loop's thread like every connection call.
+ */
+typedef struct dx_hub dx_hub;
+
+/* Topic names are bytes (not NUL-terminated), 1 to DX_TOPIC_MAX long. */
+#define DX_TOPIC_MAX 1024
+
+/* A new hub, NULL when out of memory. */
+dx_hub *dx_hub_new(void);
+/* Frees the hub. Call it after every server and loop that used it was
+ * freed (messages still on their way to a loop are dropped with it). */
+void dx_hub_free(dx_hub *h);
+/* The server's connections belong to `h` (borrowed: it must outlive the
+ * servers made from these options). NULL: none (dx_subscribe then returns
+ * DX_EINVAL). */
+void dx_options_set_hub(dx_options *o, dx_hub *h);
+
+/* Subscribes an OPEN connection (its server's options named a hub) to a
+ * topic. A connection may hold any number of topics; subscribing again to
+ * one it holds is a no-op. The subscription ends with dx_unsubscribe or
+ * when the connection ends. Returns 0, DX_EINVAL (no hub; a topic empty or
+ * longer than DX_TOPIC_MAX), DX_ESTATE (not OPEN), DX_ENOMEM. */
+int dx_subscribe(dx_conn *c, const char *topic, size_t len);
+/* Ends a subscription. 0 (also when it had none). */
+int dx_unsubscribe(dx_conn *c, const char *topic, size_t len);
+/* How many topics the connection holds. */
+size_t dx_conn_topics(const dx_conn *c);
+
+/* Publishes a message to every subscriber of `topic`, except `exclude`
+ * (the sender; NULL for none, and NULL unless called on exclude's loop
+ * thread). `data` is copied. Safe from any thread. Subscribers on the
+ * calling thread's own loop get it queued before dx_publish returns (their
+ * output leaves at the end of this iteration); other loops get it in their
+ * next iteration. Returns 0, DX_EINVAL (bad topic, type or data),
+ * DX_ENOMEM. (Whether anyone was subscribed is not an error: a publish to
+ * an empty topic costs a lookup.) */
+int dx_publish(dx_hub *h, const char *topic, size_t tlen, dx_msg_type type,
+               const void *data, size_t len, const dx_conn *exclude);
+
+/* Counters of a hub since it was made (each read atomically, the set not
+ * as one snapshot). */
+typedef struct dx_hub_stats {
+  uint64_t publishes;   /* dx_publish calls that were accepted */
+  uint64_t deliveries;  /* messages queued to subscribers, every loop */
+  uint64_t slow_drops;  /* deliveries refused at a subscriber's cap */
+  uint64_t remote_in;   /* messages received from other nodes (engine) */
+  uint64_t remote_out;  /* messages handed to the engine for other nodes */
+  uint64_t remote_lost; /* messages that could not reach the engine */
+  uint64_t engine_reconnects; /* times the engine's link came back */
+  int engine_state;     /* -1 no engine, 0 down (retrying), 1 connecting, 2 up */
+  size_t topics;        /* topics with at least one subscriber, process-wide */
+} dx_hub_stats;
+void dx_hub_get_stats(dx_hub *h, dx_hub_stats *out);
+
+/* Shares the hub's topics with every other process (node) whose hub uses
+ * the same Redis server. url: "redis://[[user]:password@]host[:port][/db]"
+ * (port 6379 by default). The Redis link runs on `loop`, asynchronously
+ * (nothing blocks; `loop` must be one the hub's servers run on, or one of
+ * the caller's own that keeps running): it connects in the background and
+ * retries with backoff while Redis is down or gone, and subscribes to a
+ * topic only while this node has subscribers to it. Local delivery never
+ * waits for Redis: while the link is down, local rooms keep working, and
+ * messages that could not be handed to Redis are counted (remote_lost in
+ * dx_hub_stats) and logged; what other nodes published meanwhile is lost
+ * (Redis pub/sub keeps nothing). Call it once, before the servers start.
+ * Returns 0, DX_EURL (malformed URL; dx_last_error() says why),
+ * DX_EUNSUPPORTED ("rediss://": this build's hiredis has no TLS),
+ * DX_ESTATE (the hub already has an engine), DX_ENOMEM. */
+int dx_hub_use_redis(dx_hub *h, dx_loop *loop, const char *url);
+
 #ifdef __cplusplus
 }
 #endif
