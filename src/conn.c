@@ -101,6 +101,75 @@ static void ev_close(void *ud, int code, const char *reason, size_t len) {
 
 static const dx__session_callbacks session_events = {ev_message, ev_ping, ev_pong, ev_close};
 
+/* ---- shared output (pub/sub) -------------------------------------------- */
+
+/* A queue of shared frames: b[head..n) wait, the first with `off` of its
+ * bytes already written. */
+struct dx__shq {
+  uint32_t head, n, cap;
+  size_t off;
+  size_t bytes; /* unwritten bytes in the queue */
+  dx__shbuf *b[];
+};
+
+static size_t shq_bytes(const dx_conn *c) { return c->shq ? c->shq->bytes : 0; }
+
+static void shq_free(dx_conn *c) {
+  dx__shq *q = c->shq;
+  if (!q) return;
+  for (uint32_t i = q->head; i < q->n; i++) dx__shbuf_unref(q->b[i]);
+  free(q);
+  c->shq = NULL;
+}
+
+/* Appends b (taking a reference). 0 or DX_ENOMEM. */
+static int shq_push(dx_conn *c, dx__shbuf *b) {
+  dx__shq *q = c->shq;
+  if (q && q->head > 0 && q->n == q->cap) {
+    memmove(q->b, q->b + q->head, (q->n - q->head) * sizeof q->b[0]);
+    q->n -= q->head;
+    q->head = 0;
+  }
+  if (!q || q->n == q->cap) {
+    uint32_t cap = q ? q->cap * 2 : 4;
+    dx__shq *nq = realloc(q, sizeof *q + cap * sizeof q->b[0]);
+    if (!nq) return DX_ENOMEM;
+    if (!q) *nq = (dx__shq){0};
+    nq->cap = cap;
+    c->shq = q = nq;
+  }
+  b->refs++;
+  q->b[q->n++] = b;
+  q->bytes += b->len;
+  return 0;
+}
+
+/* Marks n bytes of the shared queue written; returns how many of n it
+ * took (the rest belong to the session's output). */
+static size_t shq_consumed(dx_conn *c, size_t n) {
+  dx__shq *q = c->shq;
+  size_t took = 0;
+  while (q && q->head < q->n && n > 0) {
+    dx__shbuf *b = q->b[q->head];
+    size_t left = b->len - q->off;
+    size_t k = n < left ? n : left;
+    q->off += k;
+    q->bytes -= k;
+    took += k;
+    n -= k;
+    if (q->off < b->len) break;
+    dx__shbuf_unref(b);
+    q->head++;
+    q->off = 0;
+  }
+  /* Drained: the memory goes, so an idle connection holds none. */
+  if (q && q->head == q->n) shq_free(c);
+  return took;
+}
+
+/* At most this many shared frames go in one writev (IOV_MAX is 1024). */
+#define DX__SHQ_IOV 64
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static void on_io(dx__io *io, uint32_t events);
@@ -118,6 +187,7 @@ static void run_release(dx__task *t) {
     return;
   }
   dx__session_deinit(&c->sess);
+  shq_free(c);
   free(c->hs);
   free(c->path);
   free(c->protocol);
@@ -189,6 +259,9 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->server) dx__server_detach(c->server, c);
   dx__handle_remove(c->loop, &c->handle);
   dx__loop_unref(c->loop);
+  /* Out of its topics before on_close, so that what the application
+   * publishes from there does not come back to it. */
+  if (c->ext) c->ext->release(c);
   if (owed && c->ep->opt.on_close)
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
   dx__task_queue_last(c->loop, &c->release_task);
@@ -320,16 +393,32 @@ static void flush(dx_conn *c) {
     return;
   }
   const uint8_t *p;
-  size_t n = dx__session_pending(&c->sess, &p);
+  size_t n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
   if (n && !ops->pending(&c->tr)) {
-    struct iovec iov = {(void *)p, n};
-    ssize_t w = ops->writev(&c->tr, &iov, 1);
+    /* Shared frames first (they were queued before anything the session
+     * holds), then the session's own output: one writev. */
+    struct iovec iov[DX__SHQ_IOV + 1];
+    int k = 0;
+    size_t own = dx__session_pending(&c->sess, &p);
+    dx__shq *q = c->shq;
+    if (q) {
+      for (uint32_t i = q->head; i < q->n && k < DX__SHQ_IOV; i++, k++) {
+        size_t off = i == q->head ? q->off : 0;
+        iov[k] = (struct iovec){q->b[i]->data + off, q->b[i]->len - off};
+      }
+    }
+    /* The session's bytes only once every shared frame is in the call. */
+    if (own && (!q || q->n - q->head <= DX__SHQ_IOV)) iov[k++] = (struct iovec){(void *)p, own};
+    ssize_t w = ops->writev(&c->tr, iov, k);
     if (w == DX_EIO) {
       transport_failed(c);
       return;
     }
-    if (w > 0) dx__session_consumed(&c->sess, (size_t)w);
-    n = dx__session_pending(&c->sess, &p);
+    if (w > 0) {
+      size_t rest = (size_t)w - shq_consumed(c, (size_t)w);
+      if (rest) dx__session_consumed(&c->sess, rest);
+    }
+    n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
     /* 0 accepted: a TLS handshake waits for the peer; the next read
      * retries. Waiting for writability would spin. */
     if (w == 0 && !ops->pending(&c->tr)) return;
@@ -651,6 +740,37 @@ static int is_open(const dx_conn *c) {
   return c->phase == DX__P_OPEN && dx__session_state(&c->sess) == DX__S_OPEN;
 }
 
+/* A message would pass the output cap: a consumer this slow would make us
+ * hold unbounded memory, so its policy applies. Returns DX_EBUFFER. */
+static int refuse_slow(dx_conn *c) {
+  const dx_options *o = &c->ep->opt;
+  if (o->slow_policy != DX_SLOW_DROP)
+    dx_close(c, o->slow_policy == DX_SLOW_CLOSE_RETRY ? 1013 : DX_CLOSE_POLICY,
+             "slow consumer: output buffer limit reached");
+  return DX_EBUFFER;
+}
+
+int dx__conn_send_shared(dx_conn *c, dx__shbuf *b) {
+  if (!is_open(c)) return DX_ESTATE;
+  const dx_options *o = &c->ep->opt;
+  size_t queued = dx_conn_buffered_amount(c);
+  size_t cap = dx__max_buffered(o);
+  if (queued > cap || b->len > cap - queued) return refuse_slow(c);
+  /* Behind output the session already holds, the frame must follow it:
+   * copy it there (that connection is writing anyway). Otherwise queue a
+   * reference: no copy. */
+  int r = dx__session_out_bytes(&c->sess) ? dx__session_queue_raw(&c->sess, b->data, b->len)
+                                          : shq_push(c, b);
+  if (r) return r;
+  c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  dx__conn_want_flush(c);
+  if (queued + b->len > o->high_water) {
+    c->above_high = 1;
+    return DX_SEND_BACKPRESSURE;
+  }
+  return 0;
+}
+
 dx_ready_state dx_conn_state(const dx_conn *c) {
   switch (c->phase) {
     case DX__P_HANDSHAKE: return DX_CONNECTING;
@@ -671,13 +791,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
    * compressed message is counted at its uncompressed size.) */
   size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
   size_t cap = dx__max_buffered(o);
-  if (queued > cap || len > cap - queued) {
-    /* A consumer this slow would make us hold unbounded memory. */
-    if (o->slow_policy != DX_SLOW_DROP)
-      dx_close(c, o->slow_policy == DX_SLOW_CLOSE_RETRY ? 1013 : DX_CLOSE_POLICY,
-               "slow consumer: output buffer limit reached");
-    return DX_EBUFFER;
-  }
+  if (queued > cap || len > cap - queued) return refuse_slow(c);
   int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold &&
                  dx__session_has_pmd(&c->sess);
   int opcode = type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY;
@@ -702,7 +816,8 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
  * copied. Saves a copy of the whole message. Returns 1 when it handled the
  * message, 0 when the normal path must. */
 static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
-  if (c->is_client || c->tr.impl || c->connecting || dx__session_out_bytes(&c->sess))
+  if (c->is_client || c->tr.impl || c->connecting || dx__session_out_bytes(&c->sess) ||
+      c->shq)
     return 0;
   uint8_t hdr[DX__FRAME_MAX_HEADER];
   size_t h = dx__frame_write_header(hdr, 1, 0, (unsigned)opcode, NULL, len);
@@ -767,7 +882,7 @@ int dx_close(dx_conn *c, int code, const char *reason) {
 void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) {
-  size_t n = dx__session_out_bytes(&c->sess);
+  size_t n = dx__session_out_bytes(&c->sess) + shq_bytes(c);
   /* Only TLS holds bytes of its own (plain TCP has no impl). */
   return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
 }

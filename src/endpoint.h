@@ -5,6 +5,7 @@
 #define DX_ENDPOINT_H
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "duplex.h"
 #include "net/loop.h"
@@ -69,6 +70,7 @@ struct dx_options {
   dx_on_reconnected on_reconnected;
   dx_on_reconnect_failed on_reconnect_failed;
   dx_should_reconnect should_reconnect;
+  struct dx_hub *hub;     /* borrowed (dx_options_set_hub) */
 };
 
 /* Settings shared by every connection of one server (or owned by one client
@@ -88,6 +90,30 @@ typedef struct dx__endpoint {
   struct addrinfo *addrs, *next_addr;
   const struct addrinfo *cur_addr;
 } dx__endpoint;
+
+/* A message framed once and written to many connections (pub/sub): the
+ * bytes of one complete frame. Reference-counted without atomics, because
+ * every reference belongs to connections of one loop, on its thread. */
+typedef struct dx__shbuf {
+  uint32_t refs;
+  size_t len;
+  uint8_t data[];
+} dx__shbuf;
+static inline void dx__shbuf_unref(dx__shbuf *b) {
+  if (--b->refs == 0) free(b);
+}
+
+/* Shared output waiting for one connection: written, in order, ahead of
+ * the session's own output (see dx__conn_send_shared). Allocated on demand
+ * and freed once drained, so an idle connection holds none. */
+typedef struct dx__shq dx__shq;
+
+/* What a layer above attaches to a connection (pub/sub: its topics). The
+ * connection calls release once when it ends, before on_close, so nothing
+ * is delivered to it afterwards; the layer frees its state there. */
+typedef struct dx__conn_ext {
+  void (*release)(dx_conn *c);
+} dx__conn_ext;
 
 /* Connection phases (finer than the readyState users see). */
 enum {
@@ -110,6 +136,8 @@ struct dx_conn {
   dx__task flush_task;   /* corked output leaves at iteration end */
   dx__task release_task; /* memory freed after the event batch */
   dx__session sess;
+  dx__shq *shq;          /* shared frames queued ahead of sess's output */
+  dx__conn_ext *ext;     /* the pub/sub layer's state, NULL when none */
   dx_loop *loop;
   const dx__endpoint *ep;
   dx_server *server;     /* NULL on a client connection */
@@ -196,6 +224,20 @@ void dx__conn_want_flush(dx_conn *c);
  * owner (dx_conn_client). */
 int dx__connect(dx_loop *loop, const char *url, const dx_options *o,
                 dx_client *owner, dx_conn **out);
+/* Queues a shared frame (takes a reference to b when queued) behind
+ * everything queued so far. Counts against the output cap like dx_send:
+ * past it the slow-consumer policy applies and DX_EBUFFER is returned.
+ * 0, DX_SEND_BACKPRESSURE (queued, above the high-water mark), DX_ESTATE
+ * (not OPEN), DX_EBUFFER, DX_ENOMEM. The bytes leave with the connection's
+ * next flush (one writev with its own output). */
+int dx__conn_send_shared(dx_conn *c, dx__shbuf *b);
+/* The state a layer above attached (dx__conn_ext), NULL when none. */
+static inline dx__conn_ext *dx__conn_get_ext(const dx_conn *c) { return c->ext; }
+static inline void dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) { c->ext = e; }
+/* The server the connection was accepted by, NULL for a client. */
+static inline dx_server *dx__conn_server(const dx_conn *c) { return c->server; }
+/* The endpoint's options. */
+static inline const dx_options *dx__conn_options(const dx_conn *c) { return &c->ep->opt; }
 /* Records the reason dx_last_error() gives on this thread. */
 void dx__set_last_error(const char *msg);
 /* Buffered random bytes from OpenSSL's CSPRNG (masking keys, client keys). */

@@ -370,8 +370,15 @@ static void run_tasks(dx_loop *l) {
 
 /* ---- running ------------------------------------------------------------ */
 
+/* The loop running on this thread (dx__loop_current). */
+static _Thread_local dx_loop *running;
+
+dx_loop *dx__loop_current(void) { return running; }
+
 int dx_loop_run(dx_loop *l) {
   struct epoll_event evs[DX__MAX_EVENTS];
+  dx_loop *outer = running;
+  running = l;
   l->now = clock_ms();
   run_tasks(l);
   while (!l->stop && l->refs > 0) {
@@ -390,7 +397,10 @@ int dx_loop_run(dx_loop *l) {
       timeout = due <= l->now ? 0 : (int)(due - l->now > 0x7fffffff ? 0x7fffffff : due - l->now);
     }
     int n = epoll_wait(l->epfd, evs, DX__MAX_EVENTS, timeout);
-    if (n < 0 && errno != EINTR) return DX_EIO;
+    if (n < 0 && errno != EINTR) {
+      running = outer;
+      return DX_EIO;
+    }
     l->now = clock_ms();
     for (int i = 0; i < n; i++) {
       dx__io *io = evs[i].data.ptr;
@@ -402,6 +412,7 @@ int dx_loop_run(dx_loop *l) {
   /* Cleared on the way out, not on the way in: a stop requested before
    * dx_loop_run (a signal in between) is not lost. */
   l->stop = 0;
+  running = outer;
   return 0;
 }
 

@@ -82,6 +82,10 @@ void dx__task_queue_next(dx_loop *l, dx__task *t);
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
 /* Loop time in ms (monotonic, updated once per iteration). */
 uint64_t dx__loop_now(const dx_loop *l);
+/* The loop whose dx_loop_run() is on this thread's stack, NULL when none:
+ * lets a thread-safe entry point tell "on this loop's thread, inside it"
+ * from "any other thread". */
+dx_loop *dx__loop_current(void);
 /* Handles that keep dx_loop_run() going (servers, connections, watches). */
 void dx__loop_ref(dx_loop *l);
 void dx__loop_unref(dx_loop *l);
