@@ -17,6 +17,7 @@
 #include "args.h"
 #include "cli.h"
 #include "fmt.h"
+#include "serve_rooms.h"
 #include "signals.h"
 
 #define MAX_THREADS 64
@@ -27,6 +28,8 @@ typedef struct {
   pthread_t thread;
   bool joined;   /* its thread (workers 1..N-1) was joined */
   bool quiet;
+  bool echo_self;  /* rooms: the sender gets its own messages too */
+  dx_hub *hub;     /* rooms mode (--rooms), else NULL: echo */
   uint32_t drain_ms;
   int rc;
   /* Counted on the worker's own loop thread, read after it is joined. */
@@ -36,6 +39,14 @@ typedef struct {
 
 static void on_open(dx_conn *c) {
   worker *w = dx_conn_user(c);
+  if (w->hub) {
+    int rc = serve_rooms_join(c, w->hub);
+    if (rc) {
+      if (!w->quiet) fprintf(stderr, "cannot join the room: %s\n", dx_strerror(rc));
+      dx_close(c, DX_CLOSE_INTERNAL, "cannot join the room");
+      return;
+    }
+  }
   if (w->quiet) return;
   /* Several loop threads log: hold stderr's lock for the whole line. */
   flockfile(stderr);
@@ -49,13 +60,20 @@ static void on_open(dx_conn *c) {
 
 static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data,
                        size_t len) {
+  worker *w = dx_conn_user(c);
+  if (w->hub) {
+    /* A publish is refused only for want of memory; the room's slow
+     * members are the hub's business (each is closed on its own). */
+    int rc = serve_rooms_say(c, w->hub, w->echo_self, type, data, len);
+    if (rc && !w->quiet) fprintf(stderr, "publish failed: %s\n", dx_strerror(rc));
+    return;
+  }
   int rc = dx_send(c, type, data, len);
   /* DX_ESTATE only means the peer is already closing; nothing to echo to.
    * DX_SEND_BACKPRESSURE means queued: an echo server reads only as fast as
    * its peer sends, so it has nothing to hold back. DX_EBUFFER means the
    * output cap was hit and the library is already closing the slow peer. */
   if (rc < 0 && rc != DX_ESTATE && rc != DX_EBUFFER) {
-    worker *w = dx_conn_user(c);
     if (!w->quiet) fprintf(stderr, "echo failed: %s\n", dx_strerror(rc));
     dx_close(c, DX_CLOSE_INTERNAL, "echo failed");
   }
@@ -154,7 +172,14 @@ static void run_main(worker *w, unsigned started, uint32_t drain_ms, const sigse
 
 static const char serve_details[] =
     "Echoes every message back to its sender: text as text, binary as\n"
-    "binary. Once listening it prints \"listening on HOST:PORT (ws|wss, N\n"
+    "binary. With --rooms it is a chat server instead: a client connects to\n"
+    "/rooms/NAME (any other path gets 404) and every message it sends goes\n"
+    "to the other clients of room NAME, on every thread (--echo-self: to\n"
+    "the sender too). A client that reads too slowly is closed with 1008\n"
+    "\"slow consumer\" once --max-buffered bytes wait for it; the others are\n"
+    "not held up.\n"
+    "\n"
+    "Once listening it prints \"listening on HOST:PORT (ws|wss, N\n"
     "threads)\" to stderr with the port actually bound (so --port 0 can be\n"
     "used to pick a free one); the default host, every IPv4 and IPv6\n"
     "address, is shown as \"*\". When it ends it prints \"stopped: N\n"
@@ -275,7 +300,8 @@ int cli_serve(int argc, char **argv) {
   const char *host = "";
   uint16_t port = 8080;
   uint64_t max_message = (uint64_t)16 << 20;
-  bool quiet = false, no_deflate = false, reuseport = false;
+  bool quiet = false, no_deflate = false, reuseport = false, rooms = false, echo_self = false;
+  uint64_t max_buffered = 0;
   const char *tls_cert = NULL, *tls_key = NULL;
   cli_list protocols = {0}, origins = {0};
   uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
@@ -319,6 +345,14 @@ int cli_serve(int argc, char **argv) {
       {"max-connections", CLI_OPT_UINT, "N",
        "connections at once, all threads; past it: HTTP 503; 0: no limit",
        "0 (the descriptor limit)", &max_conns},
+      {"rooms", CLI_OPT_FLAG, NULL,
+       "chat rooms instead of echo: /rooms/NAME, messages go to the room",
+       "off (echo)", &rooms},
+      {"echo-self", CLI_OPT_FLAG, NULL, "rooms: the sender gets its own messages too",
+       "off", &echo_self},
+      {"max-buffered", CLI_OPT_SIZE, "SIZE",
+       "output held for one slow client; past it: close 1008", "2 x --max-message",
+       &max_buffered},
       {"max-handshakes", CLI_OPT_UINT, "N",
        "connections whose request is not in yet; past it: HTTP 503; 0: no limit",
        "1024", &max_handshakes},
@@ -340,6 +374,26 @@ int cli_serve(int argc, char **argv) {
   dx_options *o = make_options(max_message, no_deflate, tls_cert, tls_key, &protocols,
                                &origins, ping_ms, ping_timeout_ms, max_conns, max_handshakes);
   if (!o) return CLI_EXIT_USAGE;
+  if (max_buffered && dx_options_set_max_buffered(o, (size_t)max_buffered, DX_SLOW_CLOSE)) {
+    cli_error("serve", "--max-buffered: not a usable size");
+    dx_options_free(o);
+    return CLI_EXIT_USAGE;
+  }
+  if (echo_self && !rooms) {
+    cli_error("serve", "--echo-self needs --rooms");
+    dx_options_free(o);
+    return CLI_EXIT_USAGE;
+  }
+  dx_hub *hub = NULL;
+  if (rooms) {
+    if (!(hub = dx_hub_new())) {
+      cli_error("serve", "out of memory");
+      dx_options_free(o);
+      return CLI_EXIT_FAIL;
+    }
+    dx_options_set_hub(o, hub);
+    dx_options_on_accept(o, serve_rooms_accept);
+  }
 
   /* Threaded workers inherit a blocked SIGINT/SIGTERM, so the handler
    * only ever runs on the main thread (run_main unblocks them there). */
@@ -356,6 +410,8 @@ int cli_serve(int argc, char **argv) {
   unsigned started = 0;
   for (unsigned i = 0; i < threads && status == 0; i++) {
     workers[i].quiet = quiet;
+    workers[i].hub = hub;
+    workers[i].echo_self = echo_self;
     workers[i].drain_ms = drain_ms;
     /* The first loop binds the port as its owner (exclusively) and opens
      * it to the others; with --reuseport it joins whoever holds it. */
@@ -376,9 +432,10 @@ int cli_serve(int argc, char **argv) {
   dx_options_free(o);
   if (status == 0) {
     char where[300];
-    fprintf(stderr, "listening on %s (%s, %u thread%s%s)\n",
+    fprintf(stderr, "listening on %s (%s, %u thread%s%s%s)\n",
             cli_hostport(where, sizeof where, host, port), tls_cert ? "wss" : "ws",
-            threads, threads == 1 ? "" : "s", reuseport ? ", port shared" : "");
+            threads, threads == 1 ? "" : "s", reuseport ? ", port shared" : "",
+            rooms ? ", rooms" : "");
     run_main(workers, started, drain_ms, &sigs);
   } else {
     for (unsigned i = 1; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);
@@ -390,8 +447,12 @@ int cli_serve(int argc, char **argv) {
       status = CLI_EXIT_FAIL;
     }
     if (workers[i].server) dx_server_free(workers[i].server);
-    if (workers[i].loop) dx_loop_free(workers[i].loop);
   }
+  /* The hub after the servers (their connections leave its rooms), before
+   * the loops (its engine runs on one). */
+  dx_hub_free(hub);
+  for (unsigned i = 0; i < threads; i++)
+    if (workers[i].loop) dx_loop_free(workers[i].loop);
   /* After dx_server_free, whose cuts (a second signal) count too. */
   if (status == 0) report_drain(workers, started);
   return status;
