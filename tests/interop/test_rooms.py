@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""duplex serve --rooms <-> Python websockets clients (and raw sockets).
+
+- Every message a member sends reaches every other member of its room
+  exactly once, on either of the server's two threads, text as text and
+  binary as binary; never the sender (unless --echo-self); never another
+  room. Members that negotiated permessage-deflate read the published
+  (uncompressed) frames like the others.
+- One member's 500 messages arrive at every other member in order.
+- A path outside /rooms/NAME gets 404.
+- A member that never reads is closed with 1008 once --max-buffered bytes
+  wait for it, and the member that reads gets every message.
+- A member that leaves stops receiving; the room goes on for the others.
+
+  /usr/bin/python3 tests/interop/test_rooms.py --duplex build/duplex
+"""
+import asyncio
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_common import (CheckFailed, DuplexServer, base_args, check,  # noqa: E402
+                            expect_eq, need_websockets, run_main, say, step)
+
+websockets = need_websockets()
+IO_TIMEOUT = 30.0
+
+
+async def recv(ws, what):
+    try:
+        return await asyncio.wait_for(ws.recv(), IO_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise CheckFailed("%s: nothing arrived within %.0f s" % (what, IO_TIMEOUT))
+
+
+async def expect_quiet(ws, what):
+    """Nothing more is queued for ws: a round trip through another member
+    shows it (the server keeps each publisher's order)."""
+    try:
+        m = await asyncio.wait_for(ws.recv(), 0.3)
+    except asyncio.TimeoutError:
+        return
+    raise CheckFailed("%s: an unexpected message arrived: %r" % (what, m))
+
+
+async def members(server, room, n, **kw):
+    return [await websockets.connect(server.url("/rooms/" + room), max_size=None, **kw)
+            for _ in range(n)]
+
+
+async def fanout(server):
+    step("6 members of 'lobby' (some with permessage-deflate, some without), 2 of "
+         "'other': each message reaches the other 5 once, never the sender or 'other'")
+    lobby = (await members(server, "lobby", 3)
+             + await members(server, "lobby", 3, compression=None))
+    other = await members(server, "other", 2)
+    for i, ws in enumerate(lobby):
+        payload = ("from %d" % i) if i % 2 == 0 else bytes([0, i, 255])
+        await ws.send(payload)
+        for j, peer in enumerate(lobby):
+            if j != i:
+                expect_eq(await recv(peer, "member %d" % j), payload,
+                          "member %d gets member %d's message" % (j, i))
+    for j, ws in enumerate(lobby):
+        await expect_quiet(ws, "member %d after the round" % j)
+    for ws in other:
+        await expect_quiet(ws, "a member of 'other'")
+
+    step("one member's 500 messages arrive in order at every other member")
+    for k in range(500):
+        await lobby[0].send("n%d" % k)
+    for j in range(1, 6):
+        for k in range(500):
+            expect_eq(await recv(lobby[j], "member %d" % j), "n%d" % k,
+                      "member %d, message %d" % (j, k))
+
+    step("a member that leaves gets nothing more; the room goes on")
+    await lobby[5].close()
+    await lobby[1].send("after leave")
+    for j in (0, 2, 3, 4):
+        expect_eq(await recv(lobby[j], "member %d" % j), "after leave", "member %d" % j)
+    for ws in lobby[:5] + other:
+        await ws.close()
+
+
+async def echo_self(server):
+    step("--echo-self: the sender gets its own message too")
+    a, b = await members(server, "r", 2)
+    await a.send("mine")
+    expect_eq(await recv(a, "sender"), "mine", "the sender's copy")
+    expect_eq(await recv(b, "other member"), "mine", "the other member's copy")
+    await a.close()
+    await b.close()
+
+
+async def not_a_room(server):
+    step("a path outside /rooms/NAME is refused with 404")
+    for path in ("/", "/rooms/", "/rooms/a/b", "/chat"):
+        try:
+            ws = await websockets.connect(server.url(path))
+            await ws.close()
+            raise CheckFailed("%s was accepted" % path)
+        except websockets.exceptions.InvalidStatusCode as e:
+            expect_eq(e.status_code, 404, "status for " + path)
+
+
+async def slow_member(server):
+    step("a member that never reads is closed with 1008 past --max-buffered; "
+         "the member that reads gets all 2048 messages of 16 KiB")
+    # A raw member with a tiny receive buffer that never reads.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", server.port))
+    s.sendall(b"GET /rooms/slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n")
+    closes = len(server.closes())
+    fast, sender = await members(server, "slow", 2, compression=None)
+    msg = b"z" * 16384
+
+    got = [0]
+
+    async def read_all():
+        for k in range(2048):
+            m = await recv(fast, "the reading member")
+            check(m == msg, "message %d arrived changed" % k)
+            got[0] += 1
+    reader = asyncio.ensure_future(read_all())
+    # The sender keeps at most 8 messages (128 KiB) ahead of the reader, so
+    # the reader is never the slow one; the silent member falls behind by
+    # everything the kernel does not hold for it.
+    for k in range(2048):
+        while k - got[0] >= 8 and not reader.done():
+            await asyncio.sleep(0.001)
+        await sender.send(msg)
+    await reader
+    code, reason, why = server.wait_close(closes, "the slow member", timeout=IO_TIMEOUT)
+    say("  the server closed the slow member: code=%d reason=%r why=%s" % (code, reason, why))
+    expect_eq(code, 1008, "close code for the slow member")
+    expect_eq(why, "closed locally", "why")
+    s.close()
+    await fast.close()
+    await sender.close()
+
+
+def main(args):
+    with DuplexServer(args.duplex, ["--rooms", "--threads", "2", "--max-buffered", "256K"]) as srv:
+        asyncio.run(fanout(srv))
+        asyncio.run(not_a_room(srv))
+        asyncio.run(slow_member(srv))
+        srv.check_alive("the room checks")
+    with DuplexServer(args.duplex, ["--rooms", "--echo-self", "--quiet"]) as srv:
+        asyncio.run(echo_self(srv))
+
+
+if __name__ == "__main__":
+    run_main(main, base_args(__doc__).parse_args())
