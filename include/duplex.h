@@ -607,9 +607,13 @@ dx_loop *dx_conn_loop(const dx_conn *c);
  * Delivery: a message is framed once per loop, and the same bytes are
  * queued to every subscriber of that loop (a reference-counted buffer, no
  * copy per subscriber); everything published during one loop iteration
- * leaves in one write per subscriber. Published messages go uncompressed,
- * also where permessage-deflate was negotiated (RFC 7692 allows it per
- * message), so one frame serves every subscriber.
+ * leaves in one write per subscriber. Where permessage-deflate was
+ * negotiated (and the message reaches the deflate threshold), the message
+ * is compressed once per loop for each window size subscribers agreed
+ * (server_max_window_bits), alone, with no reference to earlier messages,
+ * so one compressed frame serves every subscriber with that window, and
+ * each such subscriber's own compressor starts afresh after it. Messages
+ * under the threshold go uncompressed to everyone.
  *
  * Ordering: the messages one thread publishes to one topic reach every
  * subscriber in the order they were published: on every loop of the

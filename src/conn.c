@@ -762,6 +762,8 @@ int dx__conn_send_shared(dx_conn *c, dx__shbuf *b) {
   int r = dx__session_out_bytes(&c->sess) ? dx__session_queue_raw(&c->sess, b->data, b->len)
                                           : shq_push(c, b);
   if (r) return r;
+  /* The peer's window now holds a message our compressor never saw. */
+  if (b->compressed) dx__session_pmd_forget(&c->sess);
   c->last_msg = (uint32_t)dx__loop_now(c->loop);
   dx__conn_want_flush(c);
   if (queued + b->len > o->high_water) {

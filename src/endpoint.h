@@ -96,6 +96,7 @@ typedef struct dx__endpoint {
  * every reference belongs to connections of one loop, on its thread. */
 typedef struct dx__shbuf {
   uint32_t refs;
+  uint8_t compressed; /* permessage-deflate, compressed alone (RSV1 set) */
   size_t len;
   uint8_t data[];
 } dx__shbuf;
@@ -234,6 +235,13 @@ int dx__conn_send_shared(dx_conn *c, dx__shbuf *b);
 /* The state a layer above attached (dx__conn_ext), NULL when none. */
 static inline dx__conn_ext *dx__conn_get_ext(const dx_conn *c) { return c->ext; }
 static inline void dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) { c->ext = e; }
+/* The window permessage-deflate agreed for what we send it (8-15), 0 when
+ * it was not negotiated: a frame compressed alone with that window suits
+ * it (dx__conn_send_shared then keeps its own compressor from referring
+ * past it). */
+static inline int dx__conn_deflate_window(const dx_conn *c) {
+  return dx__session_pmd_window(&c->sess);
+}
 /* The server the connection was accepted by, NULL for a client. */
 static inline dx_server *dx__conn_server(const dx_conn *c) { return c->server; }
 /* The endpoint's options. */

@@ -283,6 +283,13 @@ fail:
   return rc;
 }
 
+void dx__pmd_forget(dx__pmd *d) {
+  if (d && d->def_live)
+    deflateReset(&d->def);
+}
+
+int dx__pmd_send_window(const dx__pmd *d) { return d->stored ? 8 : d->def_bits; }
+
 void dx__pmd_release_output(dx__pmd *d) {
   if (!d || !d->out) return;
   d->alloc.realloc(d->alloc.ud, d->out, 0);

@@ -32,6 +32,13 @@ void dx__pmd_free(dx__pmd *d);
 int dx__pmd_compress(dx__pmd *d, const uint8_t *in, size_t len,
                      const uint8_t **out, size_t *out_len);
 
+/* The next message starts from nothing, as after a reset: for when
+ * something compressed elsewhere went to the peer in between (a published
+ * message), so the peer's window no longer holds what our compressor
+ * remembers. Keeps the zlib state (deflateReset, no allocation). */
+void dx__pmd_forget(dx__pmd *d);
+/* The window our compressor was agreed, 8 to 15 (8: stored blocks). */
+int dx__pmd_send_window(const dx__pmd *d);
 /* Frees the buffer dx__pmd_compress returned (the caller has copied it), so
  * an idle connection holds no compressed output. */
 void dx__pmd_release_output(dx__pmd *d);

@@ -127,6 +127,12 @@ void dx__session_consumed(dx__session *s, size_t n) {
 
 /* ---- state ------------------------------------------------------------- */
 
+int dx__session_pmd_window(const dx__session *s) {
+  return s->pmd ? dx__pmd_send_window(s->pmd) : 0;
+}
+
+void dx__session_pmd_forget(dx__session *s) { dx__pmd_forget(s->pmd); }
+
 int dx__session_close_sent(const dx__session *s) { return !!(s->flags & DX__SF_CLOSE_SENT); }
 int dx__session_close_received(const dx__session *s) { return !!(s->flags & DX__SF_CLOSE_RECEIVED); }
 int dx__session_sent_code(const dx__session *s) { return s->sent_code; }

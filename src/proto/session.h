@@ -161,6 +161,15 @@ static inline size_t dx__session_out_bytes(const dx__session *s) {
 /* 1 when permessage-deflate was negotiated (dx__session_set_pmd). Inline:
  * every send asks. */
 static inline int dx__session_has_pmd(const dx__session *s) { return s->pmd != NULL; }
+/* The window permessage-deflate agreed for what we send (8-15), 0 when it
+ * was not negotiated. Messages compressed alone with that window (no
+ * reference to earlier ones) suit this session: see
+ * dx__session_pmd_forget. */
+int dx__session_pmd_window(const dx__session *s);
+/* A message compressed elsewhere was queued: our compressor's next message
+ * must not refer to what came before it (a no-op without
+ * permessage-deflate). */
+void dx__session_pmd_forget(dx__session *s);
 /* 1 when we sent a close frame / received one. */
 int dx__session_close_sent(const dx__session *s);
 int dx__session_close_received(const dx__session *s);

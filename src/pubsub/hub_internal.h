@@ -64,6 +64,10 @@ typedef struct dx__local {
   dx__inbox_item *in;
   size_t nin, capin;
   int posted;        /* a drain is posted to the loop and has not run yet */
+  /* Compressors for published messages, one per window (8-15) that some
+   * subscriber agreed, made on first need: each message is compressed
+   * alone, once per window, whatever the number of subscribers. */
+  struct dx__pmd *zc[8];
 } dx__local;
 
 /* A connection's subscriptions (its dx__conn_ext). */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/deflate.h"
 #include "proto/frame.h"
 #include "pubsub/hub_internal.h"
 
@@ -145,29 +146,62 @@ size_t dx_conn_topics(const dx_conn *c) {
   return s ? s->n : 0;
 }
 
+/* A frame of the message (a server's frames are unmasked, so the same
+ * bytes suit every subscriber), one reference held by the caller. */
+static dx__shbuf *frame_new(dx_msg_type type, const uint8_t *data, size_t len, int compressed) {
+  dx__shbuf *b = malloc(sizeof *b + DX__FRAME_MAX_HEADER + len);
+  if (!b) return NULL;
+  unsigned op = type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY;
+  size_t h = dx__frame_write_header(b->data, 1, compressed ? DX__RSV1 : 0, op, NULL, len);
+  if (len) memcpy(b->data + h, data, len);
+  b->len = h + len;
+  b->refs = 1;
+  b->compressed = (uint8_t)compressed;
+  return b;
+}
+
+/* The message compressed alone for window `bits`, framed; NULL when that
+ * cannot be done (the caller sends it uncompressed instead). */
+static dx__shbuf *frame_compressed(dx__local *lo, const dx_options *o, int bits,
+                                   dx_msg_type type, const uint8_t *data, size_t len) {
+  dx__pmd **zc = &lo->zc[bits - 8];
+  if (!*zc) {
+    dx__pmd_params p = {0, 0, (uint8_t)bits, 15};
+    *zc = dx__pmd_new(&p, &o->pmd, 1, &dx__alloc_std);
+    if (!*zc) return NULL;
+  }
+  dx__pmd_forget(*zc); /* alone: nothing before it may be referred to */
+  const uint8_t *z;
+  size_t zlen;
+  if (dx__pmd_compress(*zc, data, len, &z, &zlen)) return NULL;
+  return frame_new(type, z, zlen, 1);
+}
+
 size_t dx__topics_fanout(dx__local *lo, const char *topic, size_t tlen, dx_msg_type type,
                          const uint8_t *data, size_t len, const dx_conn *exclude) {
   dx__topic *t = topic_get(lo, topic, tlen, dx__map_hash(topic, tlen));
   if (!t) return 0;
-  /* One frame for the whole loop (a server's frames are unmasked, so the
-   * same bytes suit every subscriber). */
-  dx__shbuf *b = malloc(sizeof *b + DX__FRAME_MAX_HEADER + len);
-  if (!b) { /* nobody here gets it: counted as dropped */
-    atomic_fetch_add_explicit(&lo->hub->slow_drops, t->n, memory_order_relaxed);
-    return 0;
-  }
-  size_t h = dx__frame_write_header(b->data, 1, 0, type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY,
-                                    NULL, len);
-  if (len) memcpy(b->data + h, data, len);
-  b->len = h + len;
-  b->refs = 1;
+  /* One frame per form the subscribers need: plain, and compressed for
+   * each window a subscriber agreed (made when first needed). */
+  dx__shbuf *plain = NULL, *z[8] = {0};
+  uint8_t zfailed = 0; /* windows that could not compress: send plain */
   size_t delivered = 0, dropped = 0;
   t->busy++;
   uint32_t n = t->n; /* members who join meanwhile wait for the next one */
   for (uint32_t i = 0; i < n; i++) {
     dx_conn *c = t->m[i].c;
     if (!c || c == exclude) continue;
-    int r = dx__conn_send_shared(c, b);
+    int bits = dx__conn_deflate_window(c);
+    dx__shbuf *b = NULL;
+    if (bits && len >= dx__conn_options(c)->pmd.threshold && !(zfailed & (1u << (bits - 8)))) {
+      dx__shbuf **zb = &z[bits - 8];
+      if (!*zb && !(*zb = frame_compressed(lo, dx__conn_options(c), bits, type, data, len)))
+        zfailed |= (uint8_t)(1u << (bits - 8));
+      b = *zb;
+    }
+    if (!b && !plain) plain = frame_new(type, data, len, 0);
+    if (!b) b = plain;
+    int r = b ? dx__conn_send_shared(c, b) : DX_ENOMEM;
     if (r >= 0) delivered++;
     else if (r == DX_EBUFFER || r == DX_ENOMEM) dropped++;
   }
@@ -176,13 +210,16 @@ size_t dx__topics_fanout(dx__local *lo, const char *topic, size_t tlen, dx_msg_t
     topic_compact(t);
     if (t->n == 0) topic_drop(lo, t);
   }
-  dx__shbuf_unref(b);
+  if (plain) dx__shbuf_unref(plain);
+  for (int k = 0; k < 8; k++)
+    if (z[k]) dx__shbuf_unref(z[k]);
   atomic_fetch_add_explicit(&lo->hub->deliveries, delivered, memory_order_relaxed);
   if (dropped) atomic_fetch_add_explicit(&lo->hub->slow_drops, dropped, memory_order_relaxed);
   return delivered;
 }
 
 void dx__topics_free(dx__local *lo) {
+  for (int k = 0; k < 8; k++) dx__pmd_free(lo->zc[k]);
   for (uint32_t i = 0; i < lo->topics.cap; i++) {
     dx__topic *t = (dx__topic *)lo->topics.slot[i];
     if (!t) continue;

@@ -67,6 +67,18 @@ async def fanout(server):
     for ws in other:
         await expect_quiet(ws, "a member of 'other'")
 
+    step("1 KiB text messages (compressed once for the deflate members) reach every member "
+         "intact, between short ones that go uncompressed")
+    for k in range(50):
+        long_text = ("%d:" % k) + "".join(chr(97 + (k * i) % 26) for i in range(1024))
+        await lobby[k % 6].send(long_text)
+        await lobby[k % 6].send("short %d" % k)
+        for j, peer in enumerate(lobby):
+            if j != k % 6:
+                expect_eq(await recv(peer, "member %d" % j), long_text, "member %d, long %d" % (j, k))
+                expect_eq(await recv(peer, "member %d" % j), "short %d" % k,
+                          "member %d, short %d" % (j, k))
+
     step("one member's 500 messages arrive in order at every other member")
     for k in range(500):
         await lobby[0].send("n%d" % k)

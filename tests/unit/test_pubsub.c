@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "duplex.h"
 
 #define WAIT_MS 60000 /* generous bounds only: sanitizers slow things 10x */
@@ -97,6 +99,19 @@ static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t
     if (r) reply(c, "error %s", dx_err_name(r));
   } else if (CMD("say ")) {
     dx_send_text(c, t, len - 4); /* all of it, spaces included */
+  } else if (CMD("zmix ")) {
+    /* The connection's own compressed message, a published one (compressed
+     * alone), then own and published again: the own compressor must not
+     * refer past the published message into what it sent before. */
+    char own[300], pub[300];
+    for (size_t i = 0; i < sizeof own; i++) {
+      own[i] = (char)('a' + i % 7);
+      pub[i] = (char)('A' + i % 11);
+    }
+    dx_send_text(c, own, sizeof own);
+    dx_publish(S.hub, t, tl, DX_TEXT, pub, sizeof pub, NULL);
+    dx_send_text(c, own, sizeof own);
+    dx_publish(S.hub, t, tl, DX_TEXT, pub, sizeof pub, NULL);
   } else if (CMD("mix ")) {
     /* Shared frames queued first (nothing of the session's ahead), then
      * the connection's own, then shared behind own, then a big shared
@@ -139,7 +154,7 @@ static void start(size_t max_buffered) {
   dx_options_on_message(o, on_message);
   dx_options_on_close(o, on_close);
   dx_options_set_hub(o, S.hub);
-  dx_options_set_deflate(o, 0);
+  dx_options_set_deflate(o, 1); /* offered by the test_compressed_subscribers clients only */
   if (max_buffered) {
     dx_options_set_watermarks(o, max_buffered / 4, max_buffered / 8);
     dx_options_set_max_buffered(o, max_buffered, DX_SLOW_CLOSE);
@@ -189,13 +204,19 @@ static int read_n(int fd, void *buf, size_t n) {
   return 0;
 }
 
-static int client(int loop, int rcvbuf) {
+static int client_ext(int loop, int rcvbuf, const char *ext);
+static int client(int loop, int rcvbuf) { return client_ext(loop, rcvbuf, NULL); }
+
+static int client_ext(int loop, int rcvbuf, const char *ext) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(S.port[loop])};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(write(fd, REQUEST, sizeof REQUEST - 1), (ssize_t)(sizeof REQUEST - 1));
+  char req[512];
+  int rn = snprintf(req, sizeof req, "%.*s%s%s%s\r\n", (int)(sizeof REQUEST - 3), REQUEST,
+                    ext ? "Sec-WebSocket-Extensions: " : "", ext ? ext : "", ext ? "\r\n" : "");
+  assert_int_equal(write(fd, req, (size_t)rn), rn);
   /* The 101 head, byte by byte up to its blank line. */
   char head[1024];
   size_t n = 0;
@@ -218,11 +239,20 @@ static void send_text(int fd, const char *s) {
 
 /* The next message: its opcode, and its payload (NUL-terminated) in a
  * buffer the caller frees. */
+static uint8_t *recv_frame(int fd, int *opcode, size_t *len, int *rsv1);
 static uint8_t *recv_msg(int fd, int *opcode, size_t *len) {
+  int rsv1;
+  uint8_t *p = recv_frame(fd, opcode, len, &rsv1);
+  assert_int_equal(rsv1, 0); /* nothing compressed without permessage-deflate */
+  return p;
+}
+
+static uint8_t *recv_frame(int fd, int *opcode, size_t *len, int *rsv1) {
   uint8_t h[10];
   assert_int_equal(read_n(fd, h, 2), 0);
   *opcode = h[0] & 0x0f;
-  assert_int_equal(h[0] & 0xf0, 0x80); /* FIN, no RSV: published frames go uncompressed */
+  *rsv1 = (h[0] & 0x40) != 0;
+  assert_int_equal(h[0] & 0xb0, 0x80); /* FIN, no RSV2/RSV3 */
   assert_int_equal(h[1] & 0x80, 0);    /* a server's frames are unmasked */
   uint64_t n = h[1] & 0x7f;
   if (n == 126) {
@@ -387,6 +417,52 @@ static void test_order_of_shared_and_own(void **state) {
   finish();
 }
 
+/* With permessage-deflate (context takeover both ways, and a smaller
+ * window), a published message arrives compressed (RSV1) and decodes in
+ * the subscriber's one inflate stream, between the connection's own
+ * compressed messages, which still decode after it. */
+static void zmix_with(const char *ext, int wbits) {
+  int fd = client_ext(0, 0, ext);
+  sub(fd, "z", "topics 1");
+  send_text(fd, "zmix z");
+  z_stream zs = {0};
+  assert_int_equal(inflateInit2(&zs, -wbits), Z_OK);
+  for (int k = 0; k < 4; k++) {
+    int op, rsv1;
+    size_t n;
+    uint8_t *p = recv_frame(fd, &op, &n, &rsv1);
+    assert_int_equal(op, 1);
+    if (!rsv1) fail_msg("message %d of %s came uncompressed", k, ext);
+    uint8_t *in = realloc(p, n + 4);
+    memcpy(in + n, "\x00\x00\xff\xff", 4);
+    char out[400];
+    zs.next_in = in;
+    zs.avail_in = (uInt)(n + 4);
+    zs.next_out = (Bytef *)out;
+    zs.avail_out = sizeof out;
+    int zr = inflate(&zs, Z_SYNC_FLUSH);
+    if (zr != Z_OK) fail_msg("message %d does not inflate (%d) with %s", k, zr, ext);
+    assert_int_equal(sizeof out - zs.avail_out, 300);
+    for (size_t i = 0; i < 300; i++) {
+      char want = k % 2 == 0 ? (char)('a' + i % 7) : (char)('A' + i % 11);
+      if (out[i] != want) fail_msg("message %d byte %zu: %c, not %c (%s)", k, i, out[i], want, ext);
+    }
+    free(in);
+  }
+  inflateEnd(&zs);
+  expect_nothing_more(fd);
+  close(fd);
+}
+
+static void test_compressed_subscribers(void **state) {
+  (void)state;
+  start(0);
+  zmix_with("permessage-deflate", 15);
+  zmix_with("permessage-deflate; server_max_window_bits=10", 10);
+  zmix_with("permessage-deflate; server_no_context_takeover", 15);
+  finish();
+}
+
 /* Publishes from a thread that is not a loop's, and from both loops at
  * once, arrive at every subscriber exactly once and in each publisher's
  * order. */
@@ -492,6 +568,7 @@ int main(void) {
       cmocka_unit_test(test_subscribe_unsubscribe_orders),
       cmocka_unit_test(test_order_of_shared_and_own),
       cmocka_unit_test(test_order_across_threads),
+      cmocka_unit_test(test_compressed_subscribers),
       cmocka_unit_test(test_slow_subscriber_is_dropped_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
