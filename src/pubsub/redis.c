@@ -106,6 +106,7 @@ typedef struct dx__redis {
   /* what the last "link came up" line covered, so that the next one says
    * what was lost since */
   uint64_t said_down, said_full, said_unconfirmed;
+  uint64_t said_full_at; /* loop time of the last "not keeping up" line */
   uint8_t said_malformed, said_refused; /* once per link */
   char said_fail[200]; /* the last failure logged, not to repeat it */
 } dx__redis;
@@ -481,8 +482,8 @@ static void maybe_up(dx__redis *e) {
     say("%llu message%s could not be published while the link was down (lost)",
         (unsigned long long)down, down == 1 ? "" : "s");
   if (full)
-    say("%llu message%s refused: more than %zu bytes waited for Redis (lost)",
-        (unsigned long long)full, full == 1 ? "" : "s", DX__REDIS_MAX_PENDING);
+    say("%llu message%s refused while Redis was not keeping up (%zu MiB waited; lost)",
+        (unsigned long long)full, full == 1 ? "" : "s", DX__REDIS_MAX_PENDING >> 20);
   if (unconf)
     say("%llu message%s sent before the link dropped had no answer from Redis (maybe lost)",
         (unsigned long long)unconf, unconf == 1 ? "" : "s");
@@ -620,6 +621,14 @@ static int r_publish(dx__engine *base, const char *topic_name, size_t tlen, dx_m
   size_t n = (size_t)hn + PREFIX_LEN + tlen + (size_t)mn + ENV_HDR + len + 2;
   if (sdslen(e->pub->c.obuf) + n > DX__REDIS_MAX_PENDING) {
     e->st.lost_full++;
+    /* Said when it starts, at most every 10 s under a sustained overload. */
+    uint64_t now = dx__loop_now(e->loop);
+    if (!e->said_full_at || now - e->said_full_at >= 10000) {
+      say("%s is not keeping up: %zu MiB of output wait for it; refusing messages "
+          "(lost, counted) until it drains; %llu refused so far",
+          e->where, DX__REDIS_MAX_PENDING >> 20, (unsigned long long)e->st.lost_full);
+      e->said_full_at = now;
+    }
     return DX_EBUFFER;
   }
   if (n > e->cap) {

@@ -16,6 +16,10 @@
  *     while down;
  *   - Redis killed mid-run: DOWN, publishes refused; restarted: UP again,
  *     the topics subscribed again, deliveries resume;
+ *   - Redis stopped (SIGSTOP: connected, silent): publishes past the
+ *     output bound are refused (DX_EBUFFER, counted), the PING watchdog
+ *     ends the link, what was sent and not answered is counted
+ *     unconfirmed; continued (SIGCONT): UP again;
  *   - requirepass and an ACL user (AUTH user pass) with a database work; a
  *     wrong password or none is reported (last_error) and retried, no crash;
  *   - rediss:// is DX_EUNSUPPORTED, a malformed URL DX_EURL;
@@ -414,6 +418,49 @@ static void test_restart_mid_run(void **state) {
   node_close(&b);
 }
 
+static void test_stuck(void **state) {
+  (void)state;
+  server_start(NULL);
+  node a, b;
+  node_open(&a, url("", ""));
+  node_open(&b, url("", ""));
+  SUB(&b, "s");
+  WAIT_FOR(a.state == DX__ENGINE_UP && b.state == DX__ENGINE_UP && numsub("s") == 1);
+
+  kill(server, SIGSTOP);
+  /* 64 KiB messages until the unwritten output passes the bound: what the
+   * kernel's buffers hold has left, the rest waits in hiredis. */
+  static uint8_t big[64 * 1024];
+  memset(big, 'b', sizeof big);
+  int sent = 0;
+  for (uint64_t t0 = now_ms(); stats(&a).lost_full == 0; spin(5)) {
+    if (now_ms() - t0 > WAIT_MS) fail_msg("the output bound was never reached");
+    for (int i = 0; i < 16; i++) {
+      int r = publish(&a, "s", 1, DX_BINARY, big, sizeof big);
+      if (r == 0) sent++;
+      else assert_int_equal(r, DX_EBUFFER);
+    }
+  }
+  dx__redis_stats sa = stats(&a);
+  assert_true((uint64_t)sent * sizeof big >= DX__REDIS_MAX_PENDING / 2);
+  assert_int_equal(sa.published, sent);
+  /* Silent Redis: the watchdog ends both links. */
+  WAIT_FOR(a.downs >= 1 && b.downs >= 1);
+  sa = stats(&a);
+  assert_non_null(strstr(sa.last_error, "PING"));
+  assert_int_equal(sa.confirmed + sa.unconfirmed, sa.published);
+  assert_true(sa.unconfirmed > 0);
+
+  kill(server, SIGCONT);
+  WAIT_FOR(a.ups == 2 && b.ups == 2);
+  int before = b.deliveries; /* some unconfirmed ones may have arrived after all */
+  assert_int_equal(PUB(&a, "s", "after"), 0);
+  WAIT_FOR(b.deliveries > before && b.last_len == 5);
+  assert_memory_equal(b.last, "after", 5);
+  node_close(&a);
+  node_close(&b);
+}
+
 static void test_auth(void **state) {
   (void)state;
   server_start("s3cret");
@@ -488,6 +535,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_between_nodes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_down_at_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_mid_run, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stuck, setup, teardown),
       cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_urls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_name_and_loop_first, setup, teardown),
