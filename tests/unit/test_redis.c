@@ -222,10 +222,14 @@ static int publish(node *n, const char *topic, size_t tlen, dx_msg_type type, co
 #define SUB(n, topic) (n)->e->ops->subscribe((n)->e, topic, strlen(topic))
 #define UNSUB(n, topic) (n)->e->ops->unsubscribe((n)->e, topic, strlen(topic))
 
-static char url_buf[256];
+/* A URL for the test's server; the last four stay valid (one call may
+ * take two). */
 static const char *url(const char *userinfo, const char *rest) {
-  snprintf(url_buf, sizeof url_buf, "redis://%s127.0.0.1:%u%s", userinfo, port, rest);
-  return url_buf;
+  static char bufs[4][256];
+  static unsigned next;
+  char *b = bufs[next++ % 4];
+  snprintf(b, sizeof bufs[0], "redis://%s127.0.0.1:%u%s", userinfo, port, rest);
+  return b;
 }
 
 /* ---- driving the loop ----------------------------------------------------- */
@@ -250,6 +254,13 @@ static void spin(uint64_t ms) {
       spin(20);                                                                          \
     }                                                                                    \
   } while (0)
+
+/* Nodes A and B on the running server (URLs a_url, b_url), both UP. */
+static void open_pair(node *a, const char *a_url, node *b, const char *b_url) {
+  node_open(a, a_url);
+  node_open(b, b_url);
+  WAIT_FOR(a->state == DX__ENGINE_UP && b->state == DX__ENGINE_UP);
+}
 
 static int setup(void **state) {
   (void)state;
@@ -279,9 +290,7 @@ static void test_between_nodes(void **state) {
   (void)state;
   server_start(NULL);
   node a, b;
-  node_open(&a, url("", ""));
-  node_open(&b, url("", "/0"));
-  WAIT_FOR(a.state == DX__ENGINE_UP && b.state == DX__ENGINE_UP);
+  open_pair(&a, url("", ""), &b, url("", "/0"));
   SUB(&a, "room");
   SUB(&b, "room");
   SUB(&b, "marker");
@@ -387,11 +396,10 @@ static void test_restart_mid_run(void **state) {
   (void)state;
   server_start(NULL);
   node a, b;
-  node_open(&a, url("", ""));
-  node_open(&b, url("", ""));
+  open_pair(&a, url("", ""), &b, url("", ""));
   SUB(&b, "t");
   SUB(&b, "u");
-  WAIT_FOR(a.state == DX__ENGINE_UP && b.state == DX__ENGINE_UP && numsub("t") == 1);
+  WAIT_FOR(numsub("t") == 1);
   assert_int_equal(PUB(&a, "t", "one"), 0);
   WAIT_FOR(b.deliveries == 1);
 
@@ -422,10 +430,9 @@ static void test_stuck(void **state) {
   (void)state;
   server_start(NULL);
   node a, b;
-  node_open(&a, url("", ""));
-  node_open(&b, url("", ""));
+  open_pair(&a, url("", ""), &b, url("", ""));
   SUB(&b, "s");
-  WAIT_FOR(a.state == DX__ENGINE_UP && b.state == DX__ENGINE_UP && numsub("s") == 1);
+  WAIT_FOR(numsub("s") == 1);
 
   kill(server, SIGSTOP);
   /* 64 KiB messages until the unwritten output passes the bound: what the
@@ -466,11 +473,9 @@ static void test_auth(void **state) {
   server_start("s3cret");
   cli("ACL SETUSER alice on '>w@nder' '~*' '&*' '+@all'");
   node a, b, wrong, none;
-  node_open(&a, url(":s3cret@", ""));
-  node_open(&b, url("alice:w%40nder@", "/1"));
   node_open(&wrong, url(":nope@", ""));
   node_open(&none, url("", ""));
-  WAIT_FOR(a.state == DX__ENGINE_UP && b.state == DX__ENGINE_UP);
+  open_pair(&a, url(":s3cret@", ""), &b, url("alice:w%40nder@", "/1"));
   SUB(&b, "secure");
   WAIT_FOR(numsub("secure") == 1);
   assert_int_equal(PUB(&a, "secure", "x"), 0);
