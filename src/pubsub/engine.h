@@ -20,7 +20,10 @@ typedef struct dx__engine_sink {
    * engine filters those by node id). `data` is valid until it returns. */
   void (*deliver)(void *hub, const char *topic, size_t tlen, dx_msg_type type,
                   const uint8_t *data, size_t len);
-  /* The link changed state (DX__ENGINE_*): the hub counts and logs it. */
+  /* The link changed state (DX__ENGINE_*): the hub counts it. While Redis
+   * stays away, DOWN and CONNECTING alternate at every attempt; the engine
+   * already logs each change worth a line (one line, repeats suppressed),
+   * so the hub need not log them again. */
   void (*state)(void *hub, int state);
   void *hub;
 } dx__engine_sink;
