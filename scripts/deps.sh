@@ -2,20 +2,22 @@
 # Installs what is missing for one job, from Debian's packages (and, for the
 # tests, the npm packages of the Node peers). Safe to re-run: it does nothing
 # when everything is present.
-#   scripts/deps.sh serve   build the library and the tool
+#   scripts/deps.sh serve   build the library and the tool (hiredis for
+#                           the pub/sub hub's Redis engine included)
 #   scripts/deps.sh test    that, plus the test peers and tools: cmocka,
 #                           clang (fuzzers), Python websockets, Node + npm
-#                           (ws), Chromium
+#                           (ws), Chromium, redis-server (the Redis engine's
+#                           tests start, kill and restart their own)
 # Every failure says what failed and how to retry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 job=${1:-}
-serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev)
+serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev libhiredis-dev)
 # libzstd-dev: Debian 13's libssl.pc names -lzstd for a static link, which
 # the install test makes of the examples.
 test=("${serve[@]}" libcmocka-dev libzstd-dev openssl python3 python3-websockets
-      clang libclang-rt-dev nodejs npm chromium)
+      clang libclang-rt-dev nodejs npm chromium redis-server)
 case $job in
   serve) want=("${serve[@]}") ;;
   test) want=("${test[@]}") ;;

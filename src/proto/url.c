@@ -10,6 +10,37 @@
 
 #define FAIL(...) return (snprintf(why, cap, __VA_ARGS__), DX_EURL)
 
+int dx__url_host_port(const char **pp, char *host, size_t hcap, unsigned dflt_port,
+                      unsigned *port, char *why, unsigned cap) {
+  const char *p = *pp, *h = p, *he;
+  if (*p == '[') {
+    he = strchr(p, ']');
+    if (!he) FAIL("the IPv6 address has no closing ']'");
+    h = p + 1;
+    p = he + 1;
+  } else {
+    p += strcspn(p, ":/?#");
+    he = p;
+  }
+  size_t hlen = (size_t)(he - h);
+  if (hlen == 0) FAIL("it has no host");
+  if (hlen >= hcap) FAIL("the host is longer than %zu bytes", hcap - 1);
+  memcpy(host, h, hlen);
+  host[hlen] = 0;
+  *port = dflt_port;
+  if (*p == ':') {
+    char *end;
+    unsigned long n = strtoul(p + 1, &end, 10);
+    if (end == p + 1 || p[1] == '-' || p[1] == '+') FAIL("the port is not a number");
+    if (n == 0 || n > 65535) FAIL("the port %.*s is out of range (1-65535)",
+                                  (int)(end - p - 1), p + 1);
+    *port = (unsigned)n;
+    p = end;
+  }
+  *pp = p;
+  return 0;
+}
+
 int dx__url_parse(const char *url, dx__url *u, char *why, unsigned cap) {
   memset(u, 0, sizeof *u);
   const char *p;
@@ -29,30 +60,8 @@ int dx__url_parse(const char *url, dx__url *u, char *why, unsigned cap) {
       FAIL("the scheme must be ws:// or wss://, not %.*s://", (int)(colon - url), url);
     FAIL("it must start with ws:// or wss:// (ws://host[:port][/path])");
   }
-  const char *h = p, *he;
-  if (*p == '[') {
-    he = strchr(p, ']');
-    if (!he) FAIL("the IPv6 address has no closing ']'");
-    h = p + 1;
-    p = he + 1;
-  } else {
-    p += strcspn(p, ":/?#");
-    he = p;
-  }
-  size_t hlen = (size_t)(he - h);
-  if (hlen == 0) FAIL("it has no host");
-  if (hlen >= sizeof u->host) FAIL("the host is longer than %zu bytes", sizeof u->host - 1);
-  memcpy(u->host, h, hlen);
-  u->port = u->tls ? 443 : 80;
-  if (*p == ':') {
-    char *end;
-    unsigned long port = strtoul(p + 1, &end, 10);
-    if (end == p + 1 || p[1] == '-' || p[1] == '+') FAIL("the port is not a number");
-    if (port == 0 || port > 65535) FAIL("the port %.*s is out of range (1-65535)",
-                                        (int)(end - p - 1), p + 1);
-    u->port = (unsigned)port;
-    p = end;
-  }
+  if (dx__url_host_port(&p, u->host, sizeof u->host, u->tls ? 443 : 80, &u->port, why, cap))
+    return DX_EURL;
   if (*p && *p != '/' && *p != '?') FAIL("unexpected '%c' after the host and port", *p);
   if (strchr(p, '#')) FAIL("a WebSocket URL has no fragment (#...)"); /* §3 */
   u->path = p;

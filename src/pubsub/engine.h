@@ -20,7 +20,10 @@ typedef struct dx__engine_sink {
    * engine filters those by node id). `data` is valid until it returns. */
   void (*deliver)(void *hub, const char *topic, size_t tlen, dx_msg_type type,
                   const uint8_t *data, size_t len);
-  /* The link changed state (DX__ENGINE_*): the hub counts and logs it. */
+  /* The link changed state (DX__ENGINE_*): the hub counts it. While Redis
+   * stays away, DOWN and CONNECTING alternate at every attempt; the engine
+   * already logs each change worth a line (one line, repeats suppressed),
+   * so the hub need not log them again. */
   void (*state)(void *hub, int state);
   void *hub;
 } dx__engine_sink;
@@ -30,14 +33,19 @@ enum { DX__ENGINE_DOWN = 0, DX__ENGINE_CONNECTING = 1, DX__ENGINE_UP = 2 };
 typedef struct dx__engine_ops {
   /* Sends a message to the other nodes. 0 when handed to the link (it may
    * still be lost if the link drops before Redis has it), DX_ECLOSED when
-   * the link is down (the hub counts it as lost), DX_ENOMEM. */
+   * the link is down, DX_EBUFFER when Redis is not keeping up (the output
+   * waiting for it passed the engine's bound), DX_EINVAL (an empty topic,
+   * one longer than DX_TOPIC_MAX, or an unknown type), DX_ENOMEM. The hub
+   * counts every non-zero return as lost. */
   int (*publish)(dx__engine *e, const char *topic, size_t tlen, dx_msg_type type,
                  const uint8_t *data, size_t len);
   /* This node's first subscriber to a topic came / its last one left. The
    * engine remembers the set and subscribes it again after a reconnect. */
   void (*subscribe)(dx__engine *e, const char *topic, size_t tlen);
   void (*unsubscribe)(dx__engine *e, const char *topic, size_t tlen);
-  /* Closes the link and frees the engine (no sink call after it). */
+  /* Closes the link and frees the engine (no sink call after it). Not from
+   * inside a sink callback. Also valid after the engine's loop was freed
+   * (dx_loop_free cut the link loose then). */
   void (*free)(dx__engine *e);
 } dx__engine_ops;
 
@@ -48,7 +56,10 @@ struct dx__engine {
 /* A Redis engine on `loop` for url (see dx_hub_use_redis): returns it
  * already connecting in the background, or NULL with *err set to DX_EURL,
  * DX_EUNSUPPORTED or DX_ENOMEM (and a one-line reason through
- * dx__set_last_error). */
+ * dx__set_last_error). Call it on the loop's thread, or before the loop
+ * runs; no sink call comes before it returns (the first attempt starts in
+ * the loop's next iteration). The engine does not keep the loop running
+ * (no dx__loop_ref). */
 dx__engine *dx__redis_engine_new(dx_loop *loop, const char *url,
                                  const dx__engine_sink *sink, int *err);
 #endif
