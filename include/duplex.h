@@ -640,8 +640,10 @@ typedef struct dx_hub dx_hub;
 
 /* A new hub, NULL when out of memory. */
 dx_hub *dx_hub_new(void);
-/* Frees the hub. Call it after every server and loop that used it was
- * freed (messages still on their way to a loop are dropped with it). */
+/* Frees the hub (and its Redis link). Call it once every server that used
+ * it was freed and no loop that used it runs any more (before or after
+ * those loops are freed); messages still on their way to a loop are
+ * dropped with it. */
 void dx_hub_free(dx_hub *h);
 /* The server's connections belong to `h` (borrowed: it must outlive the
  * servers made from these options). NULL: none (dx_subscribe then returns

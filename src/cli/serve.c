@@ -177,7 +177,11 @@ static const char serve_details[] =
     "to the other clients of room NAME, on every thread (--echo-self: to\n"
     "the sender too). A client that reads too slowly is closed with 1008\n"
     "\"slow consumer\" once --max-buffered bytes wait for it; the others are\n"
-    "not held up.\n"
+    "not held up. --redis URL shares the rooms with every other duplex serve\n"
+    "using the same Redis: a message reaches the room's members on every\n"
+    "node. The link is made in the background and retried while Redis is\n"
+    "away; meanwhile rooms work within this node, and what could not be\n"
+    "sent to the others is counted and logged (\"redis: ...\" lines).\n"
     "\n"
     "Once listening it prints \"listening on HOST:PORT (ws|wss, N\n"
     "threads)\" to stderr with the port actually bound (so --port 0 can be\n"
@@ -302,6 +306,7 @@ int cli_serve(int argc, char **argv) {
   uint64_t max_message = (uint64_t)16 << 20;
   bool quiet = false, no_deflate = false, reuseport = false, rooms = false, echo_self = false;
   uint64_t max_buffered = 0;
+  const char *redis_url = NULL;
   const char *tls_cert = NULL, *tls_key = NULL;
   cli_list protocols = {0}, origins = {0};
   uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
@@ -350,6 +355,9 @@ int cli_serve(int argc, char **argv) {
        "off (echo)", &rooms},
       {"echo-self", CLI_OPT_FLAG, NULL, "rooms: the sender gets its own messages too",
        "off", &echo_self},
+      {"redis", CLI_OPT_STRING, "URL",
+       "rooms: share them with other nodes, redis://[[user]:pass@]host[:port][/db]",
+       "none (this process only)", &redis_url},
       {"max-buffered", CLI_OPT_SIZE, "SIZE",
        "output held for one slow client; past it: close 1008", "2 x --max-message",
        &max_buffered},
@@ -379,8 +387,8 @@ int cli_serve(int argc, char **argv) {
     dx_options_free(o);
     return CLI_EXIT_USAGE;
   }
-  if (echo_self && !rooms) {
-    cli_error("serve", "--echo-self needs --rooms");
+  if ((echo_self || redis_url) && !rooms) {
+    cli_error("serve", "%s needs --rooms", echo_self ? "--echo-self" : "--redis");
     dx_options_free(o);
     return CLI_EXIT_USAGE;
   }
@@ -430,12 +438,21 @@ int cli_serve(int argc, char **argv) {
     }
   }
   dx_options_free(o);
+  /* The Redis link runs on loop 0 (this thread's). */
+  if (status == 0 && redis_url) {
+    int rc = dx_hub_use_redis(hub, workers[0].loop, redis_url);
+    if (rc) {
+      cli_error("serve", "--redis %s: %s", redis_url,
+                *dx_last_error() ? dx_last_error() : dx_strerror(rc));
+      status = rc == DX_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+    }
+  }
   if (status == 0) {
     char where[300];
     fprintf(stderr, "listening on %s (%s, %u thread%s%s%s)\n",
             cli_hostport(where, sizeof where, host, port), tls_cert ? "wss" : "ws",
             threads, threads == 1 ? "" : "s", reuseport ? ", port shared" : "",
-            rooms ? ", rooms" : "");
+            rooms ? (redis_url ? ", rooms shared through Redis" : ", rooms") : "");
     run_main(workers, started, drain_ms, &sigs);
   } else {
     for (unsigned i = 1; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);

@@ -240,6 +240,55 @@ int dx_publish(dx_hub *h, const char *topic, size_t tlen, dx_msg_type type, cons
   return r;
 }
 
+/* ---- the engine -------------------------------------------------------- */
+
+/* Another node's message (on the engine's loop): delivered here, never
+ * handed back to the engine. */
+static void engine_deliver(void *hub, const char *topic, size_t tlen, dx_msg_type type,
+                           const uint8_t *data, size_t len) {
+  dx_hub *h = hub;
+  atomic_fetch_add_explicit(&h->remote_in, 1, RELAXED);
+  if (publish(h, topic, tlen, type, data, len, NULL, 0))
+    atomic_fetch_add_explicit(&h->slow_drops, 1, RELAXED); /* no memory to pass it on */
+}
+
+static void engine_state(void *hub, int state) {
+  dx_hub *h = hub;
+  atomic_store_explicit(&h->engine_state, state, RELAXED);
+  if (state != DX__ENGINE_UP) return;
+  if (h->engine_was_up) atomic_fetch_add_explicit(&h->engine_reconnects, 1, RELAXED);
+  h->engine_was_up = 1; /* the engine's loop thread only */
+}
+
+int dx_hub_use_redis(dx_hub *h, dx_loop *loop, const char *url) {
+  if (!h || !loop || !url) return DX_EINVAL;
+  pthread_mutex_lock(&h->mu);
+  int busy = h->engine != NULL || h->sink.hub != NULL;
+  dx__local *lo = busy ? NULL : local_locked(h, loop);
+  if (lo) h->sink = (dx__engine_sink){engine_deliver, engine_state, h};
+  pthread_mutex_unlock(&h->mu);
+  if (busy) return DX_ESTATE;
+  if (!lo) return DX_ENOMEM;
+  int err = 0;
+  dx__engine *e = dx__redis_engine_new(loop, url, &h->sink, &err);
+  pthread_mutex_lock(&h->mu);
+  if (!e) {
+    h->sink.hub = NULL;
+    pthread_mutex_unlock(&h->mu);
+    return err ? err : DX_ENOMEM;
+  }
+  h->engine = e;
+  h->engine_local = lo;
+  atomic_store_explicit(&h->engine_state, DX__ENGINE_CONNECTING, RELAXED);
+  /* Topics that have subscribers already: the engine learns them now. */
+  for (uint32_t i = 0; i < h->gtopics.cap; i++) {
+    dx__gtopic *g = (dx__gtopic *)h->gtopics.slot[i];
+    if (g) engine_cmd(h, DX__IN_ENGINE_SUB, g->name, g->node.len);
+  }
+  pthread_mutex_unlock(&h->mu);
+  return 0;
+}
+
 void dx_hub_get_stats(dx_hub *h, dx_hub_stats *out) {
   out->publishes = atomic_load_explicit(&h->publishes, RELAXED);
   out->deliveries = atomic_load_explicit(&h->deliveries, RELAXED);

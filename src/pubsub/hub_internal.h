@@ -95,6 +95,7 @@ struct dx_hub {
   dx__map gtopics;
   dx__engine *engine;
   dx__local *engine_local; /* the engine's loop */
+  dx__engine_sink sink;    /* what the engine calls back */
   atomic_uint_fast64_t publishes, deliveries, slow_drops, remote_in, remote_out,
       remote_lost, engine_reconnects;
   atomic_int engine_state;
