@@ -83,6 +83,20 @@ static int grow(void **p, uint32_t *cap, size_t elem) {
   return 0;
 }
 
+/* The connection's entry for t, or -1 when it does not hold t: a walk of
+ * the shorter of the two lists (a connection with many topics joining a
+ * small room, or the reverse). */
+static int64_t find_slot(const dx__subs *s, const dx__topic *t, const dx_conn *c) {
+  if (s->n <= t->n) {
+    for (uint32_t i = 0; i < s->n; i++)
+      if (s->s[i].t == t) return i;
+    return -1;
+  }
+  for (uint32_t i = 0; i < t->n; i++)
+    if (t->m[i].c == c) return t->m[i].slot;
+  return -1;
+}
+
 int dx_subscribe(dx_conn *c, const char *topic, size_t len) {
   if (!c || !valid_topic(topic, len)) return DX_EINVAL;
   struct dx_hub *h = dx__conn_options(c)->hub;
@@ -99,9 +113,7 @@ int dx_subscribe(dx_conn *c, const char *topic, size_t len) {
   dx__local *lo = s->local;
   uint32_t hash = dx__map_hash(topic, len);
   dx__topic *t = topic_get(lo, topic, len, hash);
-  if (t)
-    for (uint32_t i = 0; i < s->n; i++)
-      if (s->s[i].t == t) return 0; /* held already */
+  if (t && find_slot(s, t, c) >= 0) return 0; /* a no-op */
   if (s->n == s->cap && grow((void **)&s->s, &s->cap, sizeof s->s[0])) return DX_ENOMEM;
   if (!t) {
     t = calloc(1, sizeof *t + len);
@@ -132,12 +144,8 @@ int dx_unsubscribe(dx_conn *c, const char *topic, size_t len) {
   dx__subs *s = (dx__subs *)dx__conn_get_ext(c);
   if (!s) return 0;
   dx__topic *t = topic_get(s->local, topic, len, dx__map_hash(topic, len));
-  if (!t) return 0;
-  for (uint32_t i = 0; i < s->n; i++)
-    if (s->s[i].t == t) {
-      sub_remove(s, i);
-      break;
-    }
+  int64_t slot = t ? find_slot(s, t, c) : -1;
+  if (slot >= 0) sub_remove(s, (uint32_t)slot);
   return 0;
 }
 
