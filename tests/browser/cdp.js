@@ -1,7 +1,7 @@
 'use strict';
 // A small Chrome DevTools Protocol driver for the browser suite: just what
-// test_chromium.js needs, with nothing but Node's own modules (runs on
-// Node 18 and 20).
+// test_chromium.js and test_chat.js need, with nothing but Node's own
+// modules (runs on Node 18 and 20).
 //
 // Chromium is started with --remote-debugging-pipe: it reads commands from
 // its fd 3 and writes replies and events to its fd 4, each message one JSON
@@ -14,6 +14,7 @@
 //   const page = await browser.newPage();
 //   await page.goto(url);                 // Page.navigate, then its load event
 //   await page.evaluate((x) => x + 1, 41); // Runtime.evaluate, by value
+//   await page.screenshot('out/page.png'); // Page.captureScreenshot, PNG
 //   await page.close();
 //   await browser.close();                // Browser.close, else SIGKILL
 //
@@ -48,6 +49,21 @@ const DRIVER_ARGS = [
   '--disable-background-timer-throttling',
   '--disable-backgrounding-occluded-windows',
   '--disable-renderer-backgrounding',
+];
+
+// The flags both suites launch Chromium with (after the driver's own):
+// headless, as root, and quiet on a closed network.
+const HEADLESS_ARGS = [
+  '--headless',
+  '--no-sandbox', // required as root
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  // Without these Chromium phones home, and this machine's closed network
+  // refuses those connections in ways that disturb the test.
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
 ];
 
 function secs(ms) {
@@ -410,6 +426,15 @@ class Page extends EventEmitter {
     return this.evaluate('document.title');
   }
 
+  // Page.captureScreenshot as PNG, written to file (its directory is
+  // created); resolves with file.
+  async screenshot(file, { timeoutMs } = {}) {
+    const { data } = await this.send('Page.captureScreenshot', { format: 'png' }, { timeoutMs });
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, Buffer.from(data, 'base64'));
+    return file;
+  }
+
   async close() {
     if (!this.detached) {
       await this.browser.send('Target.closeTarget', { targetId: this.targetId });
@@ -419,4 +444,4 @@ class Page extends EventEmitter {
   }
 }
 
-module.exports = { Browser, Page, CdpError };
+module.exports = { Browser, Page, CdpError, HEADLESS_ARGS };

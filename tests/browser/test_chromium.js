@@ -41,21 +41,12 @@ const { execFileSync } = require('child_process');
 const {
   CheckFailed, say, step, check, expectEq, runMain, withTimeout, startServer,
 } = require('../interop/interop_common.js');
-const { Browser, CdpError } = require('./cdp.js');
+const { Browser, CdpError, HEADLESS_ARGS } = require('./cdp.js');
 
 // cdp.js adds --remote-debugging-pipe and --user-data-dir (a fresh
 // temporary profile it removes again).
 const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox', // required as root
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  // Without these Chromium phones home, and this machine's closed network
-  // refuses those connections in ways that disturb the test.
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
+  ...HEADLESS_ARGS,
   '--ignore-certificate-errors', // the wss server uses the throwaway test CA
 ];
 
