@@ -14,7 +14,7 @@
 # is kept in BUILD/bench-results/extra-<time>/results.txt. See
 # bench/README.md.
 #
-# usage: bench/extra.sh [--quick] [--reps N] [BUILD_DIR]  (default /work/main/build-rel)
+# usage: bench/extra.sh [--quick] [--reps N] [BUILD_DIR]  (default build-rel in the repository)
 # env:   BENCH_PORT_BASE (default 18490: duplex, +1 node, +2 duplex-tls, +3 duplex-t2)
 #        NODE (default node)
 set -u
@@ -22,7 +22,7 @@ set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ME=extra.sh
 . "$ROOT/bench/lib.sh"
-BUILD=/work/main/build-rel
+BUILD=$ROOT/build-rel
 parse_rep_args 20 4000 "$@"
 PORT_BASE=${BENCH_PORT_BASE:-18490}
 NODE=${NODE:-node}

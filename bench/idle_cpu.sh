@@ -16,13 +16,13 @@
 #   defaults: 10000 connections, W 60 s, S 5 s, intervals 25 s (the
 #   default) and 1 s; an interval of 0 turns heartbeats off (a baseline).
 #   The ping timeout is the interval, at most 20 s (the default).
-#   BUILD_DIR defaults to /work/main/build.
+#   BUILD_DIR defaults to build in the repository.
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ME=idle_cpu.sh
 . "$ROOT/bench/lib.sh"
-BUILD=/work/main/build
+BUILD=$ROOT/build
 CONNS=10000
 WINDOW=60
 SETTLE=5

@@ -9,14 +9,14 @@
 # ratios duplex/lws and duplex/raw; every line wsbench printed is kept in
 # BUILD/bench-results/<time>/results.txt. See bench/README.md.
 #
-# usage: bench/run.sh [--quick] [--reps N] [BUILD_DIR]   (default /work/main/build)
+# usage: bench/run.sh [--quick] [--reps N] [BUILD_DIR]   (default build in the repository)
 # env:   BENCH_PORT_BASE (default 18480: duplex, +1 lws, +2 raw)
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ME=run.sh
 . "$ROOT/bench/lib.sh"
-BUILD=/work/main/build
+BUILD=$ROOT/build
 parse_rep_args 14 10000 "$@"
 PORT_BASE=${BENCH_PORT_BASE:-18480}
 

@@ -24,13 +24,13 @@
 #   defaults: 60 s, 200 connections of which 16 hostile, a sample every 3 s,
 #   port 18590 (or $SOAK_PORT), growth allowed 1024 KiB plus 1024 per flood
 #   slot (a flooder holds its 1 MiB pause mark of pongs while it lives),
-#   BUILD_DIR /work/main/build
+#   BUILD_DIR build in the repository
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ME=soak.sh
 . "$ROOT/bench/lib.sh"
-BUILD=/work/main/build
+BUILD=$ROOT/build
 SECS=60
 CONNS=200
 HOSTILE=16
