@@ -120,6 +120,8 @@ function fmt(v) {
 }
 {
   parse()
+  # the client'"'"'s CPU per delivery, to see which side was the limit
+  if (f["deliveries"] + 0 > 0) f["client_ns_per_delivery"] = f["client_cpu"] * f["seconds"] * 1e9 / f["deliveries"]
   if (failed == "") for (k in f) { key = row SUBSEP srv SUBSEP k; val[key, ++cnt[key]] = f[k] + 0 }
   delete f
 }
@@ -137,6 +139,7 @@ END {
     line("", r, "server_ns_per_delivery", "server ns/delivery")
     line("", r, "server_cpu", "server CPU (cores)")
     line("", r, "client_cpu", "client CPU (cores)")
+    line("", r, "client_ns_per_delivery", "client ns/delivery")
     line("", r, "p50_us", "p50 us (all received)")
   }
   m1 = median("mem" SUBSEP "sub1" SUBSEP "bytes_per_conn")
