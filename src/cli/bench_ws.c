@@ -203,7 +203,8 @@ static bool checking(const bench_conn *c) {
 }
 
 /* Whether p[0..take) is what the subscriber's next message holds at
- * c->msg_len: its number, then the payload. */
+ * c->msg_len: its number (always checked: order, loss, duplicates), then
+ * the payload (unless --no-verify). */
 static bool fan_matches(const bench_conn *c, const uint8_t *p, size_t take) {
   size_t off = c->msg_len;
   if (off < BENCH_SEQ_LEN) {
@@ -215,7 +216,7 @@ static bool fan_matches(const bench_conn *c, const uint8_t *p, size_t take) {
     off += n;
     take -= n;
   }
-  return !take || !memcmp(p, c->b->payload[0] + off, take);
+  return !take || !c->b->cfg->verify || !memcmp(p, c->b->payload[0] + off, take);
 }
 
 /* Whether p[0..take) is what the current message holds at c->msg_len. */
@@ -241,7 +242,7 @@ static int data_bytes(bench_conn *c, const uint8_t *p, size_t take) {
     bench_conn_fail(c, "echo is longer than the message sent");
     return -1;
   }
-  if (cfg->verify && !matches(c, p, take)) {
+  if ((cfg->verify || cfg->mode == BENCH_FANOUT) && !matches(c, p, take)) {
     bench_conn_fail(c, cfg->mode == BENCH_FANOUT
                            ? "delivery differs from the next message published"
                            : "echo differs from the message sent");
