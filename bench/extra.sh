@@ -53,14 +53,7 @@ port_of() {
     duplex-tls) echo $((PORT_BASE + 2)) ;; duplex-t2) echo $((PORT_BASE + 3)) ;;
   esac
 }
-for s in duplex node duplex-tls duplex-t2; do
-  listening "$(port_of "$s")" && die "port $(port_of "$s") is already in use (set BENCH_PORT_BASE)"
-done
-
-OUT=$BUILD/bench-results/extra-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT" || die "cannot create $OUT"
-RESULTS=$OUT/results.txt
-: >"$RESULTS"
+start_results "extra-" duplex node duplex-tls duplex-t2
 sh "$ROOT/tests/certs/make.sh" "$OUT/certs" >"$OUT/certs.log" 2>&1 ||
   die "tests/certs/make.sh failed: see $OUT/certs.log"
 
@@ -155,15 +148,7 @@ run_one() { # ROW SERVER REP
       rc=$?
       ;;
   esac
-  if [ $rc -ne 0 ] || [ -z "$line" ]; then
-    line="failed=wsbench-rc-$rc"
-    echo "extra.sh: $srv $row rep $rep failed (see $OUT/wsbench.log, $OUT/$srv.log)" >&2
-  elif ! kill -0 "$SPID" 2>/dev/null; then
-    line="failed=server-died $line"
-  fi
-  echo "row=$row server=$srv rep=$rep $line" >>"$RESULTS"
-  printf '  %-9s %-10s rep %s: %s\n' "$row" "$srv" "$rep" "$line"
-  stop_server
+  record_run "$row" "$srv" "$rep" "$rc" "$line"
 }
 
 {
@@ -185,28 +170,15 @@ check_busy "after the run" | tee -a "$OUT/header.txt"
 echo
 
 # ---------------------------------------------------------------- table
-awk '
-function median(key,   k, i, j, t, a) {
-  k = cnt[key]
-  if (!k) return ""
-  for (i = 1; i <= k; i++) a[i] = val[key, i]
-  for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-  return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-}
+awk "$AWK_COMMON"'
 function fmt(v) {
   if (v == "") return "-"
   if (v >= 100 || (v >= 10 && v == int(v))) return sprintf("%.0f", v)
   if (v < 1 && v > 0) return sprintf("%.3f", v)
   return sprintf("%.2f", v)
 }
-function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
 {
-  row = ""; srv = ""; failed = ""
-  for (i = 1; i <= NF; i++) {
-    eq = index($i, "="); k = substr($i, 1, eq - 1); v = substr($i, eq + 1)
-    if (k == "row") row = v; else if (k == "server") srv = v; else if (k == "failed") failed = v
-    else f[k] = v
-  }
+  parse()
   if (failed != "") { fail[row, srv] = 1; delete f; next }
   # how much work each CPU-second of the server bought
   rate = ("msgs_per_s" in f) ? f["msgs_per_s"] : f["handshakes_per_s"]

@@ -109,3 +109,57 @@ stop_server() {
   wait "$SPID" 2>/dev/null
   SPID=
 }
+
+# The end of one client run: its output LINE (RC its exit status), or why
+# it failed, goes to $RESULTS as "row=ROW server=SERVER rep=REP ..." and to
+# the terminal; then the server (SPID) is stopped.
+record_run() { # ROW SERVER REP RC LINE
+  local row=$1 srv=$2 rep=$3 rc=$4 line=$5
+  if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+    line="failed=wsbench-rc-$rc"
+    echo "$ME: $srv $row rep $rep failed (see $OUT/wsbench.log, $OUT/$srv.log)" >&2
+  elif ! kill -0 "$SPID" 2>/dev/null; then
+    line="failed=server-died $line"
+  fi
+  echo "row=$row server=$srv rep=$rep $line" >>"$RESULTS"
+  printf '  %-12s %-10s rep %s: %s\n' "$row" "$srv" "$rep" "$line"
+  stop_server
+}
+
+# What the scripts' table programs share (prepended to each awk program):
+# parse() splits a results line into row, srv, failed and the figures f[];
+# median(key) is the median of val[key, 1..cnt[key]]; ratio(a, b) is a/b
+# or "-".
+AWK_COMMON='
+function parse(   i, eq, k, v) {
+  row = ""; srv = ""; failed = ""
+  for (i = 1; i <= NF; i++) {
+    eq = index($i, "="); k = substr($i, 1, eq - 1); v = substr($i, eq + 1)
+    if (k == "row") row = v; else if (k == "server") srv = v; else if (k == "failed") failed = v
+    else f[k] = v
+  }
+}
+function median(key,   k, i, j, t, a) {
+  k = cnt[key]
+  if (!k) return ""
+  for (i = 1; i <= k; i++) a[i] = val[key, i]
+  for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+  return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
+function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+'
+
+# Checks that no server's port (port_of, the caller's) is taken, then makes
+# the results directory OUT=BUILD/bench-results/PREFIX<time> and an empty
+# RESULTS file in it.
+start_results() { # PREFIX SERVER...
+  local prefix=$1 s
+  shift
+  for s in "$@"; do
+    listening "$(port_of "$s")" && die "port $(port_of "$s") is already in use (set BENCH_PORT_BASE)"
+  done
+  OUT=$BUILD/bench-results/$prefix$(date +%Y%m%d-%H%M%S)
+  mkdir -p "$OUT" || die "cannot create $OUT"
+  RESULTS=$OUT/results.txt
+  : >"$RESULTS"
+}

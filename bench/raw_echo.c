@@ -30,6 +30,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "raw_common.h"
+
 #define BUF_SIZE (256 * 1024)
 
 struct conn {
@@ -117,19 +119,7 @@ int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8082;
   const char *host = argc > 2 ? argv[2] : "127.0.0.1";
   signal(SIGPIPE, SIG_IGN);
-
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-    fprintf(stderr, "usage: raw_echo [PORT] [IPV4-HOST] [--close-after-request]\n");
-    return 2;
-  }
-  if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, SOMAXCONN)) {
-    perror("raw_echo: bind/listen");
-    return 1;
-  }
+  int lfd = raw_listen(port, host, "usage: raw_echo [PORT] [IPV4-HOST] [--close-after-request]");
   ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
@@ -146,9 +136,8 @@ int main(int argc, char **argv) {
       struct conn *c = evs[i].data.ptr;
       if (!c) { /* the listener: accept everything queued */
         for (;;) {
-          int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (fd < 0) break; /* EAGAIN, or EMFILE: retried on the next wake */
-          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          int fd = raw_accept(lfd);
+          if (fd < 0) break;
           struct conn *nc = calloc(1, sizeof *nc);
           if (!nc) {
             close(fd);

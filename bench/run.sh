@@ -55,14 +55,7 @@ command -v taskset >/dev/null || die "taskset (util-linux) is needed for the one
 pin_of() { [ "$1" = hs1 ] && echo "taskset -c $PIN_CPU"; }
 
 port_of() { case $1 in duplex) echo "$PORT_BASE" ;; lws) echo $((PORT_BASE + 1)) ;; raw) echo $((PORT_BASE + 2)) ;; esac; }
-for s in $SERVERS; do
-  listening "$(port_of "$s")" && die "port $(port_of "$s") is already in use (set BENCH_PORT_BASE)"
-done
-
-OUT=$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT" || die "cannot create $OUT"
-RESULTS=$OUT/results.txt
-: >"$RESULTS"
+start_results "" $SERVERS
 
 # -------------------------------------------------------------- servers
 start_server() { # NAME ROW
@@ -93,7 +86,7 @@ row_args() {
 }
 
 run_one() { # ROW SERVER REP
-  local row=$1 srv=$2 rep=$3 line rc raw=""
+  local row=$1 srv=$2 rep=$3 line raw=""
   [ "$srv" = raw ] && raw=--raw
   if ! start_server "$srv" "$row"; then
     echo "row=$row server=$srv rep=$rep failed=start" >>"$RESULTS"
@@ -102,16 +95,7 @@ run_one() { # ROW SERVER REP
   # shellcheck disable=SC2046 # row_args is meant to split
   line=$(timeout 120 $(pin_of "$row") "$WSBENCH" $raw --port "$(port_of "$srv")" --pid "$SPID" \
     $(row_args "$row") 2>>"$OUT/wsbench.log")
-  rc=$?
-  if [ $rc -ne 0 ] || [ -z "$line" ]; then
-    line="failed=wsbench-rc-$rc"
-    echo "run.sh: $srv $row rep $rep failed (see $OUT/wsbench.log, $OUT/$srv.log)" >&2
-  elif ! kill -0 "$SPID" 2>/dev/null; then
-    line="failed=server-died $line"
-  fi
-  echo "row=$row server=$srv rep=$rep $line" >>"$RESULTS"
-  printf '  %-6s %-6s rep %s: %s\n' "$row" "$srv" "$rep" "$line"
-  stop_server
+  record_run "$row" "$srv" "$rep" $? "$line"
 }
 
 {
@@ -133,27 +117,14 @@ check_busy "after the run" | tee -a "$OUT/header.txt"
 echo
 
 # ---------------------------------------------------------------- table
-awk -v servers="$SERVERS" '
-function median(key,   k, i, j, t, a) {
-  k = cnt[key]
-  if (!k) return ""
-  for (i = 1; i <= k; i++) a[i] = val[key, i]
-  for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-  return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-}
+awk -v servers="$SERVERS" "$AWK_COMMON"'
 function fmt(v) {
   if (v == "") return "-"
   if (v >= 100 || (v >= 10 && v == int(v))) return sprintf("%.0f", v)
   return sprintf("%.2f", v)
 }
-function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
 {
-  row = ""; srv = ""; failed = ""
-  for (i = 1; i <= NF; i++) {
-    eq = index($i, "="); k = substr($i, 1, eq - 1); v = substr($i, eq + 1)
-    if (k == "row") row = v; else if (k == "server") srv = v; else if (k == "failed") failed = v
-    else f[k] = v
-  }
+  parse()
   if (failed != "") { fail[row, srv] = failed; delete f; next }
   # Server CPU per message (or handshake): what the server spends whoever
   # is the bottleneck. The client is at 2 shared cores too, so a server

@@ -13,6 +13,10 @@
  *   idle       N upgraded, idle connections; the server's VmRSS before and
  *              after, per connection. --echo-once: one message each way
  *              first.
+ *   fanout     N subscribers and one publisher on --path (a room of
+ *              `duplex serve --rooms`, or raw_fanout); the publisher keeps
+ *              P messages in flight until every subscriber has them:
+ *              deliveries/s, and the server's CPU per delivery.
  *
  * --deflate offers permessage-deflate, --json sends JSON-like text, --tls
  * speaks wss:// (no certificate check), --raw plain TCP.
@@ -39,6 +43,9 @@ static void usage(void) {
           "  --mode handshake --seconds T [--conns CONCURRENCY] [--warmup W]\n"
           "  --mode idle      --conns N --pid SERVERPID [--settle S] [--burst B]\n"
           "                   [--echo-once --size S]\n"
+          "  --mode fanout    --path /rooms/NAME --conns SUBSCRIBERS --inflight P\n"
+          "                   --size S (16 or more) --seconds T [--warmup W] [--burst B]\n"
+          "                   [--binary] [--pid SERVERPID]\n"
           "--raw speaks plain TCP (for the raw echo reference) instead of WebSocket.\n"
           "--pid in echo/handshake mode also reports the server's CPU use.\n"
           "--deflate offers permessage-deflate; --deflate-no-takeover offers it with\n"
@@ -82,6 +89,7 @@ static void parse_args(int argc, char **argv) {
       if (!strcmp(m, "echo")) opt.mode = BENCH_ECHO;
       else if (!strcmp(m, "handshake")) opt.mode = BENCH_HANDSHAKE;
       else if (!strcmp(m, "idle")) opt.mode = BENCH_IDLE;
+      else if (!strcmp(m, "fanout")) opt.mode = BENCH_FANOUT;
       else usage();
     }
     else if (ARG("--conns")) opt.conns = (int)parse_num(argv[++i], a);
@@ -105,11 +113,16 @@ static void parse_args(int argc, char **argv) {
     else usage();
 #undef ARG
   }
-  if (opt.conns < 0) opt.conns = opt.mode == BENCH_HANDSHAKE ? 16 : opt.mode == BENCH_IDLE ? 1000 : 1;
+  if (opt.conns < 0) opt.conns = opt.mode == BENCH_HANDSHAKE ? 16 : opt.mode == BENCH_IDLE || opt.mode == BENCH_FANOUT ? 1000 : 1;
   if (opt.conns < 1 || opt.inflight < 1 || opt.inflight > 65536 || opt.burst < 1 ||
       opt.port < 1 || opt.port > 65535 || opt.seconds <= 0 || opt.size > (1 << 30))
     usage();
   if (opt.mode == BENCH_ECHO && opt.size < 1) usage();
+  if (opt.mode == BENCH_FANOUT && (opt.size < BENCH_SEQ_LEN || opt.raw || opt.deflate || opt.json)) {
+    fprintf(stderr, "wsbench: --mode fanout needs --size of at least %d, and goes with "
+                    "neither --raw, --deflate nor --json\n", BENCH_SEQ_LEN);
+    usage();
+  }
   if (opt.variants < 1 || opt.variants > 256) usage();
   if (opt.zlevel < -1 || opt.zlevel > 9) usage();
   if (opt.echo_once && (opt.mode != BENCH_IDLE || opt.size < 1)) usage();
@@ -143,14 +156,17 @@ static void print_cpu(const bench_result *r) {
   if (r->server_cpu >= 0) printf(" server_cpu=%.2f", r->server_cpu);
 }
 
+static void print_latency(const bench_result *r) {
+  printf(" p50_us=%.1f p99_us=%.1f max_us=%.1f", r->p50_us, r->p99_us, r->max_us);
+}
+
 static void print_echo(const bench_result *r) {
   double mps = (double)r->msgs / r->seconds;
   printf("mode=echo transport=%s conns=%d inflight=%d size=%.0f binary=%d "
-         "seconds=%.2f msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.1f "
-         "p99_us=%.1f max_us=%.1f",
+         "seconds=%.2f msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f",
          transport(), opt.conns, opt.inflight, opt.size, opt.binary, r->seconds,
-         (unsigned long long)r->msgs, mps, mps * opt.size / 1e6, r->p50_us, r->p99_us,
-         r->max_us);
+         (unsigned long long)r->msgs, mps, mps * opt.size / 1e6);
+  print_latency(r);
   print_cpu(r);
   print_wire_options(r);
   if (opt.deflate && r->tx_plain && r->rx_plain)
@@ -162,11 +178,12 @@ static void print_echo(const bench_result *r) {
 
 static void print_handshake(const bench_result *r) {
   printf("mode=handshake transport=%s conns=%d seconds=%.2f handshakes=%llu "
-         "handshakes_per_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f errors=%llu "
-         "server_no_close=%llu",
+         "handshakes_per_s=%.0f",
          transport(), opt.conns, r->seconds, (unsigned long long)r->msgs,
-         (double)r->msgs / r->seconds, r->p50_us, r->p99_us, r->max_us,
-         (unsigned long long)r->errors, (unsigned long long)r->no_close);
+         (double)r->msgs / r->seconds);
+  print_latency(r);
+  printf(" errors=%llu server_no_close=%llu", (unsigned long long)r->errors,
+         (unsigned long long)r->no_close);
   print_cpu(r);
   print_wire_options(r);
   printf("\n");
@@ -184,6 +201,24 @@ static void print_idle(const bench_result *r) {
          (double)(r->rss_after_kb - r->rss_first_kb) * 1024.0 / (opt.conns - r->first),
          r->open_per_s);
   if (opt.echo_once) printf(" echo_once=%.0f", opt.size);
+  print_wire_options(r);
+  printf("\n");
+}
+
+/* Deliveries are what a fan-out does: the server's CPU per delivery is its
+ * cost whoever was the bottleneck. Latency: from queueing a message to the
+ * last subscriber's receipt of it. */
+static void print_fanout(const bench_result *r) {
+  printf("mode=fanout transport=%s subscribers=%d inflight=%d size=%.0f binary=%d "
+         "seconds=%.2f publishes=%llu publishes_per_s=%.0f deliveries=%llu "
+         "deliveries_per_s=%.0f",
+         transport(), opt.conns, opt.inflight, opt.size, opt.binary, r->seconds,
+         (unsigned long long)r->msgs, (double)r->msgs / r->seconds,
+         (unsigned long long)r->deliveries, (double)r->deliveries / r->seconds);
+  print_latency(r);
+  print_cpu(r);
+  if (r->server_cpu >= 0 && r->deliveries)
+    printf(" server_ns_per_delivery=%.1f", r->server_cpu * r->seconds * 1e9 / (double)r->deliveries);
   print_wire_options(r);
   printf("\n");
 }
@@ -229,6 +264,7 @@ int main(int argc, char **argv) {
     case BENCH_ECHO: print_echo(&r); break;
     case BENCH_HANDSHAKE: print_handshake(&r); break;
     case BENCH_IDLE: print_idle(&r); break;
+    case BENCH_FANOUT: print_fanout(&r); break;
   }
   return 0;
 }

@@ -19,6 +19,14 @@
  *   idle       `conns` upgraded connections opened (at most `burst`
  *              handshakes at a time) and held for `duration_ms`; with a
  *              server PID, its VmRSS before and after.
+ *   fanout     `conns` subscribers and one publisher, all on the same
+ *              path (a room of `duplex serve --rooms`), opened like idle
+ *              ones; then the publisher keeps `inflight` messages in
+ *              flight, a message being in flight until every subscriber
+ *              has it. Each carries its sequence number in its first 16
+ *              bytes (hex); every delivery is checked (type, length, the
+ *              next number in order for that subscriber, the bytes).
+ *              Counts deliveries (messages received by subscribers).
  *
  * Files: bench_run.c (bench_run, the phases of each mode), bench_life.c
  * (what each mode does when a connection opens, fails, ends, times out),
@@ -36,7 +44,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-typedef enum { BENCH_ECHO, BENCH_HANDSHAKE, BENCH_IDLE } bench_mode;
+typedef enum { BENCH_ECHO, BENCH_HANDSHAKE, BENCH_IDLE, BENCH_FANOUT } bench_mode;
 
 /* What the progress callback is shown once a second. */
 typedef struct {
@@ -88,6 +96,10 @@ typedef struct {
   void *progress_ud;
 } bench_config;
 
+/* fanout: message n carries n in its first BENCH_SEQ_LEN bytes, in hex;
+ * messages are at least that long. */
+#define BENCH_SEQ_LEN 16
+
 #define BENCH_ERROR_KINDS 12
 
 typedef struct {
@@ -97,7 +109,10 @@ typedef struct {
 
 typedef struct {
   double seconds;           /* the measured window (idle: the hold) */
-  uint64_t msgs;            /* echo: echoes in the window; handshake: cycles */
+  uint64_t msgs;            /* echo: echoes in the window; handshake: cycles;
+                               fanout: messages every subscriber received */
+  uint64_t deliveries;      /* fanout: messages subscribers received in the
+                               window */
   /* echo, over the whole run: sent == echoed + lost + unanswered */
   uint64_t sent, echoed;
   uint64_t lost;            /* in flight on connections that failed */

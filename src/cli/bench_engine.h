@@ -69,6 +69,7 @@ typedef struct bench_conn {
   unsigned next_var;
   SSL *ssl;
   dx__pmd *pmd;      /* permessage-deflate, once the server accepted it */
+  uint64_t fan_next; /* fanout subscriber: the number of the message due */
 } bench_conn;
 
 struct bench_ctx {
@@ -114,6 +115,13 @@ struct bench_ctx {
   uint64_t next_tick, tick_events;
   uint64_t next_check;
   uint64_t woke;     /* when epoll_wait last returned */
+  /* fanout: the publisher is c[subs], after the subscribers */
+  bench_conn *pub;
+  unsigned subs;
+  uint32_t *fan_got;   /* subscribers that received message n, at n % inflight */
+  uint64_t fan_done;   /* messages every subscriber received */
+  uint64_t deliveries; /* while measuring */
+  uint8_t *fan_msg;    /* the message being published */
 };
 
 /* bench_run.c: the run as a whole failed; the loop stops at once. */
@@ -131,6 +139,8 @@ void bench_conn_fail(bench_conn *c, const char *kind);
 void bench_conn_done(bench_conn *c);
 void bench_on_open(bench_conn *c);
 void bench_on_echo(bench_conn *c);  /* a complete, checked echo */
+/* fanout: a subscriber received its next message, checked. */
+void bench_on_delivery(bench_conn *c);
 void bench_on_eof(bench_conn *c);
 void bench_on_server_close(bench_conn *c, unsigned code);
 void bench_check_deadlines(bench_ctx *b, uint64_t now);
@@ -165,6 +175,8 @@ void bench_queue_close(bench_conn *c);
 
 /* bench_payload.c: fills b->payload / b->npayload. 0, or -1 (fatal). */
 int bench_payload_make(bench_ctx *b);
+/* fanout: message n carries n in its first BENCH_SEQ_LEN bytes. */
+void bench_seq_write(uint8_t *dst, uint64_t n);
 void bench_payload_free(bench_ctx *b);
 
 #endif

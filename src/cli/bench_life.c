@@ -110,6 +110,9 @@ void bench_on_open(bench_conn *c) {
       c->state = BC_CLOSING;
       c->deadline = now + b->timeout_ns;
       break;
+    case BENCH_FANOUT:
+      count_open(c);
+      break;
     case BENCH_IDLE:
       /* The upgrade's latency, from connect() to the 101. */
       bench_hist_add(&b->hist, now - c->t_start);
@@ -163,6 +166,26 @@ void bench_on_echo(bench_conn *c) {
   if (!b->stopping) bench_queue_msg(c);
 }
 
+/* A subscriber's next message arrived, checked. Each one delivers the
+ * messages in order, so the oldest in flight is the first that every
+ * subscriber has: it completes the publisher's oldest, which queues the
+ * next (bench_on_echo). */
+void bench_on_delivery(bench_conn *c) {
+  bench_ctx *b = c->b;
+  uint64_t n = c->fan_next++;
+  if (b->measuring) b->deliveries++;
+  uint32_t *got = &b->fan_got[n % b->cfg->inflight];
+  if (++*got < b->subs) return;
+  *got = 0;
+  if (n != b->fan_done) { /* cannot happen with deliveries in order */
+    bench_fatal(b, "message %llu reached every subscriber before %llu",
+                (unsigned long long)n, (unsigned long long)b->fan_done);
+    return;
+  }
+  b->fan_done++;
+  bench_on_echo(b->pub); /* sent at the end of the loop's batch (bench_loop.c) */
+}
+
 void bench_on_eof(bench_conn *c) {
   if (c->state == BC_WAIT_EOF || (c->b->cfg->raw && c->state == BC_CLOSING)) {
     bench_conn_done(c);
@@ -192,12 +215,13 @@ static const char *timeout_kind(enum bench_cstate s) {
 /* Runs a few times a second: retries that are due, states that took too
  * long, and echo mode's oldest message on each connection. */
 void bench_check_deadlines(bench_ctx *b, uint64_t now) {
-  bool echo = b->cfg->mode == BENCH_ECHO && !b->stopping;
+  /* fanout: only the publisher has messages in flight */
+  bool echo = (b->cfg->mode == BENCH_ECHO || b->cfg->mode == BENCH_FANOUT) && !b->stopping;
   for (unsigned i = 0; i < b->nconns && !b->failed; i++) {
     bench_conn *c = &b->c[i];
     if (echo && c->state == BC_OPEN && c->ring_count && now > c->sent[c->ring_head] &&
         now - c->sent[c->ring_head] > b->timeout_ns) {
-      bench_conn_fail(c, "echo timeout");
+      bench_conn_fail(c, b->cfg->mode == BENCH_FANOUT ? "delivery timeout" : "echo timeout");
       continue;
     }
     if (!c->deadline || now < c->deadline) continue;

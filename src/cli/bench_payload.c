@@ -101,3 +101,8 @@ void bench_payload_free(bench_ctx *b) {
   for (unsigned v = 0; v < b->npayload; v++) free(b->payload[v]);
   b->npayload = 0;
 }
+
+void bench_seq_write(uint8_t *dst, uint64_t n) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = BENCH_SEQ_LEN - 1; i >= 0; i--, n >>= 4) dst[i] = (uint8_t)hex[n & 15];
+}

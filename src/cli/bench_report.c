@@ -145,6 +145,7 @@ void bench_report_table(FILE *out, const char *url, const bench_config *cfg,
     case BENCH_ECHO: table_echo(out, cfg, r); break;
     case BENCH_HANDSHAKE: table_handshake(out, cfg, r); break;
     case BENCH_IDLE: table_idle(out, cfg, r); break;
+    case BENCH_FANOUT: break; /* bench/wsbench's alone: never asked for here */
   }
   if (cfg->mode != BENCH_IDLE) table_cpu(out, r);
   table_errors(out, r);
@@ -271,6 +272,7 @@ void bench_report_json(FILE *out, const char *url, const bench_config *cfg,
     case BENCH_ECHO: json_echo(out, cfg, r); break;
     case BENCH_HANDSHAKE: json_handshake(out, r); break;
     case BENCH_IDLE: json_idle(out, r); break;
+    case BENCH_FANOUT: break; /* bench/wsbench's alone */
   }
   if (cfg->mode != BENCH_IDLE) {
     json_num(out, "client_cpu", r->client_cpu);

@@ -18,7 +18,13 @@
 #define IDLE_GIVE_UP_NS 120000000000u
 
 const char *bench_mode_name(bench_mode m) {
-  return m == BENCH_ECHO ? "echo" : m == BENCH_HANDSHAKE ? "handshake" : "idle";
+  switch (m) {
+    case BENCH_ECHO: return "echo";
+    case BENCH_HANDSHAKE: return "handshake";
+    case BENCH_IDLE: return "idle";
+    case BENCH_FANOUT: return "fanout";
+  }
+  return "?";
 }
 
 void bench_fatal(bench_ctx *b, const char *fmt, ...) {
@@ -60,7 +66,8 @@ static void nothing_worked(bench_ctx *b, const char *what) {
 
 static int setup(bench_ctx *b, size_t out_cap, size_t rbuf) {
   const bench_config *cfg = b->cfg;
-  b->nconns = cfg->conns;
+  /* fanout: the publisher comes after the subscribers */
+  b->nconns = cfg->conns + (cfg->mode == BENCH_FANOUT);
   b->rbuf_size = rbuf;
   b->rbuf = malloc(rbuf);
   b->c = calloc(b->nconns, sizeof *b->c);
@@ -69,7 +76,7 @@ static int setup(bench_ctx *b, size_t out_cap, size_t rbuf) {
     b->c[i].b = b;
     b->c[i].fd = -1;
   }
-  bool ring = cfg->mode == BENCH_ECHO || cfg->echo_once;
+  bool ring = cfg->mode == BENCH_ECHO || cfg->mode == BENCH_FANOUT || cfg->echo_once;
   for (unsigned i = 0; i < b->nconns; i++) {
     bench_conn *c = &b->c[i];
     if (out_cap) {
@@ -136,7 +143,7 @@ static void measure(bench_ctx *b, bool (*done)(bench_ctx *b)) {
   const bench_config *cfg = b->cfg;
   bench_result *r = b->res;
   memset(&b->hist, 0, sizeof b->hist);
-  b->msgs = 0;
+  b->msgs = b->deliveries = 0;
   b->tx_plain = b->tx_wire = b->rx_plain = b->rx_wire = b->rx_z = 0;
   b->measuring = true;
   b->phase = "measuring";
@@ -151,11 +158,25 @@ static void measure(bench_ctx *b, bool (*done)(bench_ctx *b)) {
   r->client_cpu = (cli1 - cli0) / secs;
   r->server_cpu = srv0 >= 0 && srv1 >= 0 ? (srv1 - srv0) / secs : -1;
   r->msgs = b->msgs;
+  r->deliveries = b->deliveries;
   r->tx_plain = b->tx_plain;
   r->tx_wire = b->tx_wire;
   r->rx_plain = b->rx_plain;
   r->rx_wire = b->rx_wire;
   r->rx_z = b->rx_z;
+}
+
+/* The messages in flight are queued: warm-up, the measured window, the
+ * end. `nothing` is the reason when no message was ever answered. */
+static void run_load(bench_ctx *b, const char *nothing) {
+  b->phase = "warm-up";
+  bench_run_until(b, bench_now_ns() + (uint64_t)b->cfg->warmup_ms * NS_PER_MS, NULL);
+  measure(b, NULL);
+  shut_down(b);
+  b->res->sent = b->sent;
+  b->res->echoed = b->echoed;
+  b->res->lost = b->lost;
+  if (!b->failed && !b->echoed) nothing_worked(b, nothing);
 }
 
 static void run_echo(bench_ctx *b) {
@@ -184,14 +205,7 @@ static void run_echo(bench_ctx *b) {
     }
   }
   b->down = 0;
-  b->phase = "warm-up";
-  bench_run_until(b, bench_now_ns() + (uint64_t)cfg->warmup_ms * NS_PER_MS, NULL);
-  measure(b, NULL);
-  shut_down(b);
-  b->res->sent = b->sent;
-  b->res->echoed = b->echoed;
-  b->res->lost = b->lost;
-  if (!b->failed && !b->echoed) nothing_worked(b, "no echo came back");
+  run_load(b, "no echo came back");
 }
 
 static void run_handshake(bench_ctx *b) {
@@ -283,6 +297,33 @@ static void run_idle(bench_ctx *b) {
   shut_down(b);
 }
 
+/* One publisher, `conns` subscribers: all opened first (like idle ones,
+ * `burst` handshakes at a time, the publisher last), then the publisher
+ * keeps `inflight` messages in flight; each one that every subscriber has
+ * received makes room for the next (bench_on_delivery). */
+static void run_fanout(bench_ctx *b) {
+  const bench_config *cfg = b->cfg;
+  b->subs = cfg->conns;
+  b->fan_got = calloc(cfg->inflight, sizeof *b->fan_got);
+  b->fan_msg = malloc(cfg->size);
+  if (!b->fan_got || !b->fan_msg) {
+    bench_fatal(b, "out of memory");
+    return;
+  }
+  if (setup(b, 0, 256 * 1024)) return;
+  b->pub = &b->c[b->subs];
+  b->phase = "connecting";
+  idle_open(b, b->nconns, bench_now_ns() + IDLE_GIVE_UP_NS);
+  b->res->opened = b->opened;
+  if (!b->failed && b->opened < b->nconns)
+    bench_fatal(b, "only %u of %u connections opened", b->opened, b->nconns);
+  if (b->failed) return;
+  b->loading = true;
+  for (unsigned j = 0; j < cfg->inflight; j++) bench_queue_msg(b->pub);
+  bench_flush(b->pub);
+  run_load(b, "no message reached every subscriber");
+}
+
 static void teardown(bench_ctx *b) {
   for (unsigned i = 0; b->c && i < b->nconns; i++) {
     bench_conn *c = &b->c[i];
@@ -293,6 +334,8 @@ static void teardown(bench_ctx *b) {
     free(c->var);
   }
   free(b->c);
+  free(b->fan_got);
+  free(b->fan_msg);
   free(b->rbuf);
   free(b->req);
   bench_payload_free(b);
@@ -333,6 +376,7 @@ int bench_run(const bench_config *cfg, bench_result *res) {
       case BENCH_ECHO: run_echo(b); break;
       case BENCH_HANDSHAKE: run_handshake(b); break;
       case BENCH_IDLE: run_idle(b); break;
+      case BENCH_FANOUT: run_fanout(b); break;
     }
   }
   if (cfg->mode != BENCH_IDLE) {

@@ -100,6 +100,11 @@ void bench_queue_msg(bench_conn *c) {
   unsigned v = c->next_var;
   c->next_var = (c->next_var + 1) % b->npayload;
   const uint8_t *msg = b->payload[v];
+  if (cfg->mode == BENCH_FANOUT) { /* message n says n */
+    memcpy(b->fan_msg, msg, cfg->size);
+    bench_seq_write(b->fan_msg, b->sent);
+    msg = b->fan_msg;
+  }
   if (cfg->raw) {
     bench_queue_bytes(c, msg, cfg->size);
   } else {
@@ -190,9 +195,34 @@ static int start_message(bench_conn *c, const dx__frame_header *h) {
   return 0;
 }
 
-/* Whether the payload of the current message is checked as an echo. */
+/* Whether the payload of the current message is checked: as an echo, or
+ * as a subscriber's next delivery. */
 static bool checking(const bench_conn *c) {
+  if (c->b->cfg->mode == BENCH_FANOUT) return c->state == BC_OPEN && c != c->b->pub;
   return c->state == BC_OPEN && c->ring_count > 0;
+}
+
+/* Whether p[0..take) is what the subscriber's next message holds at
+ * c->msg_len: its number (always checked: order, loss, duplicates), then
+ * the payload (unless --no-verify). */
+static bool fan_matches(const bench_conn *c, const uint8_t *p, size_t take) {
+  size_t off = c->msg_len;
+  if (off < BENCH_SEQ_LEN) {
+    uint8_t seq[BENCH_SEQ_LEN];
+    bench_seq_write(seq, c->fan_next);
+    size_t n = take < BENCH_SEQ_LEN - off ? take : BENCH_SEQ_LEN - off;
+    if (memcmp(p, seq + off, n)) return false;
+    p += n;
+    off += n;
+    take -= n;
+  }
+  return !take || !c->b->cfg->verify || !memcmp(p, c->b->payload[0] + off, take);
+}
+
+/* Whether p[0..take) is what the current message holds at c->msg_len. */
+static bool matches(const bench_conn *c, const uint8_t *p, size_t take) {
+  if (c->b->cfg->mode == BENCH_FANOUT) return fan_matches(c, p, take);
+  return !memcmp(p, c->b->payload[c->msg_var] + c->msg_len, take);
 }
 
 /* Payload bytes of the current data frame. Returns -1 when gone. */
@@ -212,8 +242,10 @@ static int data_bytes(bench_conn *c, const uint8_t *p, size_t take) {
     bench_conn_fail(c, "echo is longer than the message sent");
     return -1;
   }
-  if (cfg->verify && memcmp(p, c->b->payload[c->msg_var] + c->msg_len, take)) {
-    bench_conn_fail(c, "echo differs from the message sent");
+  if ((cfg->verify || cfg->mode == BENCH_FANOUT) && !matches(c, p, take)) {
+    bench_conn_fail(c, cfg->mode == BENCH_FANOUT
+                           ? "delivery differs from the next message published"
+                           : "echo differs from the message sent");
     return -1;
   }
   c->msg_len += take;
@@ -238,7 +270,8 @@ static int end_message(bench_conn *c) {
                                          : "echo is shorter than the message sent");
     return -1;
   }
-  bench_on_echo(c);
+  if (cfg->mode == BENCH_FANOUT) bench_on_delivery(c);
+  else bench_on_echo(c);
   return c->fd < 0 ? -1 : 0;
 }
 
