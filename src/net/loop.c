@@ -319,8 +319,15 @@ int dx__timer_reserve(dx_loop *l, uint32_t n) {
 
 void dx__timer_unreserve(dx_loop *l, uint32_t n) { l->reserved -= n; }
 
+/* The loop running on this thread (dx__loop_current). */
+static _Thread_local dx_loop *running;
+
 int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms) {
   dx__timer_stop(l, t);
+  /* Outside its dx_loop_run (between runs: a drain started after a signal
+   * stopped the loop), the loop's clock is as old as its last iteration;
+   * a deadline counted from it would fire that much early. */
+  if (running != l) l->now = clock_ms();
   if (l->nheap == l->capheap && heap_grow(l, l->nheap + 1)) return DX_ENOMEM;
   uint32_t i = l->nheap++;
   l->heap[i] = (dx__heap_entry){l->now + ms, t};
@@ -369,9 +376,6 @@ static void run_tasks(dx_loop *l) {
 }
 
 /* ---- running ------------------------------------------------------------ */
-
-/* The loop running on this thread (dx__loop_current). */
-static _Thread_local dx_loop *running;
 
 dx_loop *dx__loop_current(void) { return running; }
 
