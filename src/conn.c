@@ -114,6 +114,13 @@ struct dx__shq {
 
 static size_t shq_bytes(const dx_conn *c) { return c->shq ? c->shq->bytes : 0; }
 
+/* dx_conn_buffered_amount, inlined where every delivery asks. */
+static inline size_t buffered(const dx_conn *c) {
+  size_t n = dx__session_out_bytes(&c->sess) + shq_bytes(c);
+  /* Only TLS holds bytes of its own (plain TCP has no impl). */
+  return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
+}
+
 static void shq_free(dx_conn *c) {
   dx__shq *q = c->shq;
   if (!q) return;
@@ -162,8 +169,17 @@ static size_t shq_consumed(dx_conn *c, size_t n) {
     q->head++;
     q->off = 0;
   }
-  /* Drained: the memory goes, so an idle connection holds none. */
-  if (q && q->head == q->n) shq_free(c);
+  if (q && q->head == q->n) {
+    /* Drained. A subscriber keeps its (small) queue for the next publish,
+     * which would otherwise cost a malloc and a free per burst; anyone
+     * else gives the memory back, so an idle connection holds none. */
+    if (c->ext) {
+      q->head = q->n = 0;
+      q->off = 0;
+    } else {
+      shq_free(c);
+    }
+  }
   return took;
 }
 
@@ -753,7 +769,7 @@ static int refuse_slow(dx_conn *c) {
 int dx__conn_send_shared(dx_conn *c, dx__shbuf *b) {
   if (!is_open(c)) return DX_ESTATE;
   const dx_options *o = &c->ep->opt;
-  size_t queued = dx_conn_buffered_amount(c);
+  size_t queued = buffered(c);
   size_t cap = dx__max_buffered(o);
   if (queued > cap || b->len > cap - queued) return refuse_slow(c);
   /* Behind output the session already holds, the frame must follow it:
@@ -819,7 +835,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
  * message, 0 when the normal path must. */
 static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
   if (c->is_client || c->tr.impl || c->connecting || dx__session_out_bytes(&c->sess) ||
-      c->shq)
+      shq_bytes(c))
     return 0;
   uint8_t hdr[DX__FRAME_MAX_HEADER];
   size_t h = dx__frame_write_header(hdr, 1, 0, (unsigned)opcode, NULL, len);
@@ -883,11 +899,7 @@ int dx_close(dx_conn *c, int code, const char *reason) {
 
 void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
-size_t dx_conn_buffered_amount(const dx_conn *c) {
-  size_t n = dx__session_out_bytes(&c->sess) + shq_bytes(c);
-  /* Only TLS holds bytes of its own (plain TCP has no impl). */
-  return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
-}
+size_t dx_conn_buffered_amount(const dx_conn *c) { return buffered(c); }
 int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
 const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
 const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
