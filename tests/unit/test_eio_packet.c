@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "fail_alloc.h"
+
 #include "eio/eio_packet.h"
 
 #define LIT(s) (const uint8_t *)(s), sizeof(s) - 1
@@ -24,20 +26,6 @@
     assert_memory_equal((b)->data, lit, sizeof(lit) - 1); \
   } while (0)
 
-/* An allocator that fails once `left` allocations have succeeded (frees
- * and shrinks always work); -1 never fails. */
-static long left = -1;
-static void *fail_realloc(void *ud, void *p, size_t n) {
-  (void)ud;
-  if (n == 0) {
-    free(p);
-    return NULL;
-  }
-  if (left == 0) return NULL;
-  if (left > 0) left--;
-  return realloc(p, n);
-}
-static const dx__alloc A = {fail_realloc, NULL};
 
 /* Decodes a whole body into up to 16 packets, copying each out (the
  * reader's pointers are into `body`). Returns the count or the error. */
@@ -91,7 +79,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fixture *f = *state;
-  left = -1;
+  fail_alloc_left = -1;
   dx__eio_queue_clear(&f->q);
   dx__eio_buf_free(&f->out);
   free(f);
@@ -368,9 +356,9 @@ static void test_queue_rules_and_no_memory(void **state) {
   assert_int_equal(dx__eio_queue_push(q, DX__EIO_PONG, 1, "a", 1), DX_EINVAL);
   assert_int_equal(dx__eio_queue_push(q, DX__EIO_MESSAGE, 0, "\xff", 1), DX_EUTF8);
   assert_int_equal(dx__eio_queue_push(q, DX__EIO_MESSAGE, 0, NULL, 3), DX_EINVAL);
-  left = 0;
+  fail_alloc_left = 0;
   assert_int_equal(dx__eio_queue_push(q, DX__EIO_MESSAGE, 0, "a", 1), DX_ENOMEM);
-  left = -1;
+  fail_alloc_left = -1;
   assert_int_equal(q->count, 0);
   dx__eio_packet p;
   assert_int_equal(dx__eio_queue_front(q, &p), 0);
@@ -384,9 +372,9 @@ static void test_queue_rules_and_no_memory(void **state) {
   /* No memory for the body: queue and buffer as they were. */
   dx__eio_buf_append(out, "kept", 4);
   out->cap = out->len; /* so the body must allocate */
-  left = 0;
+  fail_alloc_left = 0;
   assert_int_equal(dx__eio_payload_encode(q, 1 << 20, out), DX_ENOMEM);
-  left = -1;
+  fail_alloc_left = -1;
   assert_int_equal(q->count, 2);
   assert_int_equal(out->len, 4);
   assert_int_equal(dx__eio_payload_encode(q, 1 << 20, out), 2);
@@ -427,9 +415,9 @@ static void test_open_packet(void **state) {
   o = (dx__eio_open){"lv_VI97HAXpY6yYWAAAC", 1, 25000, 20000, 1000000};
   dx__eio_buf_append(&out, "x", 1);
   out.cap = out.len; /* force the next append to allocate */
-  left = 0;
+  fail_alloc_left = 0;
   assert_int_equal(dx__eio_open_json(&out, &o), DX_ENOMEM);
-  left = -1;
+  fail_alloc_left = -1;
   assert_int_equal(out.len, 1);
   dx__eio_buf_free(&out);
 }
