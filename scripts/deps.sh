@@ -3,7 +3,8 @@
 # tests, the npm packages of the Node peers). Safe to re-run: it does nothing
 # when everything is present.
 #   scripts/deps.sh serve   build the library and the tool (hiredis for
-#                           the pub/sub hub's Redis engine included)
+#                           the pub/sub hub's Redis engine and jansson for
+#                           the Socket.IO layer's JSON included)
 #   scripts/deps.sh test    that, plus the test peers and tools: cmocka,
 #                           clang (fuzzers), Python websockets, Node + npm
 #                           (ws), Chromium, redis-server (the Redis engine's
@@ -13,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 job=${1:-}
-serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev libhiredis-dev)
+serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev libhiredis-dev
+       libjansson-dev)
 # libzstd-dev: Debian 13's libssl.pc names -lzstd for a static link, which
 # the install test makes of the examples.
 test=("${serve[@]}" libcmocka-dev libzstd-dev openssl python3 python3-websockets

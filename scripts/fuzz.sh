@@ -36,13 +36,16 @@ for t in "${targets[@]}"; do
   if [[ -d $root/fuzz/corpus/$t ]]; then
     cp -r "$root/fuzz/corpus/$t/." "$run/$t"
   fi
+  # A target's own dictionary (fuzz/<name>.dict) when it has one.
+  dict=$root/fuzz/websocket.dict
+  [[ -f $root/fuzz/$t.dict ]] && dict=$root/fuzz/$t.dict
   echo "== fuzz_$t: ${secs}s"
   # -rss_limit_mb and -max_len keep a run bounded on a small shared
   # machine; leaks are reported by LeakSanitizer (-detect_leaks=1).
   if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
        "$build/fuzz/fuzz_$t" "$run/$t" \
-         -dict="$root/fuzz/websocket.dict" \
+         -dict="$dict" \
          -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
          -max_len=4096 -detect_leaks=1 -print_final_stats=1 \
          -artifact_prefix="$art/${t}-" 2>"$run/$t.log"; then
