@@ -20,12 +20,21 @@ serving index.html, a directory redirected to its slash, traversal refused
 with 404 (/../, /%2e%2e/, /..%2f, %00, a symbolic link out of the root) while
 a link inside is followed, and a 9 MiB file streamed intact.
 
+duplex serve: GET /healthz 200 (405 for POST), and 503 once draining
+(SIGTERM with a WebSocket connection open); /metrics with --metrics in
+Prometheus' text format whose counters move with a WebSocket connection
+and its messages, and sum over --threads 2; 404 without --metrics;
+POST /publish/<topic> with --publish-token: 401 without the bearer token,
+405 for GET, 503 "publishing needs rooms" (no hub on this build), 404
+without the flag; --static DIR; the same over TLS.
+
   /usr/bin/python3 tests/interop/test_http.py --duplex build/duplex \\
       --http-peer build/tests/interop/http_peer
 """
 import hashlib
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -35,7 +44,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_common import (CheckFailed, _die_with_parent, _tempdirs,  # noqa: E402
+from interop_common import (CheckFailed, DuplexServer, _die_with_parent, _tempdirs,  # noqa: E402
                             base_args, check, expect_eq, make_certs, run_main, say, short,
                             step, track)
 from test_raw_malformed import Conn, Eof, close_payload, expect_message, frame  # noqa: E402
@@ -540,6 +549,164 @@ def t_static(port, root, files, big_sha, big_len, tls=None, prefix=""):
     c.close()
 
 
+# ------------------------------------------------------------ duplex serve
+
+def http_once(port, req, tls=None, head_only=False):
+    c = Http(port, tls)
+    c.send(req)
+    r = c.response(head_only=head_only)
+    c.close()
+    return r
+
+
+def metrics(port, tls=None):
+    """/metrics parsed: {'name{labels}': value}; checks the text format."""
+    st, h, body = http_once(port, get("/metrics"), tls)
+    expect_eq(st, 200, "/metrics status")
+    expect_eq(h.get("content-type"), "text/plain; version=0.0.4; charset=utf-8",
+              "/metrics Content-Type")
+    out, typed = {}, set()
+    for line in body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            check(kind in ("counter", "gauge"), "metric type %r" % line)
+            typed.add(name)
+            continue
+        if line.startswith("# HELP ") or not line:
+            continue
+        m = re.match(r'^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (\d+)$', line)
+        check(m, "/metrics: a line not in the text format: %r" % line)
+        check(m.group(1) in typed, "/metrics: %s has no # TYPE before it" % m.group(1))
+        out[m.group(1) + (m.group(2) or "")] = int(m.group(4))
+    return out
+
+
+def t_serve(args, certs):
+    root, files, big_sha, big_len = make_root()
+    srv = DuplexServer(args.duplex, ["--threads", "2", "--metrics", "--publish-token", "s3cret",
+                                     "--static", root, "--ping-interval", "0"])
+    srv.start()
+    try:
+        step("serve: GET /healthz -> 200 'ok'; HEAD too; POST -> 405 with Allow")
+        expect_eq(http_once(srv.port, get("/healthz"))[::2], (200, b"ok\n"), "/healthz")
+        expect_eq(http_once(srv.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                            head_only=True)[0], 200, "HEAD /healthz")
+        st, h, _ = http_once(srv.port, post("/healthz", b""))
+        expect_eq((st, h.get("allow")), (405, "GET, HEAD"), "POST /healthz")
+        step("serve: /metrics in the text format; its counters move with a WebSocket "
+             "connection and 3 messages (summed over --threads 2)")
+        m0 = metrics(srv.port)
+        for k in ('duplex_connections{state="open"}', 'duplex_connections{state="http"}',
+                  "duplex_connections_opened_total", "duplex_messages_received_total",
+                  "duplex_messages_sent_total", "duplex_received_bytes_total",
+                  "duplex_sent_bytes_total", 'duplex_connections_closed_total{why="closed_by_peer"}',
+                  "duplex_http_requests_total"):
+            check(k in m0, "/metrics has no %s" % k)
+        check(m0['duplex_connections{state="http"}'] >= 1, "the /metrics request's own "
+              "connection counts as http")
+        ws = Conn(srv.port)
+        ws.handshake()
+        for i in range(3):
+            ws.send(frame(1, b"metric %d" % i))
+            expect_message(ws, 1, b"metric %d" % i, "echo")
+        m1 = metrics(srv.port)
+        expect_eq(m1['duplex_connections{state="open"}'] - m0['duplex_connections{state="open"}'],
+                  1, "open connections")
+        expect_eq(m1["duplex_connections_opened_total"] - m0["duplex_connections_opened_total"],
+                  1, "opened")
+        expect_eq(m1["duplex_messages_received_total"] - m0["duplex_messages_received_total"], 3,
+                  "messages in")
+        expect_eq(m1["duplex_messages_sent_total"] - m0["duplex_messages_sent_total"], 3,
+                  "messages out")
+        expect_eq(m1["duplex_received_bytes_total"] - m0["duplex_received_bytes_total"], 24,
+                  "bytes in")
+        expect_eq(m1["duplex_http_requests_total"] - m0["duplex_http_requests_total"], 1,
+                  "http requests (the first /metrics)")
+        ws.send(frame(8, close_payload(1000)))
+        ws.read_frame()
+        ws.expect_eof("ws close")
+        ws.close()
+        deadline = time.monotonic() + 5
+        while True:
+            m2 = metrics(srv.port)
+            k = 'duplex_connections_closed_total{why="closed_by_peer"}'
+            if m2[k] - m0[k] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        expect_eq(m2[k] - m0[k], 1, "closed by peer")
+        expect_eq(m2['duplex_connections{state="open"}'], m0['duplex_connections{state="open"}'],
+                  "open after the close")
+        check(not any(k.startswith("duplex_publishes") for k in m2),
+              "no hub metrics without a hub")
+        step("serve: POST /publish/<topic>: 401 without the bearer token (and with a wrong "
+             "one), 405 for GET, 503 without rooms on this build")
+        for extra in ("", "Authorization: Bearer wrong\r\n", "Authorization: Basic s3cret\r\n"):
+            st, h, body = http_once(srv.port, post("/publish/room", b"hi", extra))
+            expect_eq(st, 401, "publish with %r" % extra)
+            check(h.get("www-authenticate", "").startswith("Bearer"), "WWW-Authenticate")
+        st, h, _ = http_once(srv.port, get("/publish/room"))
+        expect_eq((st, h.get("allow")), (405, "POST"), "GET /publish")
+        st, h, body = http_once(srv.port, post("/publish/room", b"hi",
+                                               "Authorization: Bearer s3cret\r\n"))
+        expect_eq((st, body), (503, b"503 Service Unavailable: publishing needs rooms "
+                               b"(--rooms)\n"), "publish without a hub")
+        step("serve: a missing route -> 404")
+        expect_eq(http_once(srv.port, get("/publish"))[0], 404, "/publish (no topic)")
+        t_static(srv.port, root, files, big_sha, big_len, prefix="serve --static ")
+    finally:
+        srv.stop()
+
+    step("serve without --metrics/--publish-token/--static: 404 for each; /healthz is on")
+    srv = DuplexServer(args.duplex, ["--threads", "1"])
+    srv.start()
+    try:
+        expect_eq(http_once(srv.port, get("/healthz"))[0], 200, "/healthz")
+        for path in ("/metrics", "/index.html", "/"):
+            expect_eq(http_once(srv.port, get(path))[0], 404, path)
+        expect_eq(http_once(srv.port, post("/publish/x", b"", "Authorization: Bearer x\r\n"))[0],
+                  404, "/publish off")
+    finally:
+        srv.stop()
+
+    step("serve: /healthz 503 while draining (SIGTERM with a WebSocket connection that "
+         "does not answer the close)")
+    srv = DuplexServer(args.duplex, ["--threads", "1", "--drain-timeout", "5"])
+    srv.start()
+    try:
+        ws = Conn(srv.port)
+        ws.handshake()
+        c = Http(srv.port)
+        c.send(get("/healthz"))
+        expect_eq(c.response()[0], 200, "/healthz before the drain")
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        srv.proc.send_signal(signal.SIGTERM)
+        fr = ws.read_frame()
+        expect_eq(fr[2], 8, "the drain's close frame")
+        c.send(b"\r\n")
+        st, h, body = c.response()
+        expect_eq((st, body, h.get("connection")), (503, b"draining\n", "close"),
+                  "/healthz while draining")
+        ws.send(frame(8, close_payload(1001)))
+        ws.close()
+        c.close()
+        expect_eq(srv.proc.wait(10), 0, "exit status after the drain")
+    finally:
+        srv.stop()
+
+    step("serve over TLS (--tls-cert): healthz, metrics, static, keep-alive and pipelining")
+    srv = DuplexServer(args.duplex, ["--threads", "1", "--metrics", "--static", root],
+                       tls=certs.server)
+    srv.start()
+    try:
+        ctx = certs.client_context()
+        expect_eq(http_once(srv.port, get("/healthz"), ctx)[::2], (200, b"ok\n"), "TLS /healthz")
+        metrics(srv.port, ctx)
+        t_static(srv.port, root, files, big_sha, big_len, ctx, prefix="TLS ")
+    finally:
+        srv.stop()
+
+
 def main(args):
     certs = make_certs()
     peer = Peer(args.http_peer)
@@ -563,6 +730,7 @@ def main(args):
         t_basics(peer, certs.client_context())
     finally:
         peer.stop()
+    t_serve(args, certs)
 
 
 if __name__ == "__main__":
