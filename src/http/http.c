@@ -444,7 +444,9 @@ static void dispatch(dx__http_conn *hc) {
    * head's worth; reading on would only fill memory. */
   if (c->phase == DX__P_HTTP && !hc->eof)
     dx__conn_pause_input(c, hc->busy && hc->in_len >= opts(hc)->max_header);
-  hc->dispatching = 0;
+  /* A callback may have ended the connection (dx_server_free): its state
+   * is gone then. */
+  if (c->http) hc->dispatching = 0;
 }
 
 /* ---- the hooks the connection calls ---------------------------------------- */
@@ -545,7 +547,9 @@ static void http_drain(dx_conn *c) {
 
 static void http_end(dx_conn *c, int silent) {
   dx__http_conn *hc = c->http;
-  if (hc->with_app && !silent && c->ep->opt.on_http_abort) c->ep->opt.on_http_abort(&hc->req);
+  int held = hc->with_app;
+  hc->with_app = 0; /* answering it from the abort callback is refused */
+  if (held && !silent && c->ep->opt.on_http_abort) c->ep->opt.on_http_abort(&hc->req);
   if (hc->streaming && hc->body.release) hc->body.release(hc->body.ud);
   dx__count(&dx__endpoint_stats(c->ep)->http_closed, 1);
   free(hc->req.buf);

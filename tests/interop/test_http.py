@@ -650,6 +650,17 @@ def t_serve(args, certs):
                                                "Authorization: Bearer s3cret\r\n"))
         expect_eq((st, body), (503, b"503 Service Unavailable: publishing needs rooms "
                                b"(--rooms)\n"), "publish without a hub")
+        step("serve: /publish with the token: text that is not UTF-8 -> 400; the same bytes "
+             "as application/octet-stream pass to the hub (503 here); a topic over %d bytes "
+             "-> 400" % 1024)
+        auth = "Authorization: Bearer s3cret\r\n"
+        st, _, body = http_once(srv.port, post("/publish/room", b"\xff\xfe", auth))
+        check(st == 400 and b"UTF-8" in body, "invalid UTF-8: %d %r" % (st, body))
+        st, _, _ = http_once(srv.port, post("/publish/room", b"\xff\xfe",
+                                            auth + "Content-Type: application/octet-stream\r\n"))
+        expect_eq(st, 503, "binary publish without a hub")
+        st, _, body = http_once(srv.port, post("/publish/" + "t" * 1025, b"x", auth))
+        check(st == 400 and b"topic" in body, "long topic: %d %r" % (st, body))
         step("serve: a missing route -> 404")
         expect_eq(http_once(srv.port, get("/publish"))[0], 404, "/publish (no topic)")
         t_static(srv.port, root, files, big_sha, big_len, prefix="serve --static ")
