@@ -549,9 +549,9 @@ typedef struct dx_http_field {
 } dx_http_field;
 
 /* Answers the request: status (200-599), n headers, and a body of len
- * bytes (copied; NULL when len is 0). duplex adds Content-Length (also for a HEAD request, whose
- * body it leaves out, and for 204/304, whose body must be empty) and
- * "Connection: close" when the connection ends after this response: the
+ * bytes (copied; NULL when len is 0). duplex adds Date, Content-Length
+ * (for a HEAD request too, whose body it leaves out; not for 204 and 304,
+ * which carry no body, and whose body it drops) and "Connection: close" when the connection ends after this response: the
  * application asked for it with a "Connection: close" header of its own,
  * the client did, it spoke HTTP/1.0 without keep-alive, or the server is
  * draining. Headers may not be Content-Length, Transfer-Encoding or a
@@ -559,9 +559,12 @@ typedef struct dx_http_field {
  * not hold CR, LF or other control bytes.
  * Returns 0: the response is queued and `r` is no longer valid (the next
  * pipelined request, if any, is handed to on_http after the current
- * callback returns, never from inside this call). Or, with nothing queued
- * and `r` still yours to answer: DX_EINVAL (a bad status, header or
- * argument), DX_ENOMEM. */
+ * callback returns, never from inside this call). DX_EINVAL (a bad status,
+ * header or argument, or `r` already answered): nothing queued, `r` still
+ * yours to answer. DX_ENOMEM: out of memory; when nothing was queued `r`
+ * is still yours, but when the head was queued and the body could not
+ * be, the connection is ending and on_http_abort will run for `r` (later,
+ * from the loop, not inside this call). No callback runs inside it. */
 int dx_http_respond(dx_http_request *r, int status, const dx_http_field *h,
                     size_t n, const void *body, size_t len);
 /* A body produced as the connection can take it, for bodies too large to
@@ -571,8 +574,9 @@ int dx_http_respond(dx_http_request *r, int status, const dx_http_field *h,
  * on the loop thread whenever the connection's output has drained, never
  * inside dx_http_respond_body, and only until `len` bytes were produced.
  * release() (may be NULL) is called exactly once when the body is done
- * with: all of it written out, the request was a HEAD, or the connection
- * ended; also when dx_http_respond_body fails. */
+ * with: all of it produced, or the connection ended (from the loop), or,
+ * before dx_http_respond_body returns, when no body is sent (a HEAD
+ * request, len 0, a 204 or 304) or the call fails. */
 typedef struct dx_http_producer {
   long (*read)(void *ud, uint8_t *buf, size_t cap);
   void (*release)(void *ud);
@@ -584,9 +588,10 @@ typedef struct dx_http_producer {
 int dx_http_respond_body(dx_http_request *r, int status,
                          const dx_http_field *h, size_t n, uint64_t len,
                          const dx_http_producer *body);
-/* Answers with a one-line text/plain error body, "STATUS Reason: why\n"
- * (why may be NULL: "STATUS Reason\n"), plus the given headers (e.g.
- * Allow for a 405). Same returns as dx_http_respond. */
+/* Answers with a one-line text/plain body, "STATUS Reason: why" and a
+ * newline ("404 Not Found: no such route"; without the ": why" when why is
+ * NULL), plus up to 15 headers of yours (e.g. Allow for a 405, Location
+ * for a 301). Same returns as dx_http_respond. */
 int dx_http_error(dx_http_request *r, int status, const char *why,
                   const dx_http_field *h, size_t n);
 
@@ -612,8 +617,9 @@ void dx_http_static_free(dx_http_static *st);
  * index.html in it. 404 for a file that does not exist, is not a regular
  * file, or is not below root: "..", "." segments (also as %2e%2e or with
  * %2f for a slash), NUL bytes, and symbolic links that lead out of root
- * (links inside it are followed); 404 rather than 403, so that nothing is
- * revealed about what lies outside. 405 (Allow: GET, HEAD) for another
+ * (relative links that stay inside it are followed; where the kernel has
+ * openat2, absolute links are refused even when they point inside); 404
+ * rather than 403, so that nothing is revealed about what lies outside. 405 (Allow: GET, HEAD) for another
  * method. Returns dx_http_respond's codes (0: answered). */
 int dx_http_static_serve(const dx_http_static *st, dx_http_request *r);
 

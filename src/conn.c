@@ -206,11 +206,11 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   dx__loop_unref(c->loop);
   if (!c->is_client) {
     dx__conn_set_stat_state(c, DX__ST_NONE);
-    if (!c->http) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
+    if (!c->is_http) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
   }
   /* An HTTP connection: its layer lets go (and tells the application of a
    * request it still holds). */
-  if (c->http) c->ep->opt.http_ops->end(c, c->silent);
+  if (c->is_http && c->http) c->ep->opt.http_ops->end(c, c->silent);
   if (owed && c->ep->opt.on_close)
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
   dx__task_queue_last(c->loop, &c->release_task);
@@ -544,8 +544,9 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
  * connection over, with the head and what followed it. */
 static void http_begin(dx_conn *c, const char *head, size_t len, const uint8_t *rest, size_t n) {
   char *hs = c->hs; /* head may point into it: freed once the layer copied it */
-  c->hs = NULL;
+  c->hs = NULL; /* and c->http, which the layer sets */
   c->hs_len = c->hs_cap = 0;
+  c->is_http = 1;
   c->phase = DX__P_HTTP;
   dx__conn_set_stat_state(c, DX__ST_HTTP);
   c->ep->opt.http_ops->begin(c, head, len, rest, n);

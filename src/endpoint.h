@@ -184,8 +184,10 @@ struct dx_conn {
   void *user;
   char *path;
   char *protocol;        /* the negotiated subprotocol, or NULL */
-  char *hs;              /* a handshake head split across reads */
-  struct dx__http_conn *http; /* DX__P_HTTP: the HTTP layer's state */
+  union { /* one or the other: no byte more per WebSocket connection */
+    char *hs;            /* handshaking: a head split across reads */
+    struct dx__http_conn *http; /* is_http: the HTTP layer's state (NULL once it let go) */
+  };
   uint32_t hs_len, hs_cap;
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
@@ -208,6 +210,7 @@ struct dx_conn {
   uint8_t refusing : 2;      /* server: a limit was reached when it came (DX__FULL_*):
                               * its request gets 503, it never opens */
   uint8_t stat_state : 3;    /* server: the DX__ST_* it is counted in */
+  uint8_t is_http : 1;       /* server: serves HTTP requests (src/http/) */
   int16_t http_status;
 };
 

@@ -431,8 +431,11 @@ int cli_serve(int argc, char **argv) {
   } else {
     for (unsigned i = 1; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);
   }
+  /* Every thread joined before any server is freed: a worker's /metrics
+   * reads the others' servers. */
+  for (unsigned i = 1; i < started; i++)
+    if (!workers[i].joined) pthread_join(workers[i].thread, NULL);
   for (unsigned i = 0; i < threads; i++) {
-    if (i > 0 && i < started && !workers[i].joined) pthread_join(workers[i].thread, NULL);
     if (workers[i].rc && status == 0) {
       cli_error("serve", "event loop failed: %s", dx_strerror(workers[i].rc));
       status = CLI_EXIT_FAIL;
