@@ -561,10 +561,12 @@ typedef struct dx_http_field {
  * pipelined request, if any, is handed to on_http after the current
  * callback returns, never from inside this call). DX_EINVAL (a bad status,
  * header or argument, or `r` already answered): nothing queued, `r` still
- * yours to answer. DX_ENOMEM: out of memory; when nothing was queued `r`
- * is still yours, but when the head was queued and the body could not
- * be, the connection is ending and on_http_abort will run for `r` (later,
- * from the loop, not inside this call). No callback runs inside it. */
+ * yours to answer. DX_ENOMEM: out of memory; `r` is still yours (try a
+ * smaller answer, e.g. a 500) unless part of the response had been
+ * queued: then the connection is ending and the next try gets DX_ECLOSED.
+ * DX_ECLOSED: the connection is ending (after such a DX_ENOMEM, or duplex
+ * ran out of memory reading it); on_http_abort runs for `r` later, from
+ * the loop. No callback runs inside this call. */
 int dx_http_respond(dx_http_request *r, int status, const dx_http_field *h,
                     size_t n, const void *body, size_t len);
 /* A body produced as the connection can take it, for bodies too large to

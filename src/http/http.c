@@ -163,6 +163,9 @@ static int respond(dx_http_request *r, int status, const dx_http_field *h, size_
   if (!r || !r->hc || status < 200 || status > 599 || (!body && !stream && len)) return DX_EINVAL;
   dx__http_conn *hc = r->hc;
   if (!hc->with_app) return DX_EINVAL;
+  /* Ending already (out of memory mid-response, or reading failed): the
+   * abort callback follows, and nothing more may be queued. */
+  if (hc->c->phase != DX__P_HTTP) return DX_ECLOSED;
   int close = 0;
   if (check_headers(h, n, &close)) return DX_EINVAL;
   close = close || !dx__http1_keep_alive(&r->parsed) || hc->draining || hc->eof;
