@@ -472,8 +472,9 @@ int dx_server_get_stats(const dx_server *s, dx_server_stats *out);
  * What duplex answers itself, each with a one-line text/plain body naming
  * the limit ("431 Request Header Fields Too Large: request head exceeds
  * 8192 bytes") and "Connection: close", after which the connection ends:
- *   400  a malformed request (or both Content-Length and Transfer-Encoding,
- *        or conflicting Content-Lengths);
+ *   400  a malformed request (an HTTP/1.1 one without exactly one Host,
+ *        both Content-Length and Transfer-Encoding, conflicting
+ *        Content-Lengths);
  *   408  a request (head and body) not received within the request time;
  *        the first request of a connection, whose head is read before it is
  *        known not to be an upgrade, is bounded by the handshake timeout;

@@ -360,6 +360,14 @@ static int accept_head(dx__http_conn *hc, size_t head_len) {
     fail(hc, 400, "malformed request target");
     return -1;
   }
+  /* RFC 7230 §5.4: an HTTP/1.1 request names exactly one Host. */
+  size_t hosts = 0;
+  for (size_t i = 0; i < req.num_headers; i++)
+    hosts += req.headers[i].name_len == 4 && !strncasecmp(req.headers[i].name, "Host", 4);
+  if (req.minor_version >= 1 && hosts != 1) {
+    fail(hc, 400, hosts ? "more than one Host header" : "missing Host header");
+    return -1;
+  }
   if (dx__http1_wants_websocket(&req)) {
     fail(hc, 400, "a WebSocket upgrade must be the first request of its connection");
     return -1;

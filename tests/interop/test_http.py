@@ -396,6 +396,12 @@ def t_limits(args):
         c.send(get("/later?1800"))
         expect_eq(c.response(timeout=10)[2], b"later\n", "answered after 1.8 s")
         c.close()
+        step("400: an HTTP/1.1 request without Host, and one with two")
+        for extra, text in (("", "missing Host"), ("Host: y\r\n", "more than one Host")):
+            c = Http(peer.port)
+            c.send(("GET /hello HTTP/1.1\r\n%s%s\r\n" % ("Host: x\r\n" if extra else "",
+                                                         extra)).encode())
+            expect_error(c, 400, [text], text)
         step("400: a malformed request line")
         c = Http(peer.port)
         c.send(get("/hello"))
