@@ -69,6 +69,8 @@ typedef enum {
   DX_WHY_INTERNAL_ERROR     /* this side could not go on (out of memory):
                                1011 sent when it could be, else 1006 */
 } dx_why;
+/* How many dx_why values there are (the size of dx_server_stats.closed). */
+#define DX_WHY_COUNT 9
 
 /* "closed by peer", "transport close", ...; never NULL. */
 const char *dx_why_name(dx_why why);
@@ -412,6 +414,217 @@ const char *dx_request_path(const dx_request *r, size_t *len);
  * value is not NUL-terminated, its length is stored in *len. */
 const char *dx_request_header(const dx_request *r, const char *name,
                               size_t *len);
+
+/* Counters of one server since it was created. Each is read atomically;
+ * the set is not one snapshot (a connection may be counted as opened and
+ * not yet as open). Connections refused at a limit (503) are counted as
+ * accepted and closed (DX_WHY_HANDSHAKE_FAILED). */
+typedef struct dx_server_stats {
+  /* Connections now, by state: in the opening handshake (or sending a
+   * refusal), OPEN, CLOSING (a close sent or received, until TCP ends), and
+   * serving HTTP requests (dx_options_on_http). */
+  uint64_t connecting, open, closing, http;
+  uint64_t accepted;           /* TCP connections accepted */
+  uint64_t opened;             /* WebSocket connections that reached OPEN */
+  /* Connections that ended, by why (indexed by dx_why): every one that
+   * opened, with the why its on_close reported, and every one that never
+   * opened nor served HTTP (DX_WHY_HANDSHAKE_FAILED, or
+   * DX_WHY_SERVER_SHUTDOWN when a drain dropped it). HTTP connections are
+   * not in it: they end in http_closed. */
+  uint64_t closed[DX_WHY_COUNT];
+  uint64_t http_closed;        /* connections that served HTTP and ended */
+  /* WebSocket messages delivered to on_message / queued by dx_send, and
+   * their payload bytes (uncompressed; frame headers not counted). */
+  uint64_t messages_in, messages_out, bytes_in, bytes_out;
+  uint64_t http_requests;      /* requests handed to on_http */
+  /* HTTP responses sent, by class: [1] 1xx ... [5] 5xx ([0] unused), the
+   * ones duplex sends itself (400, 408, 411, 413, 431) included. */
+  uint64_t http_responses[6];
+} dx_server_stats;
+/* Fills *out with the server's counters. Safe from any thread while the
+ * server exists (a monitoring thread, or another loop's /metrics handler);
+ * each counter is written by the server's loop thread only. Returns 0, or
+ * DX_EINVAL for a NULL argument. */
+int dx_server_get_stats(const dx_server *s, dx_server_stats *out);
+
+/* ---------------------------------------------------------------------- */
+/* HTTP/1.1 on the same port                                               */
+/* ---------------------------------------------------------------------- */
+
+/* A server with an on_http callback answers every request that is not a
+ * WebSocket handshake through it, on the same port, plain or TLS. A
+ * handshake is a request with "Upgrade: websocket", a Sec-WebSocket-Key or
+ * a Sec-WebSocket-Version header: it is judged as one (a faulty one gets
+ * its 400, 405 or 426 as without on_http). Without on_http, every request
+ * is a handshake: 400 "missing Upgrade header" (405 for a method other
+ * than GET) for one that is not.
+ *
+ * Connections are persistent (HTTP/1.1 keep-alive; HTTP/1.0 only with
+ * "Connection: keep-alive") and may pipeline: requests are handed to
+ * on_http one at a time, in order, each after the previous one was
+ * answered; bytes of later requests wait meanwhile (reading stops once a
+ * max header size of them is buffered). A request body needs
+ * Content-Length; "Transfer-Encoding" (chunked) is refused with 411.
+ * "Expect: 100-continue" is answered with 100 Continue before the body is
+ * read. An upgrade request that comes after HTTP requests on a connection
+ * is refused (400): upgrade on a fresh connection.
+ *
+ * What duplex answers itself, each with a one-line text/plain body naming
+ * the limit ("431 Request Header Fields Too Large: request head exceeds
+ * 8192 bytes") and "Connection: close", after which the connection ends:
+ *   400  a malformed request (an HTTP/1.1 one without exactly one Host,
+ *        both Content-Length and Transfer-Encoding, conflicting
+ *        Content-Lengths);
+ *   408  a request (head and body) not received within the request time;
+ *        the first request of a connection, whose head is read before it is
+ *        known not to be an upgrade, is bounded by the handshake timeout;
+ *   411  Transfer-Encoding (a chunked body);
+ *   413  Content-Length above the max body size (before any of it is read);
+ *   431  a head above the max header size (dx_options_set_max_header).
+ * A connection idle between requests for the keep-alive time is closed
+ * without a response (a quiet close, as HTTP/1.1 allows).
+ *
+ * Routing (404, 405 with Allow) is the application's: see dx_http_error().
+ */
+typedef struct dx_http_request dx_http_request;
+
+/* A request arrived. `req` stays valid until it is answered (dx_http_respond
+ * or dx_http_respond_body returned 0) or, if the connection ends first,
+ * until on_http_abort for it returns: answer it inside the callback (the
+ * common case) or later, from any callback or timer on the same loop
+ * (long polling). Runs on the server's loop thread, from the loop itself:
+ * never inside a dx_* call of yours (dx_http_respond* never hands the next
+ * pipelined request over before it returns). */
+typedef void (*dx_on_http)(dx_http_request *req);
+/* The connection of a request that was not answered yet ended (the peer
+ * went away, a transport error, dx_server_free). Runs once per such
+ * request, on its loop thread; `req` is valid until it returns, and must
+ * not be answered. Runs inside dx_server_free() for the requests of that
+ * server; not at all for a loop freed with dx_loop_free() (nothing is
+ * reported then, as for WebSocket connections). */
+typedef void (*dx_on_http_abort)(dx_http_request *req);
+
+/* Turns HTTP on for servers made with these options (NULL: off). */
+void dx_options_on_http(dx_options *o, dx_on_http cb);
+void dx_options_on_http_abort(dx_options *o, dx_on_http_abort cb);
+/* HTTP limits: the largest request body (default 1 MiB; beyond it 413),
+ * the time from a request's first byte until its head and body are in
+ * (default 10000 ms; beyond it 408), and how long a connection may wait
+ * idle for its next request (default 5000 ms; then a quiet close). The
+ * head is limited by dx_options_set_max_header (431). 0, or DX_EINVAL for
+ * a time of 0 or a body above 1 GiB. */
+int dx_options_set_http_limits(dx_options *o, size_t max_body,
+                               uint32_t request_ms, uint32_t keepalive_ms);
+
+/* The request's parts. Every string is NUL-terminated and owned by the
+ * request: valid as long as the request is (see dx_on_http). */
+/* "GET", "POST", ... (case-sensitive, as sent). */
+const char *dx_http_method(const dx_http_request *r);
+/* The path as sent, without the query: percent-encoded, not normalized
+ * ("/a%20b/../c"). dx_http_path_decode() decodes one. An absolute-form
+ * target ("http://host/p") gives its path ("/p"); "*" (OPTIONS) gives "*". */
+const char *dx_http_path(const dx_http_request *r);
+/* What followed the first "?", undecoded; "" when there was none. */
+const char *dx_http_query(const dx_http_request *r);
+/* 1 for HTTP/1.1, 0 for HTTP/1.0. */
+int dx_http_minor_version(const dx_http_request *r);
+/* The first header named `name` (case-insensitive), its value trimmed of
+ * surrounding whitespace; NULL when absent. */
+const char *dx_http_header(const dx_http_request *r, const char *name);
+/* The i-th header (0-based, in the order sent): 1 with *name and *value
+ * set, 0 past the last. */
+int dx_http_header_at(const dx_http_request *r, size_t i, const char **name,
+                      const char **value);
+/* The body (Content-Length bytes; NULL and 0 when there is none). Not
+ * NUL-terminated. */
+const uint8_t *dx_http_body(const dx_http_request *r, size_t *len);
+/* The user pointer of the server's options (dx_options_set_user). */
+void *dx_http_user(const dx_http_request *r);
+/* The loop the request's connection runs on (for timers of your own). */
+dx_loop *dx_http_loop(const dx_http_request *r);
+
+/* A response header: name and value, NUL-terminated, borrowed for the call. */
+typedef struct dx_http_field {
+  const char *name;
+  const char *value;
+} dx_http_field;
+
+/* Answers the request: status (200-599), n headers, and a body of len
+ * bytes (copied; NULL when len is 0). duplex adds Date, Content-Length
+ * (for a HEAD request too, whose body it leaves out; not for 204 and 304,
+ * which carry no body, and whose body it drops) and "Connection: close" when the connection ends after this response: the
+ * application asked for it with a "Connection: close" header of its own,
+ * the client did, it spoke HTTP/1.0 without keep-alive, or the server is
+ * draining. Headers may not be Content-Length, Transfer-Encoding or a
+ * Connection other than "close"; a name must be a token and a value may
+ * not hold CR, LF or other control bytes.
+ * Returns 0: the response is queued and `r` is no longer valid (the next
+ * pipelined request, if any, is handed to on_http after the current
+ * callback returns, never from inside this call). DX_EINVAL (a bad status,
+ * header or argument, or `r` already answered): nothing queued, `r` still
+ * yours to answer. DX_ENOMEM: out of memory; `r` is still yours (try a
+ * smaller answer, e.g. a 500) unless part of the response had been
+ * queued: then the connection is ending and the next try gets DX_ECLOSED.
+ * DX_ECLOSED: the connection is ending (after such a DX_ENOMEM, or duplex
+ * ran out of memory reading it); on_http_abort runs for `r` later, from
+ * the loop. No callback runs inside this call. */
+int dx_http_respond(dx_http_request *r, int status, const dx_http_field *h,
+                    size_t n, const void *body, size_t len);
+/* A body produced as the connection can take it, for bodies too large to
+ * hold in memory (files). read() fills buf[0..cap) with the next bytes and
+ * returns how many (1..cap), or a negative number when it cannot (the
+ * connection is then cut: its Content-Length cannot be kept). It is called
+ * on the loop thread whenever the connection's output has drained, never
+ * inside dx_http_respond_body, and only until `len` bytes were produced.
+ * release() (may be NULL) is called exactly once when the body is done
+ * with: all of it produced, or the connection ended (from the loop), or,
+ * before dx_http_respond_body returns, when no body is sent (a HEAD
+ * request, len 0, a 204 or 304) or the call fails. */
+typedef struct dx_http_producer {
+  long (*read)(void *ud, uint8_t *buf, size_t cap);
+  void (*release)(void *ud);
+  void *ud;
+} dx_http_producer;
+/* Answers like dx_http_respond with a body of `len` bytes from `body`
+ * (copied: the struct, not ud). Same returns; on an error release() has
+ * run. */
+int dx_http_respond_body(dx_http_request *r, int status,
+                         const dx_http_field *h, size_t n, uint64_t len,
+                         const dx_http_producer *body);
+/* Answers with a one-line text/plain body, "STATUS Reason: why" and a
+ * newline ("404 Not Found: no such route"; without the ": why" when why is
+ * NULL), plus up to 15 headers of yours (e.g. Allow for a 405, Location
+ * for a 301). Same returns as dx_http_respond. */
+int dx_http_error(dx_http_request *r, int status, const char *why,
+                  const dx_http_field *h, size_t n);
+
+/* Percent-decodes a path (or one part of it) into out[0..cap), NUL-
+ * terminated. Returns the decoded length, or -1 when cap is too small, an
+ * escape is malformed ("%zz", "%4"), or it decodes to a NUL byte. */
+long dx_http_path_decode(const char *in, size_t len, char *out, size_t cap);
+
+/* Static files from a directory (the HTTP layer's file server). */
+typedef struct dx_http_static dx_http_static;
+/* Serves the files below `root` (a directory; kept open). NULL when it
+ * cannot be opened (errno says why) or out of memory. The object is only
+ * read after it was made: one may serve every loop of a process (every
+ * thread) at once. */
+dx_http_static *dx_http_static_new(const char *root);
+/* Free it after every server that used it. */
+void dx_http_static_free(dx_http_static *st);
+/* Answers a GET or HEAD request for the file its path names, below root:
+ * 200 with the file (streamed, never read whole into memory), a MIME type
+ * from its extension, ETag and Last-Modified; 304 when If-None-Match (or,
+ * without it, If-Modified-Since) says the client has it; 301 to "path/"
+ * for a directory named without its slash; "/" and every "dir/" serve the
+ * index.html in it. 404 for a file that does not exist, is not a regular
+ * file, or is not below root: "..", "." segments (also as %2e%2e or with
+ * %2f for a slash), NUL bytes, and symbolic links that lead out of root
+ * (relative links that stay inside it are followed; where the kernel has
+ * openat2, absolute links are refused even when they point inside); 404
+ * rather than 403, so that nothing is revealed about what lies outside. 405 (Allow: GET, HEAD) for another
+ * method. Returns dx_http_respond's codes (0: answered). */
+int dx_http_static_serve(const dx_http_static *st, dx_http_request *r);
 
 /* ---------------------------------------------------------------------- */
 /* Client                                                                  */

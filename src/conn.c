@@ -61,6 +61,9 @@ static int is_relay(const void *p, size_t n) { return p && p == relay.p && n == 
 static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
   dx_conn *c = ud;
   c->last_msg = c->last_rx; /* the loop time of this read */
+  dx__stats *st = dx__endpoint_stats(c->ep);
+  dx__count(&st->msgs_in, 1);
+  dx__count(&st->bytes_in, len);
   if (c->phase == DX__P_DONE || !c->ep->opt.on_message) return;
   if (opcode != DX__OP_TEXT) {
     c->ep->opt.on_message(c, DX_BINARY, data, len);
@@ -255,6 +258,10 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
     return r;
   }
   dx__loop_ref(l);
+  if (!c->is_client) {
+    dx__count(&dx__endpoint_stats(ep)->accepted, 1);
+    dx__conn_set_stat_state(c, DX__ST_CONNECTING);
+  }
   c->handle.cut = cut;
   dx__handle_add(l, &c->handle);
   dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
@@ -262,6 +269,14 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
 }
 
 void dx__conn_read_now(dx_conn *c) { on_io(&c->io, EPOLLIN); }
+
+void dx__conn_set_stat_state(dx_conn *c, int st) {
+  if (c->stat_state == st) return;
+  dx__stats *s = dx__endpoint_stats(c->ep);
+  if (c->stat_state) dx__uncount(&s->state[c->stat_state]);
+  if (st) dx__count(&s->state[st], 1);
+  c->stat_state = (uint8_t)st & 7u;
+}
 
 void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->phase == DX__P_DONE) return;
@@ -278,6 +293,13 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   /* Out of its topics before on_close, so that what the application
    * publishes from there does not come back to it. */
   if (c->ext) c->ext->release(c);
+  if (!c->is_client) {
+    dx__conn_set_stat_state(c, DX__ST_NONE);
+    if (!c->is_http) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
+  }
+  /* An HTTP connection: its layer lets go (and tells the application of a
+   * request it still holds). */
+  if (c->is_http && c->http) c->ep->opt.http_ops->end(c, c->silent);
   if (owed && c->ep->opt.on_close)
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
   dx__task_queue_last(c->loop, &c->release_task);
@@ -335,6 +357,7 @@ int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close) {
  * peer can stretch it (a byte trickled every few hundred ms used to re-arm
  * it), whether our output drains or not. */
 static void close_deadline(dx_conn *c) {
+  if (c->stat_state == DX__ST_OPEN) dx__conn_set_stat_state(c, DX__ST_CLOSING);
   if (c->deadline_set) return;
   c->deadline_set = 1;
   dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
@@ -343,8 +366,28 @@ static void close_deadline(dx_conn *c) {
 /* The events to wait for: input unless reading is paused for a full
  * output queue, and writability while output waits. */
 static void set_interest(dx_conn *c, int want_out) {
-  uint32_t ev = (c->rx_paused ? 0u : (uint32_t)EPOLLIN) | (want_out ? (uint32_t)EPOLLOUT : 0u);
+  uint32_t ev = (c->rx_paused || c->rx_held ? 0u : (uint32_t)EPOLLIN) |
+                (want_out ? (uint32_t)EPOLLOUT : 0u);
   if (ev != c->io.events) dx__io_update(c->loop, &c->io, ev);
+}
+
+void dx__conn_pause_input(dx_conn *c, int paused) {
+  if (c->rx_held == !!paused || c->phase == DX__P_DONE) return;
+  c->rx_held = !!paused;
+  set_interest(c, (c->io.events & EPOLLOUT) != 0);
+  if (!paused && c->tr.impl) {
+    /* TLS may hold decrypted input that epoll cannot see. */
+    c->read_more = 1;
+    dx__task_queue_next(c->loop, &c->flush_task);
+  }
+}
+
+void dx__conn_end_after_output(dx_conn *c) {
+  if (c->phase == DX__P_DONE) return;
+  c->phase = DX__P_LINGER;
+  c->close_after_flush = 1;
+  close_deadline(c);
+  dx__conn_want_flush(c);
 }
 
 /* After our last bytes: send FIN and wait (bounded) for the peer's, so an
@@ -353,7 +396,7 @@ static void set_interest(dx_conn *c, int want_out) {
 static void linger(dx_conn *c) {
   c->phase = DX__P_LINGER;
   c->fin_sent = 1;
-  c->rx_paused = 0; /* what comes now is read only to find the FIN */
+  c->rx_paused = c->rx_held = 0; /* what comes now is read only to find the FIN */
   c->tr.ops->shutdown(&c->tr);
   /* TLS: close_notify may still sit in the transport, FIN behind it. */
   set_interest(c, c->tr.ops->pending(&c->tr) != 0);
@@ -409,6 +452,10 @@ static void flush(dx_conn *c) {
     return;
   }
   const uint8_t *p;
+  /* An HTTP response body is produced as the socket takes it: a few rounds
+   * here, then the rest when the socket is writable again. */
+  int rounds = 0;
+again:;
   size_t n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
   if (n && !ops->pending(&c->tr)) {
     /* Shared frames first (they were queued before anything the session
@@ -438,6 +485,12 @@ static void flush(dx_conn *c) {
     /* 0 accepted: a TLS handshake waits for the peer; the next read
      * retries. Waiting for writability would spin. */
     if (w == 0 && !ops->pending(&c->tr)) return;
+  }
+  if (!n && c->phase == DX__P_HTTP && !ops->pending(&c->tr)) {
+    c->ep->opt.http_ops->writable(c);
+    if (c->phase == DX__P_DONE) return;
+    if (dx__session_out_bytes(&c->sess) && ++rounds < 8) goto again;
+    n = dx__session_pending(&c->sess, &p);
   }
   if (c->rx_paused && dx_conn_buffered_amount(c) <= resume_mark(&c->ep->opt)) c->rx_paused = 0;
   if (n || ops->pending(&c->tr)) {
@@ -577,6 +630,10 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   c->hs_len = c->hs_cap = 0;
   c->phase = DX__P_OPEN;
   c->opened = 1;
+  if (!c->is_client) {
+    dx__count(&dx__endpoint_stats(c->ep)->opened, 1);
+    dx__conn_set_stat_state(c, DX__ST_OPEN);
+  }
   c->last_rx = c->last_msg = (uint32_t)dx__loop_now(c->loop);
   dx__timer_stop(c->loop, &c->timer);
   if (c->ep->opt.idle_timeout_ms) dx__timer_start(c->loop, &c->timer, c->ep->opt.idle_timeout_ms);
@@ -586,6 +643,19 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   if (c->ep->opt.on_open) c->ep->opt.on_open(c);
   if (c->phase == DX__P_OPEN) after_session(c);
   if (n && c->phase == DX__P_OPEN) feed(c, rest, n);
+}
+
+/* The first request is not an upgrade: the HTTP layer takes the
+ * connection over, with the head and what followed it. */
+static void http_begin(dx_conn *c, const char *head, size_t len, const uint8_t *rest, size_t n) {
+  char *hs = c->hs; /* head may point into it: freed once the layer copied it */
+  c->hs = NULL; /* and c->http, which the layer sets */
+  c->hs_len = c->hs_cap = 0;
+  c->is_http = 1;
+  c->phase = DX__P_HTTP;
+  dx__conn_set_stat_state(c, DX__ST_HTTP);
+  c->ep->opt.http_ops->begin(c, head, len, rest, n);
+  free(hs);
 }
 
 /* Collects the HTTP head. The common case (the whole head in one read) is
@@ -640,7 +710,10 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
   used = head_len - old;
 complete:
   if (head_len > limit) goto too_large;
-  if (c->ep->on_head(c, head, head_len) == 0) dx__conn_opened(c, buf + used, n - used);
+  switch (c->ep->on_head(c, head, head_len)) {
+    case 0: dx__conn_opened(c, buf + used, n - used); break;
+    case 1: http_begin(c, head, head_len, buf + used, n - used); break;
+  }
   return;
 too_large:
   if (c->is_client) {
@@ -654,6 +727,10 @@ too_large:
 }
 
 static void on_eof(dx_conn *c) {
+  if (c->phase == DX__P_HTTP) {
+    c->ep->opt.http_ops->eof(c);
+    return;
+  }
   if (c->phase == DX__P_HANDSHAKE) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
                     "connection closed during the opening handshake");
@@ -688,9 +765,11 @@ static void on_readable(dx_conn *c) {
       handshake_input(c, buf, (size_t)n);
     else if (c->phase == DX__P_OPEN)
       feed(c, buf, (size_t)n);
+    else if (c->phase == DX__P_HTTP)
+      c->ep->opt.http_ops->input(c, buf, (size_t)n);
     /* In LINGER the bytes are read only to be dropped. */
     if (c->phase == DX__P_DONE) return;
-    if ((size_t)n < cap || c->rx_paused) break;
+    if ((size_t)n < cap || c->rx_paused || c->rx_held) break;
   }
   /* With TLS a read can produce output (handshake records) or unblock ours
    * (the handshake finished). */
@@ -715,7 +794,7 @@ static void on_io(dx__io *io, uint32_t events) {
      * waiting for up to 255 other connections' callbacks. What other events
      * queue for this socket later in the iteration joins the end-of-
      * iteration flush (the task is still queued). */
-    if (c->phase == DX__P_OPEN && c->flush_task.queued) flush(c);
+    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) && c->flush_task.queued) flush(c);
   }
 }
 
@@ -723,8 +802,20 @@ static void on_timer(dx__timer *t) {
   dx_conn *c = CONTAINER(t, dx_conn, timer);
   switch (c->phase) {
     case DX__P_HANDSHAKE:
+      if (c->hs_len && c->ep->opt.http_ops && !c->is_client) {
+        /* Part of a request is in, and it may be an HTTP one: an HTTP
+         * server tells its client why (408) rather than hanging up. */
+        char why[100];
+        snprintf(why, sizeof why, "408 Request Timeout: request head not received within %u ms",
+                 c->ep->opt.handshake_timeout_ms);
+        dx__server_refuse(c, 408, why);
+        break;
+      }
       dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
                       "opening handshake timed out");
+      break;
+    case DX__P_HTTP:
+      c->ep->opt.http_ops->timer(c);
       break;
     case DX__P_OPEN:
       if (dx__session_state(&c->sess) == DX__S_OPEN) {
@@ -818,6 +909,9 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
               : dx__session_send_ex(&c->sess, opcode, data, len, compress);
   if (r) return r;
   c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  dx__stats *st = dx__endpoint_stats(c->ep);
+  dx__count(&st->msgs_out, 1);
+  dx__count(&st->bytes_out, len);
   dx__conn_want_flush(c);
   /* (What was queued plus this message bounds the new amount, except that
    * deflate may grow incompressible data slightly.) */

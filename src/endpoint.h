@@ -31,6 +31,55 @@ typedef struct dx__limits {
 /* A fresh block of counts (one reference), NULL when out of memory. */
 dx__limits *dx__limits_new(void);
 
+/* The hooks a server connection calls once it serves HTTP requests instead
+ * of upgrading (src/http/). The table is set by dx_options_on_http(), which
+ * lives in the HTTP layer, so this layer calls up into it only through these
+ * pointers. Every hook runs on the connection's loop thread. */
+typedef struct dx__http_ops {
+  /* The first head was not an upgrade: take over the connection (its phase
+   * is already DX__P_HTTP). head[0..head_len) is that request's head and
+   * rest[0..n) what followed it; both are only borrowed. */
+  void (*begin)(dx_conn *c, const char *head, size_t head_len, const uint8_t *rest, size_t n);
+  /* Bytes read in DX__P_HTTP (borrowed: the loop's buffer). */
+  void (*input)(dx_conn *c, const uint8_t *buf, size_t n);
+  /* The connection's queued output was all written: room for more. */
+  void (*writable)(dx_conn *c);
+  /* c->timer fired in DX__P_HTTP. */
+  void (*timer)(dx_conn *c);
+  /* The peer ended its direction of the stream (EOF) in DX__P_HTTP. */
+  void (*eof)(dx_conn *c);
+  /* The server drains (dx_server_shutdown). */
+  void (*drain)(dx_conn *c);
+  /* The connection ends (c->http is set): release the HTTP state, telling
+   * the application about a request it still holds unless `silent`. */
+  void (*end)(dx_conn *c, int silent);
+} dx__http_ops;
+
+/* A counter of dx_server_stats: written by one thread only (the server's
+ * loop), read by any. A relaxed load and store, not a locked
+ * read-modify-write: the hot path pays a plain add. */
+typedef _Atomic uint64_t dx__counter;
+static inline void dx__count(dx__counter *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+static inline void dx__uncount(dx__counter *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - 1,
+                        memory_order_relaxed);
+}
+
+/* Connection states counted by dx_server_stats (dx_conn.stat_state). */
+enum { DX__ST_NONE = 0, DX__ST_CONNECTING, DX__ST_OPEN, DX__ST_CLOSING, DX__ST_HTTP };
+
+/* The counters behind dx_server_stats, per endpoint (one server). */
+typedef struct dx__stats {
+  dx__counter state[5]; /* connections now, by DX__ST_* (index 0 unused) */
+  dx__counter accepted, opened, http_closed;
+  dx__counter closed[DX_WHY_COUNT];
+  dx__counter msgs_in, msgs_out, bytes_in, bytes_out;
+  dx__counter http_requests, http_responses[6]; /* by status class, 1xx..5xx */
+} dx__stats;
+
 /* A list of strings packed as NUL-separated names (one allocation). */
 typedef struct dx__strlist {
   char *p;
@@ -71,6 +120,12 @@ struct dx_options {
   dx_on_reconnect_failed on_reconnect_failed;
   dx_should_reconnect should_reconnect;
   struct dx_hub *hub;     /* borrowed (dx_options_set_hub) */
+  /* HTTP on the same port (src/http/): NULL ops, no HTTP */
+  const dx__http_ops *http_ops;
+  dx_on_http on_http;
+  dx_on_http_abort on_http_abort;
+  size_t http_max_body;
+  uint32_t http_request_ms, http_keepalive_ms;
 };
 
 /* Settings shared by every connection of one server (or owned by one client
@@ -80,8 +135,9 @@ typedef struct dx__endpoint {
   dx__session_config scfg;
   dx__tls_ctx *tls;       /* NULL: plain TCP */
   /* Handles a complete handshake head (request for a server, response for
-   * a client). Returns 0 when the connection is now OPEN, else it has
-   * already been failed or answered. */
+   * a client). Returns 0 when the connection is now OPEN, 1 (server with
+   * HTTP on) when the request is not an upgrade and goes to the HTTP layer,
+   * else it has already been failed or answered. */
   int (*on_head)(dx_conn *c, const char *head, size_t len);
   /* Client: the name being resolved (off the loop's thread), then the
    * resolved addresses (freed with the endpoint), the next one to try if
@@ -89,6 +145,9 @@ typedef struct dx__endpoint {
   struct dx__resolve *resolving;
   struct addrinfo *addrs, *next_addr;
   const struct addrinfo *cur_addr;
+  /* Server: what dx_server_get_stats reads (a client connection's are
+   * kept too, and read by nobody). Written through dx__endpoint_stats(). */
+  dx__stats stats;
 } dx__endpoint;
 
 /* A message framed once and written to many connections (pub/sub): the
@@ -116,11 +175,19 @@ typedef struct dx__conn_ext {
   void (*release)(dx_conn *c);
 } dx__conn_ext;
 
+/* The counters of a connection's endpoint. Every endpoint is a mutable
+ * object (a dx_server's, or one a client connection allocated): the
+ * connection only holds it through a const pointer. */
+static inline dx__stats *dx__endpoint_stats(const dx__endpoint *ep) {
+  return (dx__stats *)&ep->stats;
+}
+
 /* Connection phases (finer than the readyState users see). */
 enum {
   DX__P_HANDSHAKE = 0, /* reading the HTTP head */
   DX__P_OPEN,          /* frames flow (possibly in the closing handshake) */
   DX__P_LINGER,        /* nothing more to read: input is dropped, EOF awaited */
+  DX__P_HTTP,          /* serving HTTP requests (src/http/, through http_ops) */
   DX__P_DONE           /* reported and detached; freed at iteration end */
 };
 
@@ -146,7 +213,10 @@ struct dx_conn {
   void *user;
   char *path;
   char *protocol;        /* the negotiated subprotocol, or NULL */
-  char *hs;              /* a handshake head split across reads */
+  union { /* one or the other: no byte more per WebSocket connection */
+    char *hs;            /* handshaking: a head split across reads */
+    struct dx__http_conn *http; /* is_http: the HTTP layer's state (NULL once it let go) */
+  };
   uint32_t hs_len, hs_cap;
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
@@ -160,6 +230,7 @@ struct dx_conn {
   uint8_t hb_waiting : 1; /* a heartbeat ping awaits any sign of life */
   uint8_t above_high : 1; /* output passed the high-water mark: drain owed */
   uint8_t rx_paused : 1;  /* output is at its mark: not reading until it drains */
+  uint8_t rx_held : 1;    /* HTTP: not reading while requests wait (dx__conn_pause_input) */
   uint8_t deadline_set : 1; /* left OPEN: c->timer is the close deadline, never re-armed */
   uint8_t read_more : 1;  /* read budget used up: flush_task reads on, next iteration */
   uint8_t visited : 1;    /* scratch mark for walks over a server's conns */
@@ -167,6 +238,8 @@ struct dx_conn {
   uint8_t has_hs_slot : 1;   /* server: holds a slot of max_handshakes */
   uint8_t refusing : 2;      /* server: a limit was reached when it came (DX__FULL_*):
                               * its request gets 503, it never opens */
+  uint8_t stat_state : 3;    /* server: the DX__ST_* it is counted in */
+  uint8_t is_http : 1;       /* server: serves HTTP requests (src/http/) */
   int16_t http_status;
 };
 
@@ -221,6 +294,15 @@ void dx__conn_cut(dx_conn *c);
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close);
 /* Schedules a flush of pending output at the end of this iteration. */
 void dx__conn_want_flush(dx_conn *c);
+/* Stops (1) or resumes (0) reading input; resuming also reads what a TLS
+ * transport may hold already, in the next iteration. */
+void dx__conn_pause_input(dx_conn *c, int paused);
+/* What is queued is the last output: once written, the connection ends
+ * (lingering for the peer's FIN, bounded by the close timeout, which starts
+ * now). Input from now on is dropped. */
+void dx__conn_end_after_output(dx_conn *c);
+/* Moves the connection to a DX__ST_* state in its endpoint's counters. */
+void dx__conn_set_stat_state(dx_conn *c, int st);
 /* dx_connect() for a reconnecting client: the connection remembers its
  * owner (dx_conn_client). */
 int dx__connect(dx_loop *loop, const char *url, const dx_options *o,

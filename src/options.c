@@ -34,6 +34,9 @@ void dx__options_defaults(dx_options *o) {
   o->reconnect_randomization = 0.5;
   o->max_connections = 0; /* the descriptor limit (RLIMIT_NOFILE) is the cap */
   o->max_handshakes = DX__DEFAULT_MAX_HANDSHAKES;
+  o->http_max_body = 1u << 20;
+  o->http_request_ms = 10000;
+  o->http_keepalive_ms = 5000;
 }
 
 dx__limits *dx__limits_new(void) {

@@ -13,6 +13,7 @@
 
 #include "endpoint.h"
 #include "proto/handshake.h"
+#include "proto/http1.h"
 #include "server_internal.h"
 
 #define DX__MAX_LISTENERS 8
@@ -84,6 +85,30 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
 }
 
 size_t dx_server_connections(const dx_server *s) { return s->nconns; }
+
+static uint64_t load(const dx__counter *c) {
+  return atomic_load_explicit((dx__counter *)c, memory_order_relaxed);
+}
+
+int dx_server_get_stats(const dx_server *s, dx_server_stats *out) {
+  if (!s || !out) return DX_EINVAL;
+  const dx__stats *st = &s->ep.stats;
+  out->connecting = load(&st->state[DX__ST_CONNECTING]);
+  out->open = load(&st->state[DX__ST_OPEN]);
+  out->closing = load(&st->state[DX__ST_CLOSING]);
+  out->http = load(&st->state[DX__ST_HTTP]);
+  out->accepted = load(&st->accepted);
+  out->opened = load(&st->opened);
+  for (int i = 0; i < DX_WHY_COUNT; i++) out->closed[i] = load(&st->closed[i]);
+  out->http_closed = load(&st->http_closed);
+  out->messages_in = load(&st->msgs_in);
+  out->messages_out = load(&st->msgs_out);
+  out->bytes_in = load(&st->bytes_in);
+  out->bytes_out = load(&st->bytes_out);
+  out->http_requests = load(&st->http_requests);
+  for (int i = 0; i < 6; i++) out->http_responses[i] = load(&st->http_responses[i]);
+  return 0;
+}
 uint16_t dx_server_port(const dx_server *s) { return s->port; }
 
 /* ---- limits ------------------------------------------------------------ */
@@ -288,6 +313,10 @@ static void each_conn(dx_server *s, void (*fn)(dx_conn *c)) {
 }
 
 static void drain_one(dx_conn *c) {
+  if (c->phase == DX__P_HTTP) {
+    c->ep->opt.http_ops->drain(c);
+    return;
+  }
   if (c->phase == DX__P_HANDSHAKE) {
     c->silent = 1; /* never opened: nothing to report */
     dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_GOING_AWAY, "server shutting down");
@@ -367,6 +396,9 @@ static void refuse(dx_conn *c, int status, const char *why, const char *extra) {
     n += xn;
   }
   handshake_done(c);
+  /* It never opens: however TCP ends now, the handshake failed. */
+  c->why = DX_WHY_HANDSHAKE_FAILED;
+  c->why_set = 1;
   /* Whatever the client sends from now on is read only to be dropped. */
   c->phase = DX__P_LINGER;
   dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
@@ -532,6 +564,8 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     dx__server_refuse(c, 400, "malformed HTTP request");
     return -1;
   }
+  /* Not an upgrade, and the server speaks HTTP: its layer answers. */
+  if (c->ep->opt.http_ops && !dx__http1_wants_websocket(&req)) return 1;
   int status = dx__ws_check_request(&req, accept, why, sizeof why);
   if (status) {
     dx__server_refuse(c, status, why);

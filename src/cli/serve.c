@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "fmt.h"
 #include "serve_rooms.h"
+#include "serve_http.h"
 #include "signals.h"
 
 #define MAX_THREADS 64
@@ -31,6 +32,7 @@ typedef struct {
   bool echo_self;  /* rooms: the sender gets its own messages too */
   dx_hub *hub;     /* rooms mode (--rooms), else NULL: echo */
   uint32_t drain_ms;
+  serve_http *http;  /* the HTTP routes, shared by every worker */
   int rc;
   /* Counted on the worker's own loop thread, read after it is joined. */
   size_t draining;   /* connections open when the drain began */
@@ -95,7 +97,13 @@ static void on_close(dx_conn *c, int code, const char *reason, dx_why why,
   funlockfile(stderr);
 }
 
+static void on_http(dx_http_request *r) {
+  worker *w = dx_http_user(r);
+  serve_http_handle(w->http, r);
+}
+
 static void drain(worker *w) {
+  serve_http_set_draining(w->http); /* /healthz: 503 from now on, every worker */
   w->draining = dx_server_connections(w->server);
   dx_server_shutdown(w->server, w->drain_ms);
 }
@@ -214,6 +222,24 @@ static const char serve_details[] =
     "10 s). During a flood of refusals, the server stops accepting for\n"
     "100 ms at a time and the kernel queues the newcomers.\n"
     "\n"
+    "HTTP on the same port: a request that is not a WebSocket upgrade is\n"
+    "answered as HTTP/1.1 (keep-alive, pipelining; over TLS with\n"
+    "--tls-cert too). GET /healthz answers 200 \"ok\" while serving and 503\n"
+    "\"draining\" once a drain began. --metrics adds GET /metrics: the\n"
+    "counters of every thread in Prometheus' text format (connections by\n"
+    "state, opened, closed by why, messages and bytes in and out, HTTP\n"
+    "requests and responses). --publish-token TOKEN adds POST\n"
+    "/publish/TOPIC, which needs \"Authorization: Bearer TOKEN\" (else 401)\n"
+    "and publishes the body to the topic's subscribers: as text (UTF-8, else\n"
+    "400), or binary with Content-Type: application/octet-stream; it needs\n"
+    "rooms, which this build has not (503). --static DIR serves the files\n"
+    "below DIR for every other GET or HEAD path (\"/\" is index.html), with\n"
+    "MIME types, ETag and Last-Modified (304); paths that lead outside DIR\n"
+    "(\"..\", encoded or not, symbolic links out of it) get 404. Anything\n"
+    "else gets 404. Requests: heads up to 8 KiB (431), bodies up to 1 MiB\n"
+    "(413, and 411 for a chunked one), 10 s per request (408); a connection\n"
+    "idle for 5 s between requests is closed.\n"
+    "\n"
     "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n"
     "SECONDS may have a fraction (0.5).\n";
 
@@ -255,6 +281,7 @@ static dx_options *make_options(uint64_t max_message, bool no_deflate,
   dx_options_on_open(o, on_open);
   dx_options_on_message(o, on_message);
   dx_options_on_close(o, on_close);
+  dx_options_on_http(o, on_http);
   return o;
 }
 
@@ -284,6 +311,7 @@ static int start_worker(worker *w, const dx_options *o, const char *host,
     return rc == DX_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
   }
   *port = dx_server_port(w->server); /* port 0: later workers share the one picked */
+  serve_http_add_server(w->http, w->server);
   return 0;
 }
 
@@ -311,6 +339,8 @@ int cli_serve(int argc, char **argv) {
   cli_list protocols = {0}, origins = {0};
   uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
   unsigned max_conns = 0, max_handshakes = 1024;
+  bool metrics = false;
+  const char *publish_token = NULL, *static_dir = NULL;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
   const cli_opt opts[] = {
@@ -364,6 +394,13 @@ int cli_serve(int argc, char **argv) {
       {"max-handshakes", CLI_OPT_UINT, "N",
        "connections whose request is not in yet; past it: HTTP 503; 0: no limit",
        "1024", &max_handshakes},
+      {"metrics", CLI_OPT_FLAG, NULL,
+       "serve GET /metrics (Prometheus text format)", "off", &metrics},
+      {"publish-token", CLI_OPT_STRING, "TOKEN",
+       "serve POST /publish/TOPIC to clients sending this bearer token", "off",
+       &publish_token},
+      {"static", CLI_OPT_STRING, "DIR",
+       "serve the files below DIR over HTTP (GET, HEAD)", "off", &static_dir},
   };
   const cli_command cmd = {"serve", "", "Run a WebSocket echo server.",
                            serve_details, opts,
@@ -402,6 +439,18 @@ int cli_serve(int argc, char **argv) {
     dx_options_set_hub(o, hub);
     dx_options_on_accept(o, serve_rooms_accept);
   }
+  if (publish_token && !*publish_token) {
+    cli_error("serve", "--publish-token: the token may not be empty");
+    dx_options_free(o);
+    return CLI_EXIT_USAGE;
+  }
+  serve_http *http = serve_http_new(metrics, publish_token, static_dir);
+  if (!http) {
+    dx_options_free(o);
+    dx_hub_free(hub);
+    return CLI_EXIT_USAGE;
+  }
+  serve_http_set_hub(http, hub);
 
   /* Threaded workers inherit a blocked SIGINT/SIGTERM, so the handler
    * only ever runs on the main thread (run_main unblocks them there). */
@@ -420,6 +469,7 @@ int cli_serve(int argc, char **argv) {
     workers[i].quiet = quiet;
     workers[i].hub = hub;
     workers[i].echo_self = echo_self;
+    workers[i].http = http;
     workers[i].drain_ms = drain_ms;
     /* The first loop binds the port as its owner (exclusively) and opens
      * it to the others; with --reuseport it joins whoever holds it. */
@@ -457,8 +507,11 @@ int cli_serve(int argc, char **argv) {
   } else {
     for (unsigned i = 1; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);
   }
+  /* Every thread joined before any server is freed: a worker's /metrics
+   * reads the others' servers. */
+  for (unsigned i = 1; i < started; i++)
+    if (!workers[i].joined) pthread_join(workers[i].thread, NULL);
   for (unsigned i = 0; i < threads; i++) {
-    if (i > 0 && i < started && !workers[i].joined) pthread_join(workers[i].thread, NULL);
     if (workers[i].rc && status == 0) {
       cli_error("serve", "event loop failed: %s", dx_strerror(workers[i].rc));
       status = CLI_EXIT_FAIL;
@@ -472,5 +525,6 @@ int cli_serve(int argc, char **argv) {
     if (workers[i].loop) dx_loop_free(workers[i].loop);
   /* After dx_server_free, whose cuts (a second signal) count too. */
   if (status == 0) report_drain(workers, started);
+  serve_http_free(http);
   return status;
 }

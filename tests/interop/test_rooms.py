@@ -11,6 +11,8 @@
 - A member that never reads is closed with 1008 once --max-buffered bytes
   wait for it, and the member that reads gets every message.
 - A member that leaves stops receiving; the room goes on for the others.
+- POST /publish/ROOM (--publish-token) reaches the room's members; 401
+  without the token; /metrics counts the publishes and deliveries.
 
   /usr/bin/python3 tests/interop/test_rooms.py --duplex build/duplex
 """
@@ -156,6 +158,68 @@ async def slow_member(server):
     await sender.close()
 
 
+def http(port, method, path, body=b"", headers=()):
+    """One HTTP/1.1 request with Connection: close; (status, body)."""
+    s = socket.create_connection(("127.0.0.1", port), IO_TIMEOUT)
+    head = "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n" % (
+        method, path, len(body))
+    head += "".join("%s: %s\r\n" % h for h in headers)
+    s.sendall(head.encode() + b"\r\n" + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    status = int(data.split(b" ", 2)[1])
+    return status, data.split(b"\r\n\r\n", 1)[1]
+
+
+def metric(port, name):
+    status, body = http(port, "GET", "/metrics")
+    expect_eq(status, 200, "GET /metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise CheckFailed("no %s in /metrics: %r" % (name, body[:400]))
+
+
+async def publish_endpoint(server):
+    step("POST /publish/ROOM with the bearer token reaches the room's members (text and "
+         "binary); 401 without it; /metrics counts publishes and deliveries")
+    a, b = await members(server, "news", 2)
+    other = (await members(server, "other", 1))[0]
+    before = metric(server.port, "duplex_deliveries_total")
+    status, _ = http(server.port, "POST", "/publish/news", b"hello all",
+                     [("Authorization", "Bearer t0ken")])
+    expect_eq(status, 204, "POST /publish/news with the token")
+    for ws in (a, b):
+        expect_eq(await recv(ws, "a member of news"), "hello all", "published text")
+    status, _ = http(server.port, "POST", "/publish/news", b"\x00\x01",
+                     [("Authorization", "Bearer t0ken"),
+                      ("Content-Type", "application/octet-stream")])
+    expect_eq(status, 204, "POST /publish/news, binary")
+    expect_eq(await recv(a, "a member of news"), b"\x00\x01", "published binary")
+    expect_eq(await recv(b, "a member of news"), b"\x00\x01", "published binary")
+    status, _ = http(server.port, "POST", "/publish/news", b"nope")
+    expect_eq(status, 401, "POST /publish/news without the token")
+    status, _ = http(server.port, "POST", "/publish/news", b"nope",
+                     [("Authorization", "Bearer wrong")])
+    expect_eq(status, 401, "POST /publish/news with a wrong token")
+    await quiet_all([a, b, other])
+    after = metric(server.port, "duplex_deliveries_total")
+    expect_eq(after - before, 4, "duplex_deliveries_total grew by the 4 deliveries")
+    check(metric(server.port, "duplex_publishes_total") >= 2, "duplex_publishes_total counts them")
+    for ws in (a, b, other):
+        await ws.close()
+
+
+async def quiet_all(wss):
+    for ws in wss:
+        await expect_quiet(ws, "after the publishes")
+
+
 def main(args):
     with DuplexServer(args.duplex, ["--rooms", "--threads", "2", "--max-buffered", "256K"]) as srv:
         asyncio.run(fanout(srv))
@@ -164,6 +228,9 @@ def main(args):
         srv.check_alive("the room checks")
     with DuplexServer(args.duplex, ["--rooms", "--echo-self", "--quiet"]) as srv:
         asyncio.run(echo_self(srv))
+    with DuplexServer(args.duplex, ["--rooms", "--quiet", "--threads", "2", "--metrics",
+                                    "--publish-token", "t0ken"]) as srv:
+        asyncio.run(publish_endpoint(srv))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,12 @@
  * on_close; an on_close only for those), and give back every byte: the
  * test tracks the library's live allocations itself and, in the sanitizer
  * build, asks LeakSanitizer after every run. Run plain, with
- * permessage-deflate, over TLS, and over TLS with deflate.
+ * permessage-deflate, over TLS, and over TLS with deflate; and "http": the
+ * server answers HTTP requests (on_http) that a client thread pipelines
+ * over a raw socket, one answered at once, one later (dx_loop_post), a
+ * POST echoed, a streamed body, and one with Connection: close. There
+ * every request handed to on_http must be answered or aborted exactly
+ * once, and every body producer released exactly once.
  *
  * How allocations are failed: this program is linked with the linker's
  * --wrap for malloc, calloc, realloc, strdup, strndup and free (see
@@ -27,7 +32,7 @@
  * first found, DX_EIO and DX_EINVAL for out of memory, are fixed).
  *
  * Environment: DX_FAILMALLOC_ONLY=MODE:I runs one case (MODE one of plain,
- * deflate, tls, tls+deflate; I 0 for no failure), e.g. for LeakSanitizer's
+ * deflate, tls, tls+deflate, http; I 0 for no failure), e.g. for LeakSanitizer's
  * stacks alone; DX_FAILMALLOC_VERBOSE=1 prints every run;
  * DX_FAILMALLOC_TRACE=1 prints each counted allocation's caller as an
  * offset for `addr2line -f -e test_failmalloc`. */
@@ -43,6 +48,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "duplex.h"
@@ -327,10 +337,11 @@ static int group_teardown(void **state) {
 
 /* ---- the scenario -------------------------------------------------------- */
 
-enum { M_DEFLATE = 1, M_TLS = 2 };
+enum { M_DEFLATE = 1, M_TLS = 2, M_HTTP = 4 };
+#define N_MODES 5
 static const char *mode_name(int mode) {
-  static const char *names[] = {"plain", "deflate", "tls", "tls+deflate"};
-  return names[mode & 3];
+  static const char *names[N_MODES] = {"plain", "deflate", "tls", "tls+deflate", "http"};
+  return names[mode < N_MODES ? mode : 0];
 }
 
 /* What one connection saw. */
@@ -353,6 +364,12 @@ static struct {
   int nsrv;
   int echoes; /* echoes that matched what was sent */
   int client_closing;
+  /* http mode */
+  pthread_t http_client;
+  int http_client_started;
+  int http_client_ok;    /* the client read every response it expected */
+  dx_http_request *outstanding[8]; /* handed to on_http, not yet answered */
+  int http_seen, http_answered, http_aborted, producers, releases;
   char errors[1024]; /* broken promises seen inside callbacks */
   char notes[512];   /* what the run did (printed on failure) */
 } R;
@@ -493,6 +510,176 @@ static void srv_on_close(dx_conn *c, int code, const char *reason, dx_why why, i
   maybe_finish();
 }
 
+/* ---- the http scenario ---------------------------------------------------- */
+
+#define STREAM_LEN 200000
+static uint8_t g_post[3000];
+
+static const char g_requests_fmt[] =
+    "GET /now HTTP/1.1\r\nHost: x\r\n\r\n"
+    "GET /later HTTP/1.1\r\nHost: x\r\n\r\n"
+    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n";
+static const char g_requests_tail[] =
+    "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+    "GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+static void forget_request(dx_http_request *r, const char *how) {
+  for (int i = 0; i < 8; i++)
+    if (R.outstanding[i] == r) {
+      R.outstanding[i] = NULL;
+      return;
+    }
+  broken("%s for a request not outstanding", how);
+}
+
+/* dx_http_respond as an application would use it: a 500 when the answer
+ * did not fit in memory; left to on_http_abort when the connection ends. */
+static void answer(dx_http_request *r, const void *body, size_t len) {
+  int rc = dx_http_respond(r, 200, NULL, 0, body, len);
+  if (rc == DX_ENOMEM) rc = dx_http_error(r, 500, "out of memory", NULL, 0);
+  if (rc == 0) {
+    R.http_answered++;
+    forget_request(r, "an answer");
+  } else if (rc != DX_ENOMEM && rc != DX_ECLOSED) {
+    unexpected("dx_http_respond", "server", rc);
+  }
+}
+
+static void answer_later(dx_loop *loop, void *ud) {
+  (void)loop;
+  dx_http_request *r = ud;
+  for (int i = 0; i < 8; i++)
+    if (R.outstanding[i] == r) answer(r, "later\n", 6);
+}
+
+static long stream_read(void *ud, uint8_t *buf, size_t cap) {
+  size_t *off = ud;
+  for (size_t k = 0; k < cap; k++) buf[k] = (uint8_t)((*off + k) * 13 % 251);
+  *off += cap;
+  return (long)cap;
+}
+
+static void stream_release(void *ud) {
+  (void)ud;
+  R.releases++;
+}
+
+static void srv_on_http(dx_http_request *r) {
+  static size_t stream_off;
+  R.http_seen++;
+  int slot = -1;
+  for (int i = 0; i < 8 && slot < 0; i++)
+    if (!R.outstanding[i]) slot = i;
+  if (slot < 0) {
+    broken("more than 8 requests outstanding");
+    return;
+  }
+  R.outstanding[slot] = r;
+  const char *path = dx_http_path(r);
+  if (!strcmp(path, "/later")) {
+    if (dx_loop_post(dx_http_loop(r), answer_later, r)) answer(r, "later\n", 6);
+  } else if (!strcmp(path, "/echo")) {
+    size_t len;
+    const uint8_t *body = dx_http_body(r, &len);
+    answer(r, body, len);
+  } else if (!strcmp(path, "/stream")) {
+    stream_off = 0;
+    dx_http_producer p = {stream_read, stream_release, &stream_off};
+    R.producers++;
+    int rc = dx_http_respond_body(r, 200, NULL, 0, STREAM_LEN, &p);
+    if (rc == DX_ENOMEM) {
+      answer(r, "x", 1);
+    } else if (rc == 0) {
+      R.http_answered++;
+      forget_request(r, "an answer");
+    } else if (rc != DX_ECLOSED) {
+      unexpected("dx_http_respond_body", "server", rc);
+    }
+  } else {
+    answer(r, path, strlen(path));
+  }
+}
+
+static void srv_on_http_abort(dx_http_request *r) {
+  R.http_aborted++;
+  forget_request(r, "on_http_abort");
+}
+
+/* Reads one response (status 200, Content-Length) from fd into its
+ * buffer; 1 with the body in *body, 0 at the end or on a mismatch. */
+static int read_response(int fd, uint8_t *buf, size_t cap, size_t *have, const uint8_t **body,
+                         size_t *blen, size_t *used) {
+  for (;;) {
+    uint8_t *end = memmem(buf, *have, "\r\n\r\n", 4);
+    if (end) {
+      size_t head = (size_t)(end - buf) + 4;
+      const char *cl = memmem(buf, head, "Content-Length: ", 16);
+      if (memcmp(buf, "HTTP/1.1 200 ", 13) || !cl) return 0;
+      size_t n = strtoul(cl + 16, NULL, 10);
+      if (head + n > cap) return 0;
+      if (*have >= head + n) {
+        *body = buf + head;
+        *blen = n;
+        *used = head + n;
+        return 1;
+      }
+    }
+    if (*have == cap) return 0;
+    ssize_t r = recv(fd, buf + *have, cap - *have, 0);
+    if (r <= 0) return 0;
+    *have += (size_t)r;
+  }
+}
+
+static void post_finish(dx_loop *loop, void *ud) {
+  (void)loop, (void)ud;
+  if (R.srv) dx_server_free(R.srv); /* aborts what is still outstanding */
+  R.srv = NULL;
+}
+
+/* The client: every request in one write, then the responses in order. */
+static void *http_client(void *arg) {
+  unsigned port = *(unsigned *)arg;
+  static uint8_t buf[STREAM_LEN + 4096];
+  int ok = 0;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tv = {2, 0}; /* a request left unanswered: give up after 2 s */
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    char head[512];
+    int n = snprintf(head, sizeof head, g_requests_fmt, sizeof g_post);
+    struct iovec iov[3] = {{head, (size_t)n}, {g_post, sizeof g_post},
+                           {(void *)g_requests_tail, sizeof g_requests_tail - 1}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) > 0) {
+      size_t have = 0, blen, used;
+      const uint8_t *body;
+      int got = 0;
+      for (; got < 5; got++) {
+        if (!read_response(fd, buf, sizeof buf, &have, &body, &blen, &used)) break;
+        int good = got == 0   ? blen == 4 && !memcmp(body, "/now", 4)
+                   : got == 1 ? blen == 6 && !memcmp(body, "later\n", 6)
+                   : got == 2 ? blen == sizeof g_post && !memcmp(body, g_post, blen)
+                   : got == 3 ? blen == STREAM_LEN && body[STREAM_LEN - 1] ==
+                                                            (uint8_t)((STREAM_LEN - 1) * 13 % 251)
+                              : blen == 4 && !memcmp(body, "/bye", 4);
+        if (!good) break;
+        memmove(buf, buf + used, have - used);
+        have -= used;
+      }
+      ok = got == 5 && recv(fd, buf, 1, 0) == 0; /* and then the server closed */
+    }
+  }
+  if (fd >= 0) close(fd);
+  R.http_client_ok = ok;
+  /* One allocation of the run may fail: dx_loop_post's, at most once. */
+  while (dx_loop_post(R.loop, post_finish, NULL)) {
+  }
+  return NULL;
+}
+
 /* Common settings; 0, or the first error a setter returned. */
 static int base_options(dx_options *o, int mode) {
   int r = 0;
@@ -559,6 +746,10 @@ static run_result run_once(int mode, long fail_at) {
   dx_options_on_open(co, cli_on_open);
   dx_options_on_message(co, cli_on_message);
   dx_options_on_close(co, cli_on_close);
+  if (mode & M_HTTP) {
+    dx_options_on_http(so, srv_on_http);
+    dx_options_on_http_abort(so, srv_on_http_abort);
+  }
   int r = base_options(so, mode);
   if (!r) r = base_options(co, mode);
   if (!r && (mode & M_TLS)) r = dx_options_set_tls_cert(so, cert("server.pem"), cert("server.key"));
@@ -582,15 +773,24 @@ static run_result run_once(int mode, long fail_at) {
   }
   res.stage_done = ST_LISTEN;
 
-  char url[64];
-  snprintf(url, sizeof url, "%s://127.0.0.1:%u/echo", (mode & M_TLS) ? "wss" : "ws",
-           (unsigned)dx_server_port(R.srv));
-  r = dx_connect(R.loop, url, co, &R.client);
-  if (r) {
-    refused("dx_connect", r);
-    goto cleanup;
+  static unsigned port;
+  port = dx_server_port(R.srv);
+  if (mode & M_HTTP) {
+    if (pthread_create(&R.http_client, NULL, http_client, &port)) {
+      broken("cannot start the client thread");
+      goto cleanup;
+    }
+    R.http_client_started = 1;
+  } else {
+    char url[64];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u/echo", (mode & M_TLS) ? "wss" : "ws", port);
+    r = dx_connect(R.loop, url, co, &R.client);
+    if (r) {
+      refused("dx_connect", r);
+      goto cleanup;
+    }
+    R.client_owed = 1;
   }
-  R.client_owed = 1;
   res.stage_done = ST_CONNECT;
   /* The options were copied: free them now, as an application may. */
   dx_options_free(so);
@@ -606,6 +806,11 @@ static run_result run_once(int mode, long fail_at) {
   res.stage_done = ST_RAN;
 
 cleanup:
+  if (R.http_client_started) {
+    if (hung) dx_loop_run(R.loop); /* let the client's post run */
+    pthread_join(R.http_client, NULL);
+    dx_loop_run(R.loop);            /* its post: the server is freed */
+  }
   if (R.srv) {
     /* Only after a hang, or when setup stopped early. */
     dx_server_free(R.srv);
@@ -642,7 +847,15 @@ done:
 #endif
   (void)lsan_leak;
 
-  res.complete = R.cli.opens == 1 && R.echoes == 2 && R.cli.code == DX_CLOSE_NORMAL &&
+  if (R.http_answered + R.http_aborted != R.http_seen)
+    broken("http: %d requests, %d answered, %d aborted", R.http_seen, R.http_answered,
+           R.http_aborted);
+  if (R.releases != R.producers)
+    broken("http: %d bodies produced, %d released", R.producers, R.releases);
+  if (mode & M_HTTP)
+    res.complete = R.http_client_ok && R.http_seen == 5 && R.http_answered == 5;
+  else
+    res.complete = R.cli.opens == 1 && R.echoes == 2 && R.cli.code == DX_CLOSE_NORMAL &&
                  R.cli.why == DX_WHY_LOCAL && R.nsrv == 1 &&
                  R.srv_conns[0].code == DX_CLOSE_NORMAL && R.srv_conns[0].why == DX_WHY_PEER;
   if (!res.injected && !res.complete)
@@ -664,6 +877,10 @@ static void print_run(int mode, long i, const run_result *res) {
           R.client_owed, R.cli.opens, R.cli.closes, R.cli.code,
           R.cli.closes ? dx_why_name((dx_why)R.cli.why) : "-", R.cli.status, R.cli.reason,
           R.echoes);
+  if (mode & M_HTTP)
+    fprintf(stderr, "  http: %d requests, %d answered, %d aborted; %d bodies, %d released; "
+            "client %s\n", R.http_seen, R.http_answered, R.http_aborted, R.producers, R.releases,
+            R.http_client_ok ? "read every response" : "did not read every response");
   for (int k = 0; k < R.nsrv; k++) {
     const peer *p = &R.srv_conns[k];
     fprintf(stderr, "  server conn %d: opens %d closes %d code %d why %s reason \"%s\"\n", k,
@@ -677,7 +894,7 @@ static int only_case(int *mode, long *i) {
   if (!v || !*v) return 0;
   const char *colon = strrchr(v, ':');
   if (!colon) return 0;
-  for (int m = 0; m < 4; m++)
+  for (int m = 0; m < N_MODES; m++)
     if (strlen(mode_name(m)) == (size_t)(colon - v) &&
         !strncmp(v, mode_name(m), (size_t)(colon - v))) {
       *mode = m;
@@ -771,12 +988,19 @@ static void test_tls_deflate(void **state) {
   fail_each_allocation(M_TLS | M_DEFLATE);
 }
 
+static void test_http(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof g_post; i++) g_post[i] = (uint8_t)(i * 11 % 253);
+  fail_each_allocation(M_HTTP);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plain),
       cmocka_unit_test(test_deflate),
       cmocka_unit_test(test_tls),
       cmocka_unit_test(test_tls_deflate),
+      cmocka_unit_test(test_http),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
