@@ -51,7 +51,11 @@ static void release(bench_conn *c) {
 void bench_conn_fail(bench_conn *c, const char *kind) {
   bench_ctx *b = c->b;
   const bench_config *cfg = b->cfg;
-  if (b->stopping) { /* closing down: whatever happens now is not counted */
+  if (b->stopping) {
+    /* Closing down: the failure is not counted as an error, but messages
+     * still in flight on it are lost (sent == echoed + lost + unanswered
+     * must hold whenever the server ends a connection during the drain). */
+    b->lost += c->ring_count;
     release(c);
     b->closed++;
     return;
