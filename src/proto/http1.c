@@ -130,9 +130,11 @@ long dx__http1_decode(const char *in, size_t len, char *out, size_t cap) {
       int hi = hexval((unsigned char)in[i + 1]), lo = hexval((unsigned char)in[i + 2]);
       if (hi < 0 || lo < 0) return -1;
       c = (unsigned char)(hi * 16 + lo);
-      if (c == 0) return -1;
       i += 2;
     }
+    /* A NUL, escaped or not, would cut the C string short: a path that
+     * looks checked but is not the one asked for. */
+    if (c == 0) return -1;
     if (n + 1 >= cap) return -1;
     out[n++] = (char)c;
   }

@@ -127,6 +127,8 @@ static void test_decode(void **state) {
   static const char *bad[] = {"%", "%2", "a%", "a%4", "%zz", "%2g", "%00", "x%00y"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(decode_guarded(bad[i], out, sizeof out), -1);
+  /* a raw NUL too (found by fuzz_http1) */
+  assert_int_equal(dx__http1_decode("a\0b", 3, out, sizeof out), -1);
   /* exactly fitting, and one byte short (the NUL needs room) */
   assert_int_equal(decode_guarded("abc", out, 4), 3);
   assert_int_equal(decode_guarded("abc", out, 3), -1);
