@@ -216,8 +216,11 @@ static void finish_decided(dx_conn *c) {
                       dx__session_received_reason(s));
       break;
     case DX_WHY_LOCAL: {
+      /* The code and reason we sent, however the closing handshake ended
+       * (the peer's reply, TCP's end, or the close deadline). */
       int code = dx__session_sent_code(s);
-      dx__conn_finish(c, DX_WHY_LOCAL, code ? code : DX_CLOSE_NO_STATUS, "");
+      dx__conn_finish(c, DX_WHY_LOCAL, code ? code : DX_CLOSE_NO_STATUS,
+                      dx__session_sent_reason(s));
       break;
     }
     case DX_WHY_PROTOCOL_ERROR: {

@@ -213,6 +213,7 @@ static void test_tls_state_freed_when_epoll_refuses_a_connection(void **state) {
   assert_int_equal(W.cli_closes, 2);
   assert_int_equal(W.cli_code, DX_CLOSE_NORMAL);
   assert_int_equal(W.cli_why, DX_WHY_LOCAL);
+  assert_string_equal(W.cli_reason, "done"); /* the reason it sent */
 
   dx_server_free(W.srv);
   dx_loop_free(W.loop);
