@@ -59,7 +59,8 @@ typedef enum {
 /* Why a connection ended; reported exactly once per connection. */
 typedef enum {
   DX_WHY_PEER = 0,          /* peer sent a close frame: its code, or 1005 */
-  DX_WHY_LOCAL,             /* this side called dx_close(): the code sent */
+  DX_WHY_LOCAL,             /* this side called dx_close(): the code and
+                               reason sent */
   DX_WHY_PING_TIMEOUT,      /* no traffic within the heartbeat timeout: 1006 */
   DX_WHY_TRANSPORT_CLOSE,   /* TCP ended without a close frame: 1006 */
   DX_WHY_TRANSPORT_ERROR,   /* socket error: 1006 */
@@ -779,8 +780,9 @@ int dx_ping(dx_conn *c, const void *data, size_t len);
 /* Starts the closing handshake: sends a close frame with `code` (1000-1003,
  * 1007-1014, 3000-4999; or 0 for none) and `reason` (NULL or UTF-8 up to
  * 123 bytes). The state becomes CLOSING; on_close follows with
- * DX_WHY_LOCAL once the handshake ends or the close timeout fires (the
- * close frame may pass the output cap: it is how a connection ends).
+ * DX_WHY_LOCAL, this code (1005 for none) and this reason, once the
+ * handshake ends or the close timeout fires (the close frame may pass the
+ * output cap: it is how a connection ends).
  * Returns 0, DX_ESTATE (already closing/closed), DX_ECLOSECODE, DX_EINVAL
  * (reason too long), DX_EUTF8, or DX_ENOMEM: no memory for the close
  * frame, so the connection was cut and its on_close

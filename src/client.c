@@ -15,18 +15,20 @@
 #include "net/resolve.h"
 #include "proto/handshake.h"
 #include "proto/url.h"
-#include "server_internal.h"
 
 /* A client connection owns its endpoint (there is no server to share one);
  * the endpoint comes first so conn.c can free it through c->ep. */
 typedef struct dx__client_ep {
   dx__endpoint ep;
   char key[DX__WS_KEY_LEN + 1];
-  dx_client *owner; /* the reconnecting client this belongs to, if any */
+  dx_client *reconnecting; /* the reconnecting client this belongs to, if any */
 } dx__client_ep;
 
-dx_client *dx_conn_client(const dx_conn *c) {
-  return c->is_client ? ((const dx__client_ep *)c->ep)->owner : NULL;
+/* The response head cannot be taken: the status is the one a server would
+ * answer with; a client has no one to tell but its application. */
+static void client_refuse(dx_conn *c, int status, const char *why) {
+  (void)status;
+  dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, why);
 }
 
 /* The server's Sec-WebSocket-Extensions against our offer. 0, or -1 when
@@ -183,9 +185,9 @@ static void resolved(dx_conn *c) {
   connect_next(c, EADDRNOTAVAIL);
 }
 
-void dx__client_attempt_expired(dx_conn *c) { connect_next(c, ETIMEDOUT); }
+static void client_attempt_expired(dx_conn *c) { connect_next(c, ETIMEDOUT); }
 
-void dx__client_connected(dx_conn *c) {
+static void client_connected(dx_conn *c) {
   if (c->ep->resolving) {
     resolved(c);
     return;
@@ -201,6 +203,23 @@ void dx__client_connected(dx_conn *c) {
   dx__timer_stop(c->loop, &c->hb_timer);
   dx__io_update(c->loop, &c->io, EPOLLIN);
   dx__conn_want_flush(c); /* the upgrade request is queued */
+}
+
+/* What a client connection asks of its endpoint (endpoint.h). */
+static const dx__conn_owner client_owner = {
+    .role = DX__ROLE_CLIENT,
+    .closes_first = 0,
+    .held_from_start = 1, /* dx_connect returned it */
+    .conn_owns_endpoint = 1,
+    .head_name = "response",
+    .head = client_on_head,
+    .refuse = client_refuse,
+    .connected = client_connected,
+    .attempt_expired = client_attempt_expired,
+};
+
+dx_client *dx_conn_client(const dx_conn *c) {
+  return c->ep->owner == &client_owner ? ((const dx__client_ep *)c->ep)->reconnecting : NULL;
 }
 
 /* The upgrade request, in a buffer sized from what it carries (every
@@ -247,7 +266,7 @@ int dx_connect(dx_loop *loop, const char *url, const dx_options *o, dx_conn **ou
   return dx__connect(loop, url, o, NULL, out);
 }
 
-int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *owner,
+int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *reconnecting,
                 dx_conn **out) {
   if (!loop || !url || !out) return DX_EINVAL;
   dx__set_last_error("");
@@ -267,13 +286,12 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   char *path_copy = strdup(path);
   char err[256] = "out of memory";
   if (!c || !cep || !path_copy ||
-      dx__endpoint_init(&cep->ep, o, DX__ROLE_CLIENT, err, sizeof err)) {
+      dx__endpoint_init(&cep->ep, o, &client_owner, err, sizeof err)) {
     free(c), free(cep), free(path_copy);
     dx__set_last_error(err);
     return DX_ENOMEM;
   }
-  cep->ep.on_head = client_on_head;
-  cep->owner = owner;
+  cep->reconnecting = reconnecting;
   if (u.tls) {
     const dx_options *eo = &cep->ep.opt;
     int code;
@@ -314,7 +332,6 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
     free_client(c, cep, path_copy);
     return fd;
   }
-  c->is_client = 1;
   c->connecting = 1;
   c->path = path_copy;
   /* While resolving, the descriptor is the resolver's eventfd (readable

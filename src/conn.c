@@ -12,7 +12,6 @@
 #include "endpoint.h"
 #include "proto/handshake.h"
 #include "proto/utf8.h"
-#include "server_internal.h"
 
 /* Reads of the loop's buffer (256 KiB) one connection gets per wake-up:
  * past them it waits for the next iteration, after the other connections'
@@ -210,7 +209,9 @@ static void run_release(dx__task *t) {
   free(c->hs);
   free(c->path);
   free(c->protocol);
-  if (c->is_client) { /* a client owns its endpoint */
+  /* Only an endpoint of its own may be read here: a server may have been
+   * freed, its endpoint with it, since this connection finished. */
+  if (c->owns_ep) {
     dx__endpoint_deinit((dx__endpoint *)c->ep);
     free((void *)c->ep);
   }
@@ -232,7 +233,13 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   c->tr.ops = &dx__tcp_ops;
   c->tr.fd = fd;
   c->tr.impl = NULL;
-  if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, !c->is_client, tls_host)) return DX_ENOMEM;
+  const dx__conn_owner *owner = ep->owner;
+  c->masks = owner->role == DX__ROLE_CLIENT;
+  c->closes_first = owner->closes_first != 0;
+  c->close_owed = owner->held_from_start != 0;
+  c->owns_ep = owner->conn_owns_endpoint != 0;
+  if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, owner->role == DX__ROLE_SERVER, tls_host))
+    return DX_ENOMEM;
   c->io.fd = fd;
   c->io.cb = on_io;
   c->flush_task.run = run_flush;
@@ -258,7 +265,7 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
     return r;
   }
   dx__loop_ref(l);
-  if (!c->is_client) {
+  if (!c->masks) { /* a server's connection: its counters */
     dx__count(&dx__endpoint_stats(ep)->accepted, 1);
     dx__conn_set_stat_state(c, DX__ST_CONNECTING);
   }
@@ -280,20 +287,20 @@ void dx__conn_set_stat_state(dx_conn *c, int st) {
 
 void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->phase == DX__P_DONE) return;
-  int owed = (c->opened || c->is_client) && !c->silent;
+  int owed = c->close_owed && !c->silent;
   c->phase = DX__P_DONE;
   dx__timer_stop(c->loop, &c->timer);
   dx__timer_stop(c->loop, &c->hb_timer);
   dx__timer_unreserve(c->loop, 2);
   dx__io_stop(c->loop, &c->io);
   c->tr.ops->close(&c->tr);
-  if (c->server) dx__server_detach(c->server, c);
+  if (c->ep->owner->detach) c->ep->owner->detach(c);
   dx__handle_remove(c->loop, &c->handle);
   dx__loop_unref(c->loop);
   /* Out of its topics before on_close, so that what the application
    * publishes from there does not come back to it. */
   if (c->ext) c->ext->release(c);
-  if (!c->is_client) {
+  if (!c->masks) {
     dx__conn_set_stat_state(c, DX__ST_NONE);
     if (!c->is_http) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
   }
@@ -320,8 +327,11 @@ static void finish_decided(dx_conn *c) {
                       dx__session_received_reason(s));
       break;
     case DX_WHY_LOCAL: {
+      /* The code and reason we sent, however the closing handshake ended
+       * (the peer's reply, TCP's end, or the close deadline). */
       int code = dx__session_sent_code(s);
-      dx__conn_finish(c, DX_WHY_LOCAL, code ? code : DX_CLOSE_NO_STATUS, "");
+      dx__conn_finish(c, DX_WHY_LOCAL, code ? code : DX_CLOSE_NO_STATUS,
+                      dx__session_sent_reason(s));
       break;
     }
     case DX_WHY_PROTOCOL_ERROR: {
@@ -505,7 +515,7 @@ again:;
      * input is still unread (a close then resets), under TLS (to send
      * close_notify), and after failing the connection (the peer may still
      * be sending). */
-    if (!c->is_client && !c->tr.impl && dx__session_state(&c->sess) == DX__S_CLOSED &&
+    if (c->closes_first && !c->tr.impl && dx__session_state(&c->sess) == DX__S_CLOSED &&
         nothing_unread(c)) {
       finish_decided(c);
       return;
@@ -554,7 +564,7 @@ static void after_session(dx_conn *c) {
   if (st != DX__S_OPEN) close_deadline(c);
   /* RFC 6455 §7.1.1: with both close frames through, the server closes
    * TCP first; a client waits for it (until the deadline). */
-  if (st == DX__S_CLOSED && !c->is_client) c->close_after_flush = 1;
+  if (st == DX__S_CLOSED && c->closes_first) c->close_after_flush = 1;
   if (dx__session_out_bytes(&c->sess)) dx__conn_want_flush(c);
   else if (c->close_after_flush) flush(c);
 }
@@ -599,7 +609,7 @@ static void on_heartbeat(dx__timer *t) {
   dx_conn *c = CONTAINER(t, dx_conn, hb_timer);
   const dx_options *o = &c->ep->opt;
   if (c->connecting) { /* until open, this timer paces the connect attempts */
-    dx__client_attempt_expired(c);
+    c->ep->owner->attempt_expired(c);
     return;
   }
   if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return;
@@ -629,8 +639,8 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   c->hs = NULL;
   c->hs_len = c->hs_cap = 0;
   c->phase = DX__P_OPEN;
-  c->opened = 1;
-  if (!c->is_client) {
+  c->close_owed = 1;
+  if (!c->masks) { /* a server's connection: its counters */
     dx__count(&dx__endpoint_stats(c->ep)->opened, 1);
     dx__conn_set_stat_state(c, DX__ST_OPEN);
   }
@@ -666,12 +676,13 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
   const char *head;
   size_t head_len, used;
   if (!c->hs) {
-    /* A request line starts with a method token; anything else (0x16 is a
-     * TLS ClientHello on a plaintext port) is refused at once rather than
-     * after the handshake timeout. */
-    if (!c->is_client && !(buf[0] >= 'A' && buf[0] <= 'Z')) {
-      dx__server_refuse(c, 400, buf[0] == 0x16 ? "TLS handshake on a plaintext port"
-                                               : "not an HTTP request");
+    /* A request line starts with a method token, a status line with
+     * "HTTP/"; anything else (0x16 is a TLS ClientHello on a plaintext
+     * port) is refused at once rather than after the handshake timeout. */
+    if (!(buf[0] >= 'A' && buf[0] <= 'Z')) {
+      char why[40];
+      snprintf(why, sizeof why, "not an HTTP %s", c->ep->owner->head_name);
+      c->ep->owner->refuse(c, 400, buf[0] == 0x16 ? "TLS handshake on a plaintext port" : why);
       return;
     }
     head_len = dx__http_head_end((const char *)buf, n, 0);
@@ -710,20 +721,15 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
   used = head_len - old;
 complete:
   if (head_len > limit) goto too_large;
-  switch (c->ep->on_head(c, head, head_len)) {
+  switch (c->ep->owner->head(c, head, head_len)) {
     case 0: dx__conn_opened(c, buf + used, n - used); break;
     case 1: http_begin(c, head, head_len, buf + used, n - used); break;
   }
   return;
-too_large:
-  if (c->is_client) {
-    dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
-                    "response head exceeds the max header size");
-  } else {
-    char why[80];
-    snprintf(why, sizeof why, "request header exceeds the %zu-byte limit", limit);
-    dx__server_refuse(c, 431, why);
-  }
+too_large:;
+  char why[80];
+  snprintf(why, sizeof why, "%s head exceeds the %zu-byte limit", c->ep->owner->head_name, limit);
+  c->ep->owner->refuse(c, 431, why);
 }
 
 static void on_eof(dx_conn *c) {
@@ -783,7 +789,7 @@ static void on_io(dx__io *io, uint32_t events) {
   if (c->connecting) {
     /* Connected or refused (the socket), or resolved (the resolver's
      * eventfd stands in for the socket until then). */
-    dx__client_connected(c);
+    c->ep->owner->connected(c);
     return;
   }
   if (events & EPOLLOUT) flush(c);
@@ -802,13 +808,13 @@ static void on_timer(dx__timer *t) {
   dx_conn *c = CONTAINER(t, dx_conn, timer);
   switch (c->phase) {
     case DX__P_HANDSHAKE:
-      if (c->hs_len && c->ep->opt.http_ops && !c->is_client) {
+      if (c->hs_len && c->ep->opt.http_ops && !c->masks) {
         /* Part of a request is in, and it may be an HTTP one: an HTTP
          * server tells its client why (408) rather than hanging up. */
         char why[100];
         snprintf(why, sizeof why, "408 Request Timeout: request head not received within %u ms",
                  c->ep->opt.handshake_timeout_ms);
-        dx__server_refuse(c, 408, why);
+        c->ep->owner->refuse(c, 408, why);
         break;
       }
       dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL,
@@ -898,7 +904,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   const dx_options *o = &c->ep->opt;
   /* The cap counts what will sit in the queue: the frame header too. (A
    * compressed message is counted at its uncompressed size.) */
-  size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->is_client);
+  size_t queued = dx_conn_buffered_amount(c) + dx__frame_header_size(len, c->masks);
   size_t cap = dx__max_buffered(o);
   if (queued > cap || len > cap - queued) return refuse_slow(c);
   int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold &&
@@ -922,13 +928,15 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   return 0;
 }
 
-/* A large message on a plain-TCP server connection with nothing queued
- * ahead of it goes straight from the caller's buffer to the socket (header
- * and payload in one writev); only what the socket does not take is
- * copied. Saves a copy of the whole message. Returns 1 when it handled the
- * message, 0 when the normal path must. */
+/* A large message on a plain-TCP connection whose frames are not masked
+ * (a server's) with nothing queued ahead of it goes straight from the
+ * caller's buffer to the socket (header and payload in one writev); only
+ * what the socket does not take is copied. Saves a copy of the whole
+ * message. (Masking would have to write the payload, which is the
+ * caller's.) Returns 1 when it handled the message, 0 when the normal path
+ * must. */
 static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
-  if (c->is_client || c->tr.impl || c->connecting || dx__session_out_bytes(&c->sess) ||
+  if (c->masks || c->tr.impl || c->connecting || dx__session_out_bytes(&c->sess) ||
       shq_bytes(c))
     return 0;
   uint8_t hdr[DX__FRAME_MAX_HEADER];
@@ -967,7 +975,10 @@ int dx_ping(dx_conn *c, const void *data, size_t len) {
 
 int dx_close(dx_conn *c, int code, const char *reason) {
   if (!c) return DX_EINVAL;
-  if (c->phase == DX__P_HANDSHAKE && c->is_client) {
+  /* A connection the application holds before it opens (a client's) may
+   * be given up while connecting; a server's is the application's only
+   * once open. */
+  if (c->phase == DX__P_HANDSHAKE && c->close_owed) {
     dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "connection attempt aborted");
     return 0;
   }

@@ -33,12 +33,7 @@ void dx__random(void *ud, uint8_t *out, size_t n) {
 
 /* ---- endpoints --------------------------------------------------------- */
 
-static int on_server_head_missing(dx_conn *c, const char *h, size_t n) {
-  (void)c, (void)h, (void)n;
-  return -1;
-}
-
-int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
+int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, const dx__conn_owner *owner,
                       char *err, size_t err_cap) {
   memset(ep, 0, sizeof *ep);
   if (o) {
@@ -46,13 +41,13 @@ int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
   } else {
     dx__options_defaults(&ep->opt);
   }
-  ep->scfg.role = role;
+  ep->owner = owner;
+  ep->scfg.role = owner->role;
   ep->scfg.max_message = ep->opt.max_message;
   ep->scfg.max_frame = ep->opt.max_frame ? ep->opt.max_frame : ep->opt.max_message;
   ep->scfg.random = dx__random;
-  ep->on_head = on_server_head_missing;
   const dx_options *eo = &ep->opt;
-  if (role == DX__ROLE_SERVER && eo->tls_cert) {
+  if (owner->role == DX__ROLE_SERVER && eo->tls_cert) {
     ep->tls = dx__tls_server_ctx(eo->tls_cert, eo->tls_key, err, err_cap);
     if (!ep->tls) {
       dx__options_clear(&ep->opt);

@@ -128,17 +128,52 @@ struct dx_options {
   uint32_t http_request_ms, http_keepalive_ms;
 };
 
+/* What a connection needs from its owner (a server, or the client that
+ * made it): the role's decisions and the calls back into the owner. One
+ * const table per role, reached through the endpoint, so that conn.c names
+ * no server or client function and holds no branch per role. The decisions
+ * are copied into the connection's bits when it starts: what runs per
+ * message tests a bit and never calls through the table. */
+typedef struct dx__conn_owner {
+  dx__role role;             /* the side of RFC 6455 it plays: masking, TLS */
+  /* RFC 6455 §7.1.1: with both close frames through, this side closes TCP
+   * first (the server); the other waits for that (until the deadline). */
+  uint8_t closes_first;
+  /* The application holds the connection from its creation on (dx_connect
+   * returned it): on_close is owed even if it never opens, and dx_close
+   * aborts it while it is connecting. Else it is the application's only
+   * from on_open on. */
+  uint8_t held_from_start;
+  /* Each connection has an endpoint of its own (a client's), allocated
+   * with the endpoint first, freed with the connection. Else the owner
+   * keeps the endpoint, and may free it once its connections finished,
+   * even before their memory goes: a connection reads it no more then. */
+  uint8_t conn_owns_endpoint;
+  const char *head_name;     /* the head it reads: "request" or "response" */
+  /* A complete handshake head. Returns 0 when the connection may open, 1
+   * (a server with HTTP on) when the request is not an upgrade and goes to
+   * the HTTP layer, else it has already been failed or answered. */
+  int (*head)(dx_conn *c, const char *head, size_t len);
+  /* The head cannot be taken (too large, not HTTP): a server answers with
+   * the HTTP status and closes; a client fails the connection with `why`. */
+  void (*refuse)(dx_conn *c, int status, const char *why);
+  /* The connection ended (once, before on_close): the owner forgets it.
+   * NULL: nothing to do. */
+  void (*detach)(dx_conn *c);
+  /* Only while `connecting` (a client; NULL for a server): the descriptor
+   * is ready (resolved, or the TCP connect finished, well or not), and the
+   * current address took too long. */
+  void (*connected)(dx_conn *c);
+  void (*attempt_expired)(dx_conn *c);
+} dx__conn_owner;
+
 /* Settings shared by every connection of one server (or owned by one client
  * connection): connections point at it instead of copying it. */
 typedef struct dx__endpoint {
   dx_options opt;         /* a deep copy: owns its strings */
   dx__session_config scfg;
   dx__tls_ctx *tls;       /* NULL: plain TCP */
-  /* Handles a complete handshake head (request for a server, response for
-   * a client). Returns 0 when the connection is now OPEN, 1 (server with
-   * HTTP on) when the request is not an upgrade and goes to the HTTP layer,
-   * else it has already been failed or answered. */
-  int (*on_head)(dx_conn *c, const char *head, size_t len);
+  const dx__conn_owner *owner; /* set by dx__endpoint_init */
   /* Client: the name being resolved (off the loop's thread), then the
    * resolved addresses (freed with the endpoint), the next one to try if
    * the current connect fails, and the current one. */
@@ -221,9 +256,13 @@ struct dx_conn {
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
   uint8_t why_set : 1;
-  uint8_t opened : 1;    /* on_open ran: on_close is owed */
+  uint8_t close_owed : 1; /* on_open ran (or owner->held_from_start): on_close is owed */
   uint8_t silent : 1;    /* cut by dx_loop_free: no callbacks */
-  uint8_t is_client : 1;
+  uint8_t masks : 1;     /* owner->role is the client: our frames are masked, so
+                          * their headers are larger and none leaves straight
+                          * from the caller's buffer */
+  uint8_t closes_first : 1; /* owner->closes_first */
+  uint8_t owns_ep : 1;   /* owner->conn_owns_endpoint */
   uint8_t close_after_flush : 1;
   uint8_t connecting : 1; /* client: TCP connect in progress */
   uint8_t fin_sent : 1;   /* our direction of the stream is shut */
@@ -264,17 +303,19 @@ void dx__options_defaults(dx_options *o);
 int dx__options_copy(dx_options *dst, const dx_options *src);
 /* Frees the strings an options object owns. */
 void dx__options_clear(dx_options *o);
-/* Fills an endpoint from options (NULL: defaults) for a role: a deep copy,
- * and for a server with a certificate, its TLS context. 0, DX_ENOMEM, or
- * DX_EINVAL with a reason in err (an unreadable certificate). */
-int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, dx__role role,
+/* Fills an endpoint from options (NULL: defaults) for an owner (its role
+ * included): a deep copy, and for a server with a certificate, its TLS
+ * context. 0, DX_ENOMEM, or DX_EINVAL with a reason in err (an unreadable
+ * certificate). */
+int dx__endpoint_init(dx__endpoint *ep, const dx_options *o, const dx__conn_owner *owner,
                       char *err, size_t err_cap);
 void dx__endpoint_deinit(dx__endpoint *ep);
 
 /* Sets up a connection on an fd that is already connected/accepted (TLS
  * on top when the endpoint has a context; a client names the host it
- * verifies) and registers it with the loop for `events`. Set is_client
- * before. 0, DX_EIO or DX_ENOMEM. */
+ * verifies) and registers it with the loop for `events`; the role's
+ * decisions come from ep->owner. 0, DX_EIO or DX_ENOMEM (the descriptor is
+ * then still the caller's, and nothing else is held). */
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host);
 /* Handles input as if the socket had reported readable: for a connection

@@ -14,7 +14,6 @@
 #include "endpoint.h"
 #include "proto/handshake.h"
 #include "proto/http1.h"
-#include "server_internal.h"
 
 #define DX__MAX_LISTENERS 8
 #define DX__ACCEPT_BATCH 64
@@ -51,8 +50,21 @@ struct dx_request {
 };
 
 static int server_on_head(dx_conn *c, const char *head, size_t len);
+static void server_refuse(dx_conn *c, int status, const char *why);
+static void server_detach(dx_conn *c);
 static void on_deadline(dx__timer *t);
 static void on_accept_resume(dx__timer *t);
+
+/* What a server's connections ask of it (endpoint.h). */
+static const dx__conn_owner server_owner = {
+    .role = DX__ROLE_SERVER,
+    .closes_first = 1,
+    .held_from_start = 0,
+    .head_name = "request",
+    .head = server_on_head,
+    .refuse = server_refuse,
+    .detach = server_detach,
+};
 
 dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   if (!loop) return NULL;
@@ -65,12 +77,11 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
   dx__timer_init(&s->deadline, on_deadline);
   dx__timer_init(&s->accept_pause, on_accept_resume);
   char err[256] = "out of memory";
-  if (dx__endpoint_init(&s->ep, o, DX__ROLE_SERVER, err, sizeof err)) {
+  if (dx__endpoint_init(&s->ep, o, &server_owner, err, sizeof err)) {
     dx__set_last_error(err);
     free(s);
     return NULL;
   }
-  s->ep.on_head = server_on_head;
   /* Options of our own (NULL) count for this server alone. */
   /* Heap room for the drain deadline and the accept pause, so arming them
    * later cannot fail (a drain without its deadline could last forever). */
@@ -152,7 +163,10 @@ static void handshake_done(dx_conn *c) {
   give_slot(&c->ep->opt.limits->handshakes);
 }
 
-void dx__server_detach(dx_server *s, dx_conn *c) {
+/* The connection ended: it no longer counts against the limits or the
+ * server. */
+static void server_detach(dx_conn *c) {
+  dx_server *s = c->server;
   handshake_done(c);
   if (c->has_conn_slot) give_slot(&c->ep->opt.limits->conns);
   c->has_conn_slot = 0;
@@ -406,7 +420,9 @@ static void refuse(dx_conn *c, int status, const char *why, const char *extra) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, why);
 }
 
-void dx__server_refuse(dx_conn *c, int status, const char *why) { refuse(c, status, why, NULL); }
+static void server_refuse(dx_conn *c, int status, const char *why) {
+  refuse(c, status, why, NULL);
+}
 
 /* A connection that came past a limit: 503, the limit in one line, and
  * when to try again. A second is a guess, but an honest one: a handshake
@@ -561,28 +577,28 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     return -1;
   }
   if (dx__http_parse_request(head, len, &req) != 0) {
-    dx__server_refuse(c, 400, "malformed HTTP request");
+    server_refuse(c, 400, "malformed HTTP request");
     return -1;
   }
   /* Not an upgrade, and the server speaks HTTP: its layer answers. */
   if (c->ep->opt.http_ops && !dx__http1_wants_websocket(&req)) return 1;
   int status = dx__ws_check_request(&req, accept, why, sizeof why);
   if (status) {
-    dx__server_refuse(c, status, why);
+    server_refuse(c, status, why);
     return -1;
   }
   if (!origin_allowed(&c->ep->opt, &req, why, sizeof why)) {
-    dx__server_refuse(c, 403, why);
+    server_refuse(c, 403, why);
     return -1;
   }
   c->path = strndup(req.path, req.path_len);
   int bad = c->path ? select_protocol(c, &req) : 500;
   if (bad == 400) {
-    dx__server_refuse(c, 400, "Sec-WebSocket-Protocol: an offered name is not a token");
+    server_refuse(c, 400, "Sec-WebSocket-Protocol: an offered name is not a token");
     return -1;
   }
   if (bad || negotiate_deflate(c, &req, ext, sizeof ext)) {
-    dx__server_refuse(c, 500, "out of memory");
+    server_refuse(c, 500, "out of memory");
     return -1;
   }
   if (c->ep->opt.on_accept) {
@@ -591,18 +607,18 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     if (c->phase == DX__P_DONE) return -1;
     if (refuse) {
       if (refuse < 400 || refuse > 599) refuse = 403;
-      dx__server_refuse(c, refuse, "refused by the server");
+      server_refuse(c, refuse, "refused by the server");
       return -1;
     }
   }
   char resp[512];
   size_t n = dx__ws_build_response(resp, sizeof resp, accept, c->protocol, ext);
   if (!n) { /* every part was checked above: a bug, not the peer's fault */
-    dx__server_refuse(c, 500, "cannot build the upgrade response");
+    server_refuse(c, 500, "cannot build the upgrade response");
     return -1;
   }
   if (dx__session_queue_raw(&c->sess, resp, n)) {
-    dx__server_refuse(c, 500, "out of memory");
+    server_refuse(c, 500, "out of memory");
     return -1;
   }
   return 0;

@@ -24,8 +24,9 @@ void dx__session_deinit(dx__session *s) {
   dx__mem_free(s->alloc, s->ctl);
   dx__mem_free(s->alloc, s->out);
   dx__mem_free(s->alloc, s->recv_reason);
+  dx__mem_free(s->alloc, s->sent_reason);
   s->msg = s->ctl = s->out = NULL;
-  s->recv_reason = NULL;
+  s->recv_reason = s->sent_reason = NULL;
 }
 
 dx__session *dx__session_new(const dx__session_config *cfg,
@@ -140,6 +141,9 @@ int dx__session_received_code(const dx__session *s) { return s->recv_code; }
 const char *dx__session_received_reason(const dx__session *s) {
   return s->recv_reason ? s->recv_reason : "";
 }
+const char *dx__session_sent_reason(const dx__session *s) {
+  return s->sent_reason ? s->sent_reason : "";
+}
 
 /* ---- sending ----------------------------------------------------------- */
 
@@ -195,7 +199,22 @@ int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen)
   if (code != 0 && !dx__close_code_valid(code)) return DX_ECLOSECODE;
   if (rlen > 123) return DX_EINVAL;
   if (rlen && dx__utf8_validate((const uint8_t *)reason, rlen)) return DX_EUTF8;
-  return send_close(s, code, reason, rlen);
+  /* Kept for the end of the connection, which reports it (the frame itself
+   * may be long gone by then). Taken first, so that without memory nothing
+   * is sent at all. */
+  char *kept = NULL;
+  if (rlen) {
+    if (!(kept = dx__mem_alloc(s->alloc, rlen + 1))) return DX_ENOMEM;
+    memcpy(kept, reason, rlen);
+    kept[rlen] = '\0';
+  }
+  int r = send_close(s, code, reason, rlen);
+  if (r) {
+    dx__mem_free(s->alloc, kept);
+    return r;
+  }
+  s->sent_reason = kept;
+  return 0;
 }
 
 const char *dx__session_fail_reason(const dx__session *s) {

@@ -83,6 +83,7 @@ struct dx__session {
   /* closing */
   uint16_t sent_code, recv_code;
   char *recv_reason;       /* NUL-terminated, allocated only when non-empty */
+  char *sent_reason;       /* dx__session_close's, likewise */
   dx__pmd *pmd;            /* permessage-deflate state, when negotiated */
 };
 
@@ -173,8 +174,11 @@ void dx__session_pmd_forget(dx__session *s);
 /* 1 when we sent a close frame / received one. */
 int dx__session_close_sent(const dx__session *s);
 int dx__session_close_received(const dx__session *s);
-/* The code in the close frame we sent (0 when none or none sent). */
+/* The code in the close frame we sent (0 when none or none sent), and the
+ * reason dx__session_close sent with it (NUL-terminated; "" when none, or
+ * when the session failed the connection: see dx__session_fail_reason). */
 int dx__session_sent_code(const dx__session *s);
+const char *dx__session_sent_reason(const dx__session *s);
 /* The received close code (1005 if none) and its reason (NUL-terminated). */
 int dx__session_received_code(const dx__session *s);
 const char *dx__session_received_reason(const dx__session *s);

@@ -153,6 +153,7 @@ async def slow_member(server):
     say("  the server closed the slow member: code=%d reason=%r why=%s" % (code, reason, why))
     expect_eq(code, 1008, "close code for the slow member")
     expect_eq(why, "closed locally", "why")
+    expect_eq(reason, "slow consumer: output buffer limit reached", "the reason on_close reports")
     s.close()
     await fast.close()
     await sender.close()

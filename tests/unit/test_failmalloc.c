@@ -55,6 +55,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "certs.h"
 #include "duplex.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -288,32 +289,11 @@ static int watch_end(void) {
   return fired;
 }
 
-/* ---- certificates --------------------------------------------------------- */
-
-/* Throwaway certificates made by tests/certs/make.sh (CMake passes its
- * path as DX_CERTS_SCRIPT) in a fresh directory. */
-static char g_dir[64];
-
-static const char *cert(const char *name) {
-  static char bufs[4][128];
-  static int next;
-  char *b = bufs[next++ % 4];
-  snprintf(b, sizeof bufs[0], "%s/%s", g_dir, name);
-  return b;
-}
+/* ---- set-up --------------------------------------------------------------- */
 
 static int group_setup(void **state) {
   (void)state;
-  snprintf(g_dir, sizeof g_dir, "/tmp/dx-failmalloc-XXXXXX");
-  if (!mkdtemp(g_dir)) return -1;
-  char cmd[1024];
-  /* Quiet unless it fails: then its log says why (openssl missing?). */
-  snprintf(cmd, sizeof cmd, "sh '%s' '%s' >'%s/log' 2>&1 || { cat '%s/log' >&2; exit 1; }",
-           DX_CERTS_SCRIPT, g_dir, g_dir, g_dir);
-  if (system(cmd) != 0) {
-    fprintf(stderr, "cannot make test certificates in %s with %s\n", g_dir, DX_CERTS_SCRIPT);
-    return -1;
-  }
+  if (certs_make("failmalloc")) return -1;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -330,9 +310,7 @@ static int group_teardown(void **state) {
   pthread_mutex_unlock(&W.mu);
   pthread_join(W.thread, NULL);
   pthread_cond_destroy(&W.cv);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return certs_remove();
 }
 
 /* ---- the scenario -------------------------------------------------------- */

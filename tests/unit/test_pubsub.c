@@ -130,8 +130,8 @@ static void on_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t
 static void on_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
   (void)c, (void)status;
   atomic_store(&S.last_code, code);
-  (void)reason;
-  if (why == DX_WHY_LOCAL && code == DX_CLOSE_POLICY)
+  if (why == DX_WHY_LOCAL && code == DX_CLOSE_POLICY &&
+      strcmp(reason, "slow consumer: output buffer limit reached") == 0)
     atomic_fetch_add(&S.slow_closes, 1);
   atomic_fetch_add(&S.closes, 1);
 }

@@ -1690,6 +1690,7 @@ static void test_close_arguments(void **state) {
     assert_int_equal(dx__session_pending(c.s, &p), 0);
     assert_int_equal(dx__session_state(c.s), DX__S_OPEN);
     assert_int_equal(dx__session_close_sent(c.s), 0);
+    assert_string_equal(dx__session_sent_reason(c.s), "");
     /* 123 bytes is the most a close reason can hold. */
     assert_int_equal(dx__session_close(c.s, 1000, long_reason, 123), 0);
     oframe o[MAX_OUT];
@@ -1697,6 +1698,9 @@ static void test_close_arguments(void **state) {
     assert_int_equal(no, 1);
     assert_int_equal(o[0].len, 125);
     oframes_free(o, no);
+    /* Kept after the frame left: the end of the connection reports it. */
+    assert_int_equal(strlen(dx__session_sent_reason(c.s)), 123);
+    assert_memory_equal(dx__session_sent_reason(c.s), long_reason, 123);
     ctx_done(&c);
 
     /* Code 0: a close frame with no payload. */
@@ -1708,7 +1712,27 @@ static void test_close_arguments(void **state) {
     assert_int_equal(o[0].len, 0);
     oframes_free(o, no);
     assert_int_equal(dx__session_sent_code(c.s), 0);
+    assert_string_equal(dx__session_sent_reason(c.s), "");
     assert_int_equal(dx__session_close_sent(c.s), 1);
+    ctx_done(&c);
+
+    /* No memory to keep the reason: nothing is sent, the session stays
+     * OPEN, and a later close may succeed. */
+    ctx_init(&c, (dx__role)role, MIB, MIB);
+    long live = c.t.live;
+    c.t.fail_at = c.t.requests;
+    assert_int_equal(dx__session_close(c.s, 4000, "bye", 3), DX_ENOMEM);
+    assert_int_equal(dx__session_pending(c.s, &p), 0);
+    assert_int_equal(dx__session_state(c.s), DX__S_OPEN);
+    assert_int_equal(dx__session_close_sent(c.s), 0);
+    assert_int_equal(c.t.live, live);
+    c.t.fail_at = -1;
+    assert_int_equal(dx__session_close(c.s, 4000, "bye", 3), 0);
+    assert_int_equal(dx__session_sent_code(c.s), 4000);
+    assert_string_equal(dx__session_sent_reason(c.s), "bye");
+    no = take_output(&c, o);
+    assert_int_equal(no, 1);
+    oframes_free(o, no);
     ctx_done(&c);
   }
 }

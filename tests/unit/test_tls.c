@@ -20,52 +20,10 @@
 
 #include <openssl/ssl.h>
 
+#include "certs.h"
 #include "duplex.h"
 #include "net/tls.h"
 
-/* ---- certificates -------------------------------------------------------- */
-
-static char g_dir[64];
-
-static const char *cert(const char *name) {
-  static char bufs[8][128];
-  static int next;
-  char *b = bufs[next++ % 8];
-  snprintf(b, sizeof bufs[0], "%s/%s", g_dir, name);
-  return b;
-}
-
-static int group_setup(void **state) {
-  (void)state;
-  snprintf(g_dir, sizeof g_dir, "/tmp/dx-tls-XXXXXX");
-  if (!mkdtemp(g_dir)) return -1;
-  /* The script sits next to this file's directory: tests/certs/make.sh. */
-  char script[512];
-  snprintf(script, sizeof script, "%s", __FILE__);
-  char *slash = strrchr(script, '/');
-  if (slash) {
-    *slash = '\0';
-    slash = strrchr(script, '/');
-  }
-  if (slash)
-    strcpy(slash + 1, "certs/make.sh");
-  else
-    snprintf(script, sizeof script, "../certs/make.sh");
-  char cmd[1024];
-  /* Quiet unless it fails: then its log says why (openssl missing?). */
-  snprintf(cmd, sizeof cmd, "sh '%s' '%s' >'%s/make.log' 2>&1 || { cat '%s/make.log' >&2; exit 1; }",
-           script, g_dir, g_dir, g_dir);
-  int rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "tests/certs/make.sh failed (%d)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
 
 static dx__tls_ctx *server_ctx(const char *name) {
   char crt[32], key[32], err[256] = "";
@@ -842,5 +800,5 @@ int main(void) {
       cmocka_unit_test(test_client_sends_no_sni_for_ip_literal),
       cmocka_unit_test(test_bad_paths_give_reasons),
   };
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return cmocka_run_group_tests(tests, certs_group_setup, certs_group_teardown);
 }
