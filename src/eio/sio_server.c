@@ -1,0 +1,1473 @@
+/* The Engine.IO v4 server (sessions, the polling and WebSocket transports,
+ * the upgrade, the heartbeat) and the Socket.IO v5 server on top of it
+ * (namespaces, CONNECT and its auth, events and acks both ways, rooms, the
+ * disconnect reasons). The packet codecs are eio_packet.c and
+ * sio_packet.c; this file does the state and the I/O, through the public
+ * HTTP and WebSocket API of duplex (dx_http_respond, dx_send) plus the
+ * loop's embedded timers and end-of-iteration tasks.
+ *
+ * Shape (after the reference server's lib/socket.ts): a session owns at
+ * most one transport at a time; packets queue on the session (its
+ * dx__eio_queue), not on the transport. Polling: a GET is held until the
+ * queue has something, then answered with as much of it as maxPayload
+ * allows; a POST is decoded whole and answered "ok" before its packets are
+ * handled. WebSocket: packets leave at once through dx_send (which corks
+ * them to the end of the iteration). The upgrade: a second WebSocket
+ * connection carrying the sid is the probe; "2probe" is answered
+ * "3probe" and the held GET released with a noop; on "5" the probe
+ * becomes the transport and the queue is flushed over it; polling for
+ * that sid is refused from then on.
+ *
+ * Lifetime: everything an application callback may still hold when it
+ * returns (a session whose packets are being handled, a socket that
+ * disconnected from inside its own event handler) is unlinked at once and
+ * freed at the end of the loop iteration (dx__task_queue_last), so no
+ * caller up the stack is left with a dangling pointer. */
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duplex_sio.h"
+#include "endpoint.h"
+#include "eio/eio_packet.h"
+#include "eio/sio_packet.h"
+#include "net/loop.h"
+
+#define SID_BYTES 15 /* 20 base64url characters, as the reference's ids */
+#define SID_LEN 20
+
+enum { T_POLLING = 0, T_WS = 1 };
+
+typedef struct sess sess;
+
+struct dx_sio_options {
+  char *path;
+  uint32_t ping_interval, ping_timeout, connect_timeout;
+  uint64_t max_payload;
+  char **cors;
+  size_t n_cors;
+  uint8_t cors_credentials, polling, websocket;
+};
+
+struct dx_sio {
+  dx_loop *loop;
+  dx_sio_options o;
+  size_t path_len;
+  /* the application's own callbacks, for what is not under the path */
+  dx_on_http app_http;
+  dx_on_http_abort app_abort;
+  dx_on_accept app_accept;
+  dx_on_open app_open;
+  dx_on_message app_message;
+  dx_on_close app_close;
+  sess **tab; /* sessions by sid, chained */
+  size_t tab_cap, n_sess;
+  dx_sio_nsp *nsps;
+  sess *dead;              /* closed sessions, freed by reap */
+  dx_sio_socket *dead_socks; /* disconnected sockets, freed by reap */
+  dx__task reap;
+  dx__eio_buf scratch;     /* a WebSocket frame's "<type><data>" */
+  uint8_t shutting, freeing;
+};
+
+struct dx_sio_nsp {
+  dx_sio_nsp *next;
+  dx_sio *io;
+  char *name;
+  dx_sio_on_auth auth;
+  void *auth_ud;
+  dx_sio_on_connection conn;
+  void *conn_ud;
+  dx_sio_socket *socks; /* connected sockets (nprev/nnext) */
+};
+
+typedef struct handler {
+  struct handler *next;
+  dx_sio_on_event cb;
+  void *ud;
+  char name[];
+} handler;
+
+typedef struct pending_ack { /* an emit of ours waiting for the client */
+  struct pending_ack *next;
+  dx_sio_socket *s;
+  int64_t id;
+  dx_sio_on_ack cb;
+  void *ud;
+  dx__timer t;
+} pending_ack;
+
+struct dx_sio_ack { /* an ack the client asked for, with the application */
+  dx_sio_ack *prev, *next;
+  dx_sio_socket *s; /* NULL once the socket is gone */
+  int64_t id;
+};
+
+struct dx_sio_socket {
+  sess *s;
+  dx_sio_nsp *nsp;
+  dx_sio_socket *snext;        /* the session's sockets */
+  dx_sio_socket *nprev, *nnext; /* the namespace's connected sockets */
+  dx_sio_socket *dnext;        /* on io->dead_socks */
+  char id[SID_LEN + 1];
+  handler *handlers;
+  dx_sio_on_disconnect dcb;
+  void *dud;
+  char **rooms;
+  size_t n_rooms;
+  pending_ack *acks;
+  int64_t next_id;
+  dx_sio_ack *given;
+  void *user;
+  uint8_t connected, gone;
+};
+
+struct sess {
+  dx_sio *io;
+  sess *hnext;  /* hash chain */
+  sess *dnext;  /* io->dead */
+  char sid[SID_LEN + 1];
+  dx__eio_queue q;
+  int transport;
+  dx_http_request *get; /* the held GET */
+  dx_conn *ws, *probe;
+  dx__timer hb;      /* next ping, or the pong deadline */
+  dx__timer ctimer;  /* connectTimeout, then the close linger */
+  dx__task flush;    /* answer the held GET at the end of the iteration */
+  dx__sio_decoder dec;
+  dx_sio_socket *socks;
+  uint8_t wait_pong, upgrading, closing, dead, timers;
+  uint8_t close_queued; /* closing: the close packet is in the queue */
+};
+
+static const char *const reason_names[] = {
+  "server namespace disconnect", "client namespace disconnect",
+  "server shutting down", "ping timeout", "transport close",
+  "transport error", "parse error", "forced close"};
+
+const char *dx_sio_reason_name(dx_sio_reason r) {
+  if ((unsigned)r >= sizeof reason_names / sizeof *reason_names) return "unknown";
+  return reason_names[r];
+}
+
+#define CONTAINER(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* ---------------------------------------------------------------------- */
+/* Options                                                                 */
+/* ---------------------------------------------------------------------- */
+
+dx_sio_options *dx_sio_options_new(void) {
+  dx_sio_options *o = calloc(1, sizeof *o);
+  if (!o) return NULL;
+  o->path = strdup("/socket.io/");
+  if (!o->path) {
+    free(o);
+    return NULL;
+  }
+  o->ping_interval = 25000;
+  o->ping_timeout = 20000;
+  o->connect_timeout = 45000;
+  o->max_payload = 1000000;
+  o->polling = o->websocket = 1;
+  return o;
+}
+
+static void options_clear(dx_sio_options *o) {
+  free(o->path);
+  for (size_t i = 0; i < o->n_cors; i++) free(o->cors[i]);
+  free(o->cors);
+}
+
+void dx_sio_options_free(dx_sio_options *o) {
+  if (!o) return;
+  options_clear(o);
+  free(o);
+}
+
+int dx_sio_options_set_path(dx_sio_options *o, const char *path) {
+  size_t n = path ? strlen(path) : 0;
+  if (!o || n < 2 || path[0] != '/' || path[n - 1] != '/' || strpbrk(path, "?# \t"))
+    return DX_EINVAL;
+  char *p = strdup(path);
+  if (!p) return DX_ENOMEM;
+  free(o->path);
+  o->path = p;
+  return 0;
+}
+
+int dx_sio_options_set_ping(dx_sio_options *o, uint32_t interval_ms, uint32_t timeout_ms) {
+  if (!o || !interval_ms || !timeout_ms) return DX_EINVAL;
+  o->ping_interval = interval_ms;
+  o->ping_timeout = timeout_ms;
+  return 0;
+}
+
+int dx_sio_options_set_max_payload(dx_sio_options *o, uint64_t bytes) {
+  if (!o || !bytes || bytes > (UINT64_C(1) << 30)) return DX_EINVAL;
+  o->max_payload = bytes;
+  return 0;
+}
+
+int dx_sio_options_set_connect_timeout(dx_sio_options *o, uint32_t ms) {
+  if (!o || !ms) return DX_EINVAL;
+  o->connect_timeout = ms;
+  return 0;
+}
+
+int dx_sio_options_cors_origin(dx_sio_options *o, const char *origin) {
+  if (!o || !origin || !*origin || strpbrk(origin, "\r\n")) return DX_EINVAL;
+  char **v = realloc(o->cors, (o->n_cors + 1) * sizeof *v);
+  if (!v) return DX_ENOMEM;
+  o->cors = v;
+  if (!(v[o->n_cors] = strdup(origin))) return DX_ENOMEM;
+  o->n_cors++;
+  return 0;
+}
+
+void dx_sio_options_cors_credentials(dx_sio_options *o, int on) {
+  if (o) o->cors_credentials = on != 0;
+}
+
+void dx_sio_options_set_transports(dx_sio_options *o, int polling, int websocket) {
+  if (!o) return;
+  o->polling = polling != 0;
+  o->websocket = websocket != 0;
+}
+
+static int options_copy(dx_sio_options *dst, const dx_sio_options *src) {
+  memset(dst, 0, sizeof *dst);
+  *dst = *src;
+  dst->path = strdup(src->path);
+  dst->cors = src->n_cors ? calloc(src->n_cors, sizeof *dst->cors) : NULL;
+  dst->n_cors = 0;
+  if (!dst->path || (src->n_cors && !dst->cors)) goto fail;
+  for (size_t i = 0; i < src->n_cors; i++) {
+    if (!(dst->cors[i] = strdup(src->cors[i]))) goto fail;
+    dst->n_cors++;
+  }
+  return 0;
+fail:
+  options_clear(dst);
+  return DX_ENOMEM;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Ids and the session table                                               */
+/* ---------------------------------------------------------------------- */
+
+/* A fresh id: 15 bytes from OpenSSL's CSPRNG in base64url (no padding):
+ * unguessable, so a sid is the session's only credential on polling. */
+static int new_id(char out[SID_LEN + 1]) {
+  unsigned char raw[SID_BYTES];
+  if (RAND_bytes(raw, sizeof raw) != 1) return DX_EIO;
+  EVP_EncodeBlock((unsigned char *)out, raw, sizeof raw);
+  for (int i = 0; i < SID_LEN; i++) {
+    if (out[i] == '+') out[i] = '-';
+    else if (out[i] == '/') out[i] = '_';
+  }
+  out[SID_LEN] = 0;
+  return 0;
+}
+
+static size_t hash_sid(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+  return (size_t)h;
+}
+
+static sess *find_sess(dx_sio *io, const char *sid, size_t n) {
+  if (!io->tab_cap || n != SID_LEN) return NULL;
+  for (sess *s = io->tab[hash_sid(sid, n) & (io->tab_cap - 1)]; s; s = s->hnext)
+    if (!memcmp(s->sid, sid, SID_LEN)) return s;
+  return NULL;
+}
+
+static int table_add(dx_sio *io, sess *s) {
+  if (io->n_sess + 1 > io->tab_cap) {
+    size_t cap = io->tab_cap ? io->tab_cap * 2 : 64;
+    sess **t = calloc(cap, sizeof *t);
+    if (!t) return DX_ENOMEM;
+    for (size_t i = 0; i < io->tab_cap; i++)
+      for (sess *e = io->tab[i], *nx; e; e = nx) {
+        nx = e->hnext;
+        size_t b = hash_sid(e->sid, SID_LEN) & (cap - 1);
+        e->hnext = t[b];
+        t[b] = e;
+      }
+    free(io->tab);
+    io->tab = t;
+    io->tab_cap = cap;
+  }
+  size_t b = hash_sid(s->sid, SID_LEN) & (io->tab_cap - 1);
+  s->hnext = io->tab[b];
+  io->tab[b] = s;
+  io->n_sess++;
+  return 0;
+}
+
+static void table_remove(dx_sio *io, sess *s) {
+  sess **pp = &io->tab[hash_sid(s->sid, SID_LEN) & (io->tab_cap - 1)];
+  for (; *pp; pp = &(*pp)->hnext)
+    if (*pp == s) {
+      *pp = s->hnext;
+      io->n_sess--;
+      return;
+    }
+}
+
+size_t dx_sio_sessions(const dx_sio *io) { return io ? io->n_sess : 0; }
+
+/* ---------------------------------------------------------------------- */
+/* Sending                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void sess_close(sess *s, dx_sio_reason why, int tell_client);
+
+static void answer_get(sess *s, int with_queue);
+
+/* The close packet goes in a response of its own, after the one that
+ * carried the last packets: the official client handles a payload's
+ * close at once but its Socket.IO packets on the next tick, so a
+ * DISCONNECT sharing a response with the close would be reported as
+ * "transport close" (and the client would reconnect). The reference
+ * server sends it on the poll after the drain, too. */
+static void close_packet(sess *s) {
+  if (dx__eio_queue_push(&s->q, DX__EIO_CLOSE, 0, NULL, 0) == 0) s->close_queued = 1;
+}
+
+/* A packet for the client: straight onto the WebSocket once the session
+ * has one, else onto the queue for the next poll (a held GET is answered
+ * at the end of the iteration, so a burst of emits shares one response). */
+static int sess_send(sess *s, int type, int binary, const void *data, size_t len) {
+  if (s->ws) {
+    if (binary) return dx_send(s->ws, DX_BINARY, data, len) < 0 ? DX_ECLOSED : 0;
+    dx__eio_buf *b = &s->io->scratch;
+    b->len = 0;
+    dx__eio_packet p = {.type = (uint8_t)type, .data = data, .len = len};
+    int r = dx__eio_encode_ws(b, &p);
+    if (r) return r;
+    return dx_send(s->ws, DX_TEXT, b->data, b->len) < 0 ? DX_ECLOSED : 0;
+  }
+  int r = dx__eio_queue_push(&s->q, type, binary, data, len);
+  if (r) return r;
+  if (s->get) dx__task_queue(s->io->loop, &s->flush);
+  return 0;
+}
+
+static void flush_task(dx__task *t) {
+  sess *s = CONTAINER(t, sess, flush);
+  if (s->get && !s->dead) answer_get(s, 1);
+}
+
+/* The CORS headers a polling response carries: none unless origins were
+ * configured; "*" echoed as "*" (the request's Origin with credentials,
+ * which browsers refuse to pair with "*"); an exact origin only when the
+ * request's matches. */
+static size_t cors_headers(const dx_sio *io, dx_http_request *r, dx_http_field *h) {
+  const char *origin = dx_http_header(r, "Origin");
+  size_t n = 0;
+  if (!io->o.n_cors) return 0;
+  const char *allow = NULL;
+  for (size_t i = 0; i < io->o.n_cors; i++) {
+    if (!strcmp(io->o.cors[i], "*")) {
+      allow = io->o.cors_credentials && origin ? origin : "*";
+      break;
+    }
+    if (origin && !strcasecmp(io->o.cors[i], origin)) {
+      allow = origin;
+      break;
+    }
+  }
+  if (!allow) return 0;
+  h[n++] = (dx_http_field){"Access-Control-Allow-Origin", allow};
+  if (strcmp(allow, "*")) h[n++] = (dx_http_field){"Vary", "Origin"};
+  if (io->o.cors_credentials) h[n++] = (dx_http_field){"Access-Control-Allow-Credentials", "true"};
+  return n;
+}
+
+static int respond(dx_sio *io, dx_http_request *r, int status, const char *type,
+                   const void *body, size_t len) {
+  dx_http_field h[6];
+  size_t n = cors_headers(io, r, h);
+  if (type) h[n++] = (dx_http_field){"Content-Type", type};
+  return dx_http_respond(r, status, h, n, body, len);
+}
+
+static void respond_error(dx_sio *io, dx_http_request *r, int code) {
+  dx__eio_buf b;
+  dx__eio_buf_init(&b, &dx__alloc_std);
+  int status = dx__eio_http_error(code, NULL);
+  if (dx__eio_http_error_body(&b, code, NULL) == 0)
+    respond(io, r, status, "application/json", b.data, b.len);
+  else
+    dx_http_error(r, 500, NULL, NULL, 0);
+  dx__eio_buf_free(&b);
+}
+
+/* Answers the held GET: with what the queue holds (up to maxPayload), or
+ * with a noop when with_queue is 0 or the queue is empty (releasing the
+ * poll for an upgrade). A closing session whose close packet just left is
+ * done with. */
+static void answer_get(sess *s, int with_queue) {
+  dx_http_request *r = s->get;
+  dx__eio_buf b;
+  dx__eio_buf_init(&b, &dx__alloc_std);
+  int took = 0;
+  if (with_queue) took = dx__eio_payload_encode(&s->q, s->io->o.max_payload, &b);
+  if (took <= 0) {
+    b.len = 0;
+    if (dx__eio_buf_putc(&b, '0' + DX__EIO_NOOP)) took = -1;
+  }
+  s->get = NULL;
+  if (!b.len || respond(s->io, r, 200, "text/plain; charset=UTF-8", b.data, b.len))
+    dx_http_error(r, 500, NULL, NULL, 0);
+  dx__eio_buf_free(&b);
+  if (s->closing && !s->dead && !s->q.count) {
+    if (s->close_queued) sess_close(s, DX_SIO_TRANSPORT_CLOSE, 0);
+    else close_packet(s);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Socket.IO packets out                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* Encodes p and queues its text and attachments on s. */
+static int send_packet(sess *s, const dx__sio_packet *p) {
+  dx__sio_encoded e;
+  dx__sio_encoded_init(&e, &dx__alloc_std);
+  int r = dx__sio_encode(p, 0, &e);
+  if (!r) r = sess_send(s, DX__EIO_MESSAGE, 0, e.text.data, e.text.len);
+  for (size_t i = 0; !r && i < e.n_att; i++)
+    r = sess_send(s, DX__EIO_MESSAGE, 1, e.att[i].p, e.att[i].n);
+  dx__sio_encoded_free(&e);
+  return r;
+}
+
+static int sock_packet(dx_sio_socket *k, int type, int64_t id, json_t *data) {
+  dx__sio_packet p = {.type = type, .nsp = k->nsp->name, .nsp_len = strlen(k->nsp->name),
+                      .id = id, .data = data};
+  return send_packet(k->s, &p);
+}
+
+/* ["event", ...args] as a new reference; NULL on a bad argument. */
+static json_t *event_array(const char *event, const json_t *args) {
+  if (!event || (args && !json_is_array(args))) return NULL;
+  if (dx__sio_reserved_event(event, strlen(event))) return NULL;
+  json_t *a = json_array();
+  if (!a || json_array_append_new(a, json_string(event)) ||
+      (args && json_array_extend(a, (json_t *)args))) {
+    json_decref(a);
+    return NULL;
+  }
+  return a;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sockets                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void reap_task(dx__task *t);
+static void io_free(dx_sio *io);
+
+static void sock_free(dx_sio_socket *k) {
+  for (handler *h = k->handlers, *nx; h; h = nx) {
+    nx = h->next;
+    free(h);
+  }
+  for (size_t i = 0; i < k->n_rooms; i++) free(k->rooms[i]);
+  free(k->rooms);
+  free(k);
+}
+
+static void nsp_unlink(dx_sio_socket *k) {
+  if (k->nprev) k->nprev->nnext = k->nnext;
+  else if (k->nsp->socks == k) k->nsp->socks = k->nnext;
+  if (k->nnext) k->nnext->nprev = k->nprev;
+  k->nprev = k->nnext = NULL;
+}
+
+/* The socket leaves: unlinked from its session and namespace, its pending
+ * acks answered DX_ECLOSED, its handed-out acks orphaned, on_disconnect
+ * told (when it was connected); freed at the end of the iteration. */
+static void sock_gone(dx_sio_socket *k, dx_sio_reason why) {
+  if (k->gone) return;
+  k->gone = 1;
+  sess *s = k->s;
+  for (dx_sio_socket **pp = &s->socks; *pp; pp = &(*pp)->snext)
+    if (*pp == k) {
+      *pp = k->snext;
+      break;
+    }
+  nsp_unlink(k);
+  for (dx_sio_ack *a = k->given; a; a = a->next) a->s = NULL;
+  k->given = NULL;
+  pending_ack *acks = k->acks;
+  k->acks = NULL;
+  int was = k->connected;
+  k->connected = 0;
+  for (pending_ack *a = acks, *nx; a; a = nx) {
+    nx = a->next;
+    dx__timer_stop(s->io->loop, &a->t);
+    dx__timer_unreserve(s->io->loop, 1);
+    a->cb(k, DX_ECLOSED, NULL, a->ud);
+    free(a);
+  }
+  if (was && k->dcb) k->dcb(k, why, k->dud);
+  k->dnext = s->io->dead_socks;
+  s->io->dead_socks = k;
+  dx__task_queue_last(s->io->loop, &s->io->reap);
+}
+
+static dx_sio_socket *sock_of(sess *s, const char *nsp, size_t n) {
+  for (dx_sio_socket *k = s->socks; k; k = k->snext)
+    if (strlen(k->nsp->name) == n && !memcmp(k->nsp->name, nsp, n)) return k;
+  return NULL;
+}
+
+static int in_room(const dx_sio_socket *k, const char *room) {
+  for (size_t i = 0; i < k->n_rooms; i++)
+    if (!strcmp(k->rooms[i], room)) return 1;
+  return 0;
+}
+
+int dx_sio_join(dx_sio_socket *k, const char *room) {
+  if (!k || !room || !*room || strlen(room) > DX_TOPIC_MAX) return DX_EINVAL;
+  if (k->gone) return DX_ECLOSED;
+  if (in_room(k, room)) return 0;
+  char **v = realloc(k->rooms, (k->n_rooms + 1) * sizeof *v);
+  if (!v) return DX_ENOMEM;
+  k->rooms = v;
+  if (!(v[k->n_rooms] = strdup(room))) return DX_ENOMEM;
+  k->n_rooms++;
+  return 0;
+}
+
+int dx_sio_leave(dx_sio_socket *k, const char *room) {
+  if (!k || !room) return DX_EINVAL;
+  for (size_t i = 0; i < k->n_rooms; i++)
+    if (!strcmp(k->rooms[i], room)) {
+      free(k->rooms[i]);
+      k->rooms[i] = k->rooms[--k->n_rooms];
+      return 0;
+    }
+  return 0;
+}
+
+int dx_sio_on(dx_sio_socket *k, const char *event, dx_sio_on_event cb, void *ud) {
+  if (!k || !event) return DX_EINVAL;
+  for (handler **pp = &k->handlers; *pp; pp = &(*pp)->next)
+    if (!strcmp((*pp)->name, event)) {
+      if (cb) {
+        (*pp)->cb = cb;
+        (*pp)->ud = ud;
+      } else {
+        handler *h = *pp;
+        *pp = h->next;
+        free(h);
+      }
+      return 0;
+    }
+  if (!cb) return 0;
+  size_t n = strlen(event);
+  handler *h = malloc(sizeof *h + n + 1);
+  if (!h) return DX_ENOMEM;
+  memcpy(h->name, event, n + 1);
+  h->cb = cb;
+  h->ud = ud;
+  h->next = k->handlers;
+  k->handlers = h;
+  return 0;
+}
+
+void dx_sio_socket_on_disconnect(dx_sio_socket *k, dx_sio_on_disconnect cb, void *ud) {
+  if (!k) return;
+  k->dcb = cb;
+  k->dud = ud;
+}
+
+static int can_send(const dx_sio_socket *k) {
+  return k && k->connected && !k->gone && !k->s->closing;
+}
+
+int dx_sio_emit(dx_sio_socket *k, const char *event, const json_t *args) {
+  if (!k) return DX_EINVAL;
+  if (!can_send(k)) return DX_ECLOSED;
+  json_t *a = event_array(event, args);
+  if (!a) return DX_EINVAL;
+  int r = sock_packet(k, DX__SIO_EVENT, DX__SIO_NO_ID, a);
+  json_decref(a);
+  return r == DX_ENOMEM || r == DX_ECLOSED || r == 0 ? r : DX_EINVAL;
+}
+
+static void ack_timeout(dx__timer *t) {
+  pending_ack *a = CONTAINER(t, pending_ack, t);
+  dx_sio_socket *k = a->s;
+  for (pending_ack **pp = &k->acks; *pp; pp = &(*pp)->next)
+    if (*pp == a) {
+      *pp = a->next;
+      break;
+    }
+  dx__timer_unreserve(k->s->io->loop, 1);
+  a->cb(k, DX_ETIMEDOUT, NULL, a->ud);
+  free(a);
+}
+
+int dx_sio_emit_ack(dx_sio_socket *k, const char *event, const json_t *args,
+                    uint32_t timeout_ms, dx_sio_on_ack cb, void *ud) {
+  if (!k || !cb) return DX_EINVAL;
+  if (!can_send(k)) return DX_ECLOSED;
+  json_t *a = event_array(event, args);
+  if (!a) return DX_EINVAL;
+  pending_ack *p = calloc(1, sizeof *p);
+  dx_loop *loop = k->s->io->loop;
+  if (!p || dx__timer_reserve(loop, 1)) {
+    free(p);
+    json_decref(a);
+    return DX_ENOMEM;
+  }
+  p->s = k;
+  p->id = k->next_id++;
+  p->cb = cb;
+  p->ud = ud;
+  dx__timer_init(&p->t, ack_timeout);
+  int r = sock_packet(k, DX__SIO_EVENT, p->id, a);
+  json_decref(a);
+  if (r) {
+    dx__timer_unreserve(loop, 1);
+    free(p);
+    return r == DX_ENOMEM || r == DX_ECLOSED ? r : DX_EINVAL;
+  }
+  if (timeout_ms) dx__timer_start(loop, &p->t, timeout_ms);
+  p->next = k->acks;
+  k->acks = p;
+  return 0;
+}
+
+static void ack_unlink(dx_sio_ack *a) {
+  if (!a->s) return;
+  if (a->prev) a->prev->next = a->next;
+  else a->s->given = a->next;
+  if (a->next) a->next->prev = a->prev;
+}
+
+int dx_sio_ack_send(dx_sio_ack *a, const json_t *args) {
+  if (!a || (args && !json_is_array(args))) return DX_EINVAL;
+  int r = DX_ECLOSED;
+  if (a->s && can_send(a->s)) {
+    json_t *empty = args ? NULL : json_array();
+    r = sock_packet(a->s, DX__SIO_ACK, a->id, args ? (json_t *)args : empty);
+    json_decref(empty);
+    if (r == DX_ENOMEM) return r;
+    if (r && r != DX_ECLOSED) return DX_EINVAL;
+  }
+  ack_unlink(a);
+  free(a);
+  return r;
+}
+
+void dx_sio_ack_drop(dx_sio_ack *a) {
+  if (!a) return;
+  ack_unlink(a);
+  free(a);
+}
+
+int dx_sio_disconnect(dx_sio_socket *k, int close) {
+  if (!k || k->gone) return DX_ECLOSED;
+  sess *s = k->s;
+  if (close) {
+    /* Every namespace of the client is told first (the official client
+     * does not reconnect after "io server disconnect"), then the session
+     * ends. */
+    for (dx_sio_socket *e = s->socks; e && !s->closing; e = e->snext)
+      if (e->connected) sock_packet(e, DX__SIO_DISCONNECT, DX__SIO_NO_ID, NULL);
+    sess_close(s, DX_SIO_FORCED_CLOSE, 1);
+    return 0;
+  }
+  if (k->connected && !s->closing) sock_packet(k, DX__SIO_DISCONNECT, DX__SIO_NO_ID, NULL);
+  sock_gone(k, DX_SIO_SERVER_NAMESPACE_DISCONNECT);
+  return 0;
+}
+
+const char *dx_sio_socket_id(const dx_sio_socket *k) { return k->id; }
+dx_sio_nsp *dx_sio_socket_nsp(const dx_sio_socket *k) { return k->nsp; }
+const char *dx_sio_socket_transport(const dx_sio_socket *k) {
+  return k->s->transport == T_WS ? "websocket" : "polling";
+}
+void *dx_sio_socket_user(const dx_sio_socket *k) { return k->user; }
+void dx_sio_socket_set_user(dx_sio_socket *k, void *user) { k->user = user; }
+
+json_t *dx_sio_binary(const void *p, size_t n) { return dx__sio_binary_new(p, n); }
+int dx_sio_binary_get(const json_t *v, const uint8_t **p, size_t *n) {
+  return dx__sio_binary_get(v, p, n);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Namespaces                                                              */
+/* ---------------------------------------------------------------------- */
+
+static dx_sio_nsp *nsp_find(dx_sio *io, const char *name, size_t n) {
+  for (dx_sio_nsp *ns = io->nsps; ns; ns = ns->next)
+    if (strlen(ns->name) == n && !memcmp(ns->name, name, n)) return ns;
+  return NULL;
+}
+
+dx_sio_nsp *dx_sio_of(dx_sio *io, const char *name) {
+  if (!io || !name || name[0] != '/' || strchr(name, ',')) return NULL;
+  dx_sio_nsp *ns = nsp_find(io, name, strlen(name));
+  if (ns) return ns;
+  if (!(ns = calloc(1, sizeof *ns)) || !(ns->name = strdup(name))) {
+    free(ns);
+    return NULL;
+  }
+  ns->io = io;
+  ns->next = io->nsps;
+  io->nsps = ns;
+  return ns;
+}
+
+const char *dx_sio_nsp_name(const dx_sio_nsp *n) { return n->name; }
+
+void dx_sio_nsp_on_auth(dx_sio_nsp *n, dx_sio_on_auth cb, void *ud) {
+  if (!n) return;
+  n->auth = cb;
+  n->auth_ud = ud;
+}
+
+void dx_sio_nsp_on_connection(dx_sio_nsp *n, dx_sio_on_connection cb, void *ud) {
+  if (!n) return;
+  n->conn = cb;
+  n->conn_ud = ud;
+}
+
+int dx_sio_emit_to(dx_sio_nsp *n, const char *room, const dx_sio_socket *except,
+                   const char *event, const json_t *args) {
+  if (!n) return DX_EINVAL;
+  json_t *a = event_array(event, args);
+  if (!a) return DX_EINVAL;
+  dx__sio_encoded e;
+  dx__sio_encoded_init(&e, &dx__alloc_std);
+  dx__sio_packet p = {.type = DX__SIO_EVENT, .nsp = n->name, .nsp_len = strlen(n->name),
+                      .id = DX__SIO_NO_ID, .data = a};
+  int r = dx__sio_encode(&p, 0, &e);
+  json_decref(a);
+  if (r) {
+    dx__sio_encoded_free(&e);
+    return r == DX_ENOMEM ? r : DX_EINVAL;
+  }
+  /* Encoded once; the same text and attachments go to every member. */
+  for (dx_sio_socket *k = n->socks; k; k = k->nnext) {
+    if (k == except || !can_send(k) || (room && !in_room(k, room))) continue;
+    if (sess_send(k->s, DX__EIO_MESSAGE, 0, e.text.data, e.text.len) == DX_ENOMEM) r = DX_ENOMEM;
+    for (size_t i = 0; i < e.n_att; i++)
+      sess_send(k->s, DX__EIO_MESSAGE, 1, e.att[i].p, e.att[i].n);
+  }
+  dx__sio_encoded_free(&e);
+  return r;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Socket.IO packets in                                                    */
+/* ---------------------------------------------------------------------- */
+
+static void connect_error(sess *s, const char *nsp, size_t nsp_len, const char *message,
+                          json_t *data) {
+  json_t *o = json_object();
+  if (o) {
+    json_object_set_new(o, "message", json_string(message ? message : "not authorized"));
+    if (data) json_object_set(o, "data", data);
+    dx__sio_packet p = {.type = DX__SIO_CONNECT_ERROR, .nsp = nsp, .nsp_len = nsp_len,
+                        .id = DX__SIO_NO_ID, .data = o};
+    send_packet(s, &p);
+    json_decref(o);
+  }
+}
+
+static void on_connect(sess *s, dx__sio_packet *p) {
+  dx_sio *io = s->io;
+  dx_sio_nsp *ns = io->shutting ? NULL : nsp_find(io, p->nsp, p->nsp_len);
+  if (!ns) {
+    connect_error(s, p->nsp, p->nsp_len, "Invalid namespace", NULL);
+    return;
+  }
+  if (sock_of(s, p->nsp, p->nsp_len)) return; /* already there: as the reference */
+  dx_sio_socket *k = calloc(1, sizeof *k);
+  if (!k || new_id(k->id)) {
+    free(k);
+    connect_error(s, p->nsp, p->nsp_len, "Internal error", NULL);
+    return;
+  }
+  k->s = s;
+  k->nsp = ns;
+  k->snext = s->socks;
+  s->socks = k;
+  json_t *auth = p->data ? json_incref(p->data) : json_object();
+  if (ns->auth) {
+    const char *msg = NULL;
+    json_t *data = NULL;
+    if (ns->auth(k, auth, &msg, &data, ns->auth_ud)) {
+      if (!k->gone && !s->closing) connect_error(s, p->nsp, p->nsp_len, msg, data);
+      json_decref(data);
+      json_decref(auth);
+      sock_gone(k, DX_SIO_SERVER_NAMESPACE_DISCONNECT);
+      return;
+    }
+    json_decref(data);
+  }
+  if (k->gone || s->closing) {
+    json_decref(auth);
+    return;
+  }
+  k->connected = 1;
+  dx_sio_join(k, k->id);
+  k->nnext = ns->socks;
+  if (ns->socks) ns->socks->nprev = k;
+  ns->socks = k;
+  dx__timer_stop(io->loop, &s->ctimer);
+  json_t *ans = json_pack("{ss}", "sid", k->id);
+  if (ans) sock_packet(k, DX__SIO_CONNECT, DX__SIO_NO_ID, ans);
+  json_decref(ans);
+  if (ns->conn) ns->conn(k, auth, ns->conn_ud);
+  json_decref(auth);
+}
+
+static void on_event(dx_sio_socket *k, dx__sio_packet *p) {
+  json_t *name = json_array_get(p->data, 0);
+  const char *ev = json_is_string(name) ? json_string_value(name) : NULL;
+  handler *h = NULL, *any = NULL;
+  for (handler *e = k->handlers; e; e = e->next) {
+    if (ev && !strcmp(e->name, ev)) h = e;
+    if (!strcmp(e->name, "*")) any = e;
+  }
+  if (!h) h = any;
+  if (!h) return;
+  json_t *args;
+  if (h == any) {
+    args = json_incref(p->data);
+  } else {
+    args = json_array();
+    for (size_t i = 1; args && i < json_array_size(p->data); i++)
+      json_array_append(args, json_array_get(p->data, i));
+  }
+  if (!args) return;
+  dx_sio_ack *a = NULL;
+  if (p->id != DX__SIO_NO_ID && (a = calloc(1, sizeof *a))) {
+    a->s = k;
+    a->id = p->id;
+    a->next = k->given;
+    if (k->given) k->given->prev = a;
+    k->given = a;
+  }
+  h->cb(k, args, a, h->ud);
+  json_decref(args);
+}
+
+static void on_ack(dx_sio_socket *k, dx__sio_packet *p) {
+  for (pending_ack **pp = &k->acks; *pp; pp = &(*pp)->next)
+    if ((*pp)->id == p->id) {
+      pending_ack *a = *pp;
+      *pp = a->next;
+      dx__timer_stop(k->s->io->loop, &a->t);
+      dx__timer_unreserve(k->s->io->loop, 1);
+      a->cb(k, 0, p->data, a->ud);
+      free(a);
+      return;
+    }
+}
+
+static void sio_packet(sess *s, dx__sio_packet *p) {
+  dx_sio_socket *k = p->type == DX__SIO_CONNECT ? NULL : sock_of(s, p->nsp, p->nsp_len);
+  switch (p->type) {
+  case DX__SIO_CONNECT:
+    on_connect(s, p);
+    break;
+  case DX__SIO_DISCONNECT:
+    if (k) sock_gone(k, DX_SIO_CLIENT_NAMESPACE_DISCONNECT);
+    break;
+  case DX__SIO_EVENT:
+    if (k && k->connected) on_event(k, p);
+    break;
+  case DX__SIO_ACK:
+    if (k && k->connected) on_ack(k, p);
+    break;
+  default: /* CONNECT_ERROR is the server's to send */
+    sess_close(s, DX_SIO_PARSE_ERROR, 0);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Engine.IO packets in                                                    */
+/* ---------------------------------------------------------------------- */
+
+static void arm_ping(sess *s) {
+  s->wait_pong = 0;
+  dx__timer_start(s->io->loop, &s->hb, s->io->o.ping_interval);
+}
+
+static void hb_fire(dx__timer *t) {
+  sess *s = CONTAINER(t, sess, hb);
+  if (s->wait_pong) {
+    sess_close(s, DX_SIO_PING_TIMEOUT, 0);
+    return;
+  }
+  s->wait_pong = 1;
+  dx__timer_start(s->io->loop, &s->hb, s->io->o.ping_timeout);
+  sess_send(s, DX__EIO_PING, 0, NULL, 0);
+}
+
+static void ctimer_fire(dx__timer *t) {
+  sess *s = CONTAINER(t, sess, ctimer);
+  /* Either connectTimeout with no namespace joined, or the linger of a
+   * closing polling session whose client never came for its close
+   * packet. */
+  if (s->closing) sess_close(s, DX_SIO_TRANSPORT_CLOSE, 0);
+  else if (!s->socks) sess_close(s, DX_SIO_TRANSPORT_CLOSE, 1);
+}
+
+static void eio_packet(sess *s, const dx__eio_packet *p) {
+  dx__sio_packet out;
+  int r;
+  switch (p->type) {
+  case DX__EIO_PONG:
+    if (s->wait_pong) arm_ping(s);
+    return;
+  case DX__EIO_CLOSE:
+    sess_close(s, DX_SIO_TRANSPORT_CLOSE, 0);
+    return;
+  case DX__EIO_MESSAGE:
+    if (p->binary) r = dx__sio_decode_binary(&s->dec, p->data, p->len, &out);
+    else r = dx__sio_decode_text(&s->dec, (const char *)p->data, p->len, &out);
+    if (r < 0) {
+      sess_close(s, DX_SIO_PARSE_ERROR, 0);
+      return;
+    }
+    if (r == 1) {
+      sio_packet(s, &out);
+      dx__sio_packet_release(&out);
+    }
+    return;
+  case DX__EIO_PING: /* a v4 client does not ping outside the probe */
+  case DX__EIO_UPGRADE:
+  case DX__EIO_NOOP:
+    return;
+  default:
+    sess_close(s, DX_SIO_PARSE_ERROR, 0);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sessions                                                                */
+/* ---------------------------------------------------------------------- */
+
+static sess *sess_new(dx_sio *io, int transport) {
+  sess *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  if (new_id(s->sid) || dx__timer_reserve(io->loop, 2)) {
+    free(s);
+    return NULL;
+  }
+  s->timers = 1;
+  s->io = io;
+  s->transport = transport;
+  dx__eio_queue_init(&s->q, &dx__alloc_std);
+  dx__sio_decoder_init(&s->dec, &dx__alloc_std, DX__SIO_MAX_ATTACHMENTS);
+  dx__timer_init(&s->hb, hb_fire);
+  dx__timer_init(&s->ctimer, ctimer_fire);
+  s->flush.run = flush_task;
+  if (table_add(io, s)) {
+    dx__timer_unreserve(io->loop, 2);
+    dx__sio_decoder_free(&s->dec);
+    free(s);
+    return NULL;
+  }
+  /* The open packet first, then the heartbeat and connectTimeout. */
+  dx__eio_buf b;
+  dx__eio_buf_init(&b, &dx__alloc_std);
+  dx__eio_open op = {.sid = s->sid,
+                     .upgrade_websocket = transport == T_POLLING && io->o.websocket,
+                     .ping_interval = io->o.ping_interval,
+                     .ping_timeout = io->o.ping_timeout,
+                     .max_payload = io->o.max_payload};
+  int r = dx__eio_open_json(&b, &op);
+  if (!r) r = dx__eio_queue_push(&s->q, DX__EIO_OPEN, 0, b.data, b.len);
+  dx__eio_buf_free(&b);
+  if (r) {
+    table_remove(io, s);
+    dx__timer_unreserve(io->loop, 2);
+    dx__sio_decoder_free(&s->dec);
+    dx__eio_queue_clear(&s->q);
+    free(s);
+    return NULL;
+  }
+  arm_ping(s);
+  dx__timer_start(io->loop, &s->ctimer, io->o.connect_timeout);
+  return s;
+}
+
+static void sess_free(sess *s) {
+  dx__eio_queue_clear(&s->q);
+  dx__sio_decoder_free(&s->dec);
+  free(s);
+}
+
+static void reap_task(dx__task *t) {
+  dx_sio *io = CONTAINER(t, dx_sio, reap);
+  while (io->dead_socks) {
+    dx_sio_socket *k = io->dead_socks;
+    io->dead_socks = k->dnext;
+    sock_free(k);
+  }
+  while (io->dead) {
+    sess *s = io->dead;
+    io->dead = s->dnext;
+    sess_free(s);
+  }
+  if (io->freeing) io_free(io);
+}
+
+/* Ends a session: every socket told `why`, then the transport let go. With
+ * tell_client, a polling client still gets what was queued and a close
+ * packet on its next GET (the session lingers for it, at most
+ * pingInterval + pingTimeout), and a WebSocket one is closed after its
+ * queued output; otherwise the session goes at once. */
+static void sess_close(sess *s, dx_sio_reason why, int tell_client) {
+  if (s->dead) return;
+  dx_sio *io = s->io;
+  if (!s->closing) {
+    s->closing = 1;
+    while (s->socks) sock_gone(s->socks, why);
+    if (s->dead) return; /* a callback closed it for good meanwhile */
+    if (tell_client && !s->ws) {
+      dx__timer_stop(io->loop, &s->hb);
+      dx__timer_start(io->loop, &s->ctimer, (uint64_t)io->o.ping_interval + io->o.ping_timeout);
+      if (!s->q.count) close_packet(s);
+      if (s->get) answer_get(s, 1); /* it ends the session once "1" left */
+      return;
+    }
+  }
+  s->dead = 1;
+  table_remove(io, s);
+  dx__timer_stop(io->loop, &s->hb);
+  dx__timer_stop(io->loop, &s->ctimer);
+  dx__timer_unreserve(io->loop, 2);
+  if (s->get) { /* a held poll learns the session is over */
+    dx_http_request *r = s->get;
+    s->get = NULL;
+    respond(io, r, 200, "text/plain; charset=UTF-8", "1", 1);
+  }
+  if (s->ws) {
+    dx_conn_set_user(s->ws, NULL);
+    if (dx_conn_state(s->ws) == DX_OPEN) dx_close(s->ws, 1000, NULL);
+  }
+  if (s->probe) {
+    dx_conn_set_user(s->probe, NULL);
+    if (dx_conn_state(s->probe) == DX_OPEN) dx_close(s->probe, 1000, NULL);
+  }
+  s->ws = s->probe = NULL;
+  s->dnext = io->dead;
+  io->dead = s;
+  dx__task_queue_last(io->loop, &io->reap);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: the query and the routing                                     */
+/* ---------------------------------------------------------------------- */
+
+typedef struct query {
+  const char *eio, *transport, *sid;
+  size_t eio_len, transport_len, sid_len;
+} query;
+
+static void parse_query(const char *q, size_t n, query *out) {
+  memset(out, 0, sizeof *out);
+  const char *end = q + n;
+  while (q < end) {
+    const char *amp = memchr(q, '&', (size_t)(end - q));
+    if (!amp) amp = end;
+    const char *eq = memchr(q, '=', (size_t)(amp - q));
+    if (eq) {
+      size_t kl = (size_t)(eq - q), vl = (size_t)(amp - eq - 1);
+      if (kl == 3 && !memcmp(q, "EIO", 3) && !out->eio) out->eio = eq + 1, out->eio_len = vl;
+      else if (kl == 9 && !memcmp(q, "transport", 9) && !out->transport)
+        out->transport = eq + 1, out->transport_len = vl;
+      else if (kl == 3 && !memcmp(q, "sid", 3) && !out->sid) out->sid = eq + 1, out->sid_len = vl;
+    }
+    q = amp + 1;
+  }
+}
+
+static int is(const char *p, size_t n, const char *lit) {
+  return p && n == strlen(lit) && !memcmp(p, lit, n);
+}
+
+static int under_path(const dx_sio *io, const char *path, size_t n) {
+  const char *q = memchr(path, '?', n);
+  if (q) n = (size_t)(q - path);
+  if (n >= io->path_len && !memcmp(path, io->o.path, io->path_len)) return 1;
+  return n == io->path_len - 1 && !memcmp(path, io->o.path, n);
+}
+
+/* What the reference's verify() decides for a request, in its order:
+ * -1 when it may go on, else the Engine.IO error code. */
+static int verify(dx_sio *io, const query *q, int upgrade, sess **out) {
+  *out = NULL;
+  int polling = is(q->transport, q->transport_len, "polling");
+  int ws = is(q->transport, q->transport_len, "websocket");
+  if ((!polling || !io->o.polling) && (!ws || !io->o.websocket))
+    return DX__EIO_ERR_UNKNOWN_TRANSPORT;
+  if (q->sid) {
+    sess *s = find_sess(io, q->sid, q->sid_len);
+    if (!s || s->dead) return DX__EIO_ERR_UNKNOWN_SID;
+    if (upgrade) {
+      if (!ws || s->transport != T_POLLING || s->upgrading || s->probe || s->closing)
+        return DX__EIO_ERR_BAD_REQUEST;
+    } else if (!polling || s->transport != T_POLLING) {
+      return DX__EIO_ERR_BAD_REQUEST;
+    }
+    *out = s;
+    return -1;
+  }
+  if (!is(q->eio, q->eio_len, "4")) return DX__EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION;
+  if (ws && !upgrade) return DX__EIO_ERR_BAD_REQUEST;
+  if (io->shutting) return DX__EIO_ERR_FORBIDDEN;
+  return -1;
+}
+
+static void handle_post(sess *s, dx_http_request *r) {
+  dx_sio *io = s->io;
+  size_t len;
+  const uint8_t *body = dx_http_body(r, &len);
+  if (len > io->o.max_payload) {
+    respond(io, r, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
+    return;
+  }
+  /* The decoder writes base64 in place: a copy of ours. */
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy) {
+    dx_http_error(r, 500, NULL, NULL, 0);
+    return;
+  }
+  if (len) memcpy(copy, body, len);
+  dx__eio_reader rd;
+  int bad = dx__eio_payload_begin(&rd, copy, len, io->o.max_payload);
+  /* Answered before the packets are handled: a handler's emits may wait
+   * for the next GET, never on this POST. */
+  respond(io, r, 200, "text/html", "ok", 2);
+  if (bad) {
+    sess_close(s, DX_SIO_PARSE_ERROR, 0);
+  } else {
+    dx__eio_packet p;
+    while (!s->closing && dx__eio_payload_next(&rd, &p)) eio_packet(s, &p);
+  }
+  free(copy);
+}
+
+static void handle_get(sess *s, dx_http_request *r) {
+  if (s->get) {
+    /* A second GET while one is held: the reference fails the session
+     * ("transport error") and answers the newcomer 400. */
+    respond(s->io, r, 400, NULL, NULL, 0);
+    sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
+    return;
+  }
+  s->get = r;
+  if (s->q.count) answer_get(s, 1);
+  else if (s->upgrading) answer_get(s, 0);
+}
+
+static void sio_http(dx_http_request *r) {
+  dx_sio *io = dx__http_sio(r);
+  const char *path = dx_http_path(r);
+  if (!under_path(io, path, strlen(path))) {
+    if (io->app_http) io->app_http(r);
+    else dx_http_error(r, 404, NULL, NULL, 0);
+    return;
+  }
+  const char *m = dx_http_method(r);
+  if (!strcmp(m, "OPTIONS")) {
+    dx_http_field h[8];
+    size_t n = cors_headers(io, r, h);
+    const char *ask = dx_http_header(r, "Access-Control-Request-Headers");
+    h[n++] = (dx_http_field){"Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE"};
+    if (ask) h[n++] = (dx_http_field){"Access-Control-Allow-Headers", ask};
+    dx_http_respond(r, 204, h, n, NULL, 0);
+    return;
+  }
+  if (dx_http_loop(r) != io->loop) {
+    dx_http_error(r, 500, "this Socket.IO server runs on another loop", NULL, 0);
+    return;
+  }
+  const char *qs = dx_http_query(r);
+  query q;
+  parse_query(qs, strlen(qs), &q);
+  sess *s;
+  int code = verify(io, &q, 0, &s);
+  if (code >= 0) {
+    respond_error(io, r, code);
+    return;
+  }
+  int get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
+  if (!s) { /* the handshake */
+    if (!get) {
+      respond_error(io, r, DX__EIO_ERR_BAD_HANDSHAKE_METHOD);
+      return;
+    }
+    s = sess_new(io, T_POLLING);
+    if (!s) {
+      dx_http_error(r, 500, NULL, NULL, 0);
+      return;
+    }
+    handle_get(s, r);
+    return;
+  }
+  if (get) handle_get(s, r);
+  else if (post) handle_post(s, r);
+  else respond_error(io, r, DX__EIO_ERR_BAD_REQUEST);
+}
+
+/* A held GET whose connection ended: the client went away ("transport
+ * error", as the reference's "poll connection closed prematurely"). */
+static void sio_http_abort(dx_http_request *r) {
+  dx_sio *io = dx__http_sio(r);
+  const char *path = dx_http_path(r);
+  if (!under_path(io, path, strlen(path))) {
+    if (io->app_abort) io->app_abort(r);
+    return;
+  }
+  const char *qs = dx_http_query(r);
+  query q;
+  parse_query(qs, strlen(qs), &q);
+  sess *s = q.sid ? find_sess(io, q.sid, q.sid_len) : NULL;
+  if (!s || s->get != r) return;
+  s->get = NULL;
+  sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* WebSocket connections                                                   */
+/* ---------------------------------------------------------------------- */
+
+static int conn_is_ours(const dx_sio *io, const dx_conn *c) {
+  const char *p = dx_conn_path(c);
+  return under_path(io, p, strlen(p));
+}
+
+static void conn_query(const dx_conn *c, query *q) {
+  const char *p = dx_conn_path(c);
+  const char *qs = strchr(p, '?');
+  parse_query(qs ? qs + 1 : "", qs ? strlen(qs + 1) : 0, q);
+}
+
+static int sio_accept(dx_conn *c, const dx_request *req) {
+  dx_sio *io = dx__conn_sio(c);
+  size_t n;
+  const char *path = dx_request_path(req, &n);
+  if (!under_path(io, path, n)) return io->app_accept ? io->app_accept(c, req) : 0;
+  dx_conn_set_user(c, NULL);
+  if (dx_conn_loop(c) != io->loop) return 500;
+  const char *qs = memchr(path, '?', n);
+  query q;
+  parse_query(qs ? qs + 1 : "", qs ? n - (size_t)(qs + 1 - path) : 0, &q);
+  sess *s;
+  /* A refused upgrade gets 400, as the reference's abortUpgrade. */
+  return verify(io, &q, 1, &s) >= 0 ? 400 : 0;
+}
+
+static void sio_open(dx_conn *c) {
+  dx_sio *io = dx__conn_sio(c);
+  if (!conn_is_ours(io, c)) {
+    if (io->app_open) io->app_open(c);
+    return;
+  }
+  query q;
+  conn_query(c, &q);
+  if (q.sid) { /* the probe of an upgrade */
+    sess *s = find_sess(io, q.sid, q.sid_len);
+    if (!s || s->dead || s->closing || s->probe || s->transport != T_POLLING) {
+      dx_close(c, 1000, NULL);
+      return;
+    }
+    s->probe = c;
+    dx_conn_set_user(c, s);
+    return;
+  }
+  sess *s = io->shutting ? NULL : sess_new(io, T_WS);
+  if (!s) {
+    dx_close(c, 1011, NULL);
+    return;
+  }
+  dx_conn_set_user(c, s);
+  /* Direct WebSocket: the open packet leaves as the first frame. */
+  dx__eio_packet p;
+  s->ws = c;
+  while (dx__eio_queue_front(&s->q, &p)) {
+    dx__eio_buf *b = &io->scratch;
+    b->len = 0;
+    if (!dx__eio_encode_ws(b, &p)) dx_send(c, DX_TEXT, b->data, b->len);
+    dx__eio_queue_pop(&s->q);
+  }
+}
+
+/* The probe said "5": it becomes the transport, and what waited in the
+ * queue follows on it, in order. */
+static void finish_upgrade(sess *s) {
+  dx__eio_packet p;
+  if (s->get) answer_get(s, 0);
+  s->ws = s->probe;
+  s->probe = NULL;
+  s->upgrading = 0;
+  s->transport = T_WS;
+  while (dx__eio_queue_front(&s->q, &p)) {
+    if (p.binary) {
+      dx_send(s->ws, DX_BINARY, p.data, p.len);
+    } else {
+      dx__eio_buf *b = &s->io->scratch;
+      b->len = 0;
+      if (!dx__eio_encode_ws(b, &p)) dx_send(s->ws, DX_TEXT, b->data, b->len);
+    }
+    dx__eio_queue_pop(&s->q);
+  }
+}
+
+static void sio_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t len) {
+  dx_sio *io = dx__conn_sio(c);
+  if (!conn_is_ours(io, c)) {
+    if (io->app_message) io->app_message(c, type, data, len);
+    return;
+  }
+  sess *s = dx_conn_user(c);
+  if (!s || s->dead) return;
+  if (len > io->o.max_payload) {
+    sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
+    return;
+  }
+  dx__eio_packet p;
+  if (dx__eio_decode_ws(data, len, type == DX_BINARY, &p)) {
+    sess_close(s, DX_SIO_PARSE_ERROR, 0);
+    return;
+  }
+  if (c == s->probe) {
+    if (p.type == DX__EIO_PING && p.len == 5 && !memcmp(p.data, "probe", 5)) {
+      dx_send(c, DX_TEXT, "3probe", 6);
+      s->upgrading = 1;
+      /* Release the held poll so the client can pause polling and send
+       * "5" (the reference sends noops until it does). */
+      if (s->get) answer_get(s, 0);
+    } else if (p.type == DX__EIO_UPGRADE && s->upgrading) {
+      finish_upgrade(s);
+    } else {
+      sess_close(s, DX_SIO_PARSE_ERROR, 0);
+    }
+    return;
+  }
+  if (c == s->ws) eio_packet(s, &p);
+}
+
+static void sio_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
+  dx_sio *io = dx__conn_sio(c);
+  if (!conn_is_ours(io, c)) {
+    if (io->app_close) io->app_close(c, code, reason, why, status);
+    return;
+  }
+  sess *s = dx_conn_user(c);
+  if (!s || s->dead) return;
+  if (c == s->probe) { /* a failed probe: polling goes on */
+    s->probe = NULL;
+    s->upgrading = 0;
+    return;
+  }
+  if (c != s->ws) return;
+  s->ws = NULL;
+  dx_sio_reason r = DX_SIO_TRANSPORT_CLOSE;
+  if (why == DX_WHY_TRANSPORT_ERROR || why == DX_WHY_PROTOCOL_ERROR || why == DX_WHY_INTERNAL_ERROR)
+    r = DX_SIO_TRANSPORT_ERROR;
+  else if (why == DX_WHY_PING_TIMEOUT)
+    r = DX_SIO_PING_TIMEOUT;
+  else if (why == DX_WHY_SERVER_SHUTDOWN)
+    r = DX_SIO_SERVER_SHUTTING_DOWN;
+  sess_close(s, r, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The server                                                              */
+/* ---------------------------------------------------------------------- */
+
+dx_sio *dx_sio_new(dx_loop *loop, const dx_sio_options *o) {
+  if (!loop) return NULL;
+  dx_sio *io = calloc(1, sizeof *io);
+  if (!io) return NULL;
+  dx_sio_options *def = o ? NULL : dx_sio_options_new();
+  if ((!o && !def) || options_copy(&io->o, o ? o : def)) {
+    dx_sio_options_free(def);
+    free(io);
+    return NULL;
+  }
+  dx_sio_options_free(def);
+  io->loop = loop;
+  io->path_len = strlen(io->o.path);
+  io->reap.run = reap_task;
+  dx__eio_buf_init(&io->scratch, &dx__alloc_std);
+  if (!dx_sio_of(io, "/")) {
+    dx_sio_free(io);
+    return NULL;
+  }
+  return io;
+}
+
+int dx_sio_attach(dx_sio *io, dx_options *o) {
+  if (!io || !o || o->sio) return DX_EINVAL;
+  io->app_http = o->on_http;
+  io->app_abort = o->on_http_abort;
+  io->app_accept = o->on_accept;
+  io->app_open = o->on_open;
+  io->app_message = o->on_message;
+  io->app_close = o->on_close;
+  dx_options_on_http(o, sio_http);
+  dx_options_on_http_abort(o, sio_http_abort);
+  dx_options_on_accept(o, sio_accept);
+  dx_options_on_open(o, sio_open);
+  dx_options_on_message(o, sio_message);
+  dx_options_on_close(o, sio_close);
+  if (o->http_max_body < io->o.max_payload)
+    dx_options_set_http_limits(o, io->o.max_payload, o->http_request_ms, o->http_keepalive_ms);
+  if (o->max_message < io->o.max_payload + 1) dx_options_set_max_message(o, io->o.max_payload + 1);
+  dx__options_set_sio(o, io);
+  return 0;
+}
+
+int dx_sio_shutdown(dx_sio *io) {
+  if (!io || io->shutting) return DX_ESTATE;
+  io->shutting = 1;
+  for (size_t i = 0; i < io->tab_cap; i++)
+    for (sess *s = io->tab[i], *nx; s; s = nx) {
+      nx = s->hnext;
+      sess_close(s, DX_SIO_SERVER_SHUTTING_DOWN, 1);
+    }
+  return 0;
+}
+
+void dx_sio_free(dx_sio *io) {
+  if (!io) return;
+  if (!io->shutting) dx_sio_shutdown(io);
+  /* What lingers for its close packet goes now. */
+  for (size_t i = 0; i < io->tab_cap; i++)
+    while (io->tab[i]) sess_close(io->tab[i], DX_SIO_SERVER_SHUTTING_DOWN, 0);
+  /* The memory goes with the reap task, after this iteration's tasks that
+   * may still name a session (dx_loop_free runs it too when the loop does
+   * not turn again). */
+  io->freeing = 1;
+  dx__task_queue_last(io->loop, &io->reap);
+}
+
+static void io_free(dx_sio *io) {
+  for (dx_sio_nsp *n = io->nsps, *nx; n; n = nx) {
+    nx = n->next;
+    free(n->name);
+    free(n);
+  }
+  free(io->tab);
+  dx__eio_buf_free(&io->scratch);
+  options_clear(&io->o);
+  free(io);
+}
