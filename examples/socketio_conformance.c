@@ -1,0 +1,148 @@
+/* The Socket.IO server the protocol repositories' test suites expect:
+ * example_socketio_conformance [PORT] [--test-hooks] (port 3000 by
+ * default). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
+ * connectTimeout 1000 ms, CORS "*".
+ *
+ * On /socket.io/: namespaces "/" and "/custom" accept every connection
+ * and emit "auth" with the handshake's auth payload; "message" is answered
+ * with "message-back" and the same arguments (binaries included);
+ * "message-with-ack" is acked with its arguments; any other namespace is
+ * refused with "Invalid namespace". Every disconnect is printed on stdout
+ * as "disconnect NSP REASON", for tests to read.
+ *
+ * --test-hooks adds what tests/interop/test_socketio.js drives beyond
+ * that: "/" refuses a client whose auth has "refuse" (CONNECT_ERROR
+ * "refused" with data {"why": <its value>}), and the events
+ * "server-disconnect" (disconnect(false)), "server-close" (disconnect(true))
+ * and "ask" (the server emits "question" with the event's arguments and an
+ * ack, and emits "answer" with what the client acked, or "answer-timeout").
+ * Ctrl-C stops. */
+#define _POSIX_C_SOURCE 200809L /* sigaction */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <duplex.h>
+#include <duplex_sio.h>
+
+static dx_loop *loop;
+static int hooks;
+
+static void on_signal(int sig) {
+  (void)sig;
+  dx_loop_stop(loop);
+}
+
+static void on_message(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)ud;
+  dx_sio_emit(s, "message-back", args);
+  if (ack) dx_sio_ack_drop(ack);
+}
+
+static void on_message_with_ack(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack,
+                                void *ud) {
+  (void)s, (void)ud;
+  if (ack) dx_sio_ack_send(ack, args);
+}
+
+static void on_server_disconnect(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack,
+                                 void *ud) {
+  (void)args, (void)ud;
+  if (ack) dx_sio_ack_drop(ack);
+  dx_sio_disconnect(s, 0);
+}
+
+static void on_server_close(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)args, (void)ud;
+  if (ack) dx_sio_ack_drop(ack);
+  dx_sio_disconnect(s, 1);
+}
+
+static void on_answer(dx_sio_socket *s, int err, const json_t *args, void *ud) {
+  (void)ud;
+  if (err == DX_ECLOSED) return;
+  if (err) dx_sio_emit(s, "answer-timeout", NULL);
+  else dx_sio_emit(s, "answer", args);
+}
+
+static void on_ask(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)ud;
+  if (ack) dx_sio_ack_drop(ack);
+  dx_sio_emit_ack(s, "question", args, 2000, on_answer, NULL);
+}
+
+static void on_disconnect(dx_sio_socket *s, dx_sio_reason reason, void *ud) {
+  (void)ud;
+  printf("disconnect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_reason_name(reason));
+  fflush(stdout);
+}
+
+static void on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
+  (void)ud;
+  json_t *args = json_pack("[O]", auth);
+  dx_sio_emit(s, "auth", args);
+  json_decref(args);
+  dx_sio_on(s, "message", on_message, NULL);
+  dx_sio_on(s, "message-with-ack", on_message_with_ack, NULL);
+  dx_sio_socket_on_disconnect(s, on_disconnect, NULL);
+  if (hooks) {
+    dx_sio_on(s, "server-disconnect", on_server_disconnect, NULL);
+    dx_sio_on(s, "server-close", on_server_close, NULL);
+    dx_sio_on(s, "ask", on_ask, NULL);
+  }
+  printf("connect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_socket_transport(s));
+  fflush(stdout);
+}
+
+static int on_auth(dx_sio_socket *s, const json_t *auth, const char **message, json_t **data,
+                   void *ud) {
+  (void)s, (void)ud;
+  json_t *why = json_object_get(auth, "refuse");
+  if (!why) return 0;
+  *message = "refused";
+  *data = json_pack("{sO}", "why", why);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  int port = 3000;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--test-hooks")) hooks = 1;
+    else port = atoi(argv[i]);
+  }
+  loop = dx_loop_new();
+  dx_sio_options *so = dx_sio_options_new();
+  if (!loop || !so) return 1;
+  dx_sio_options_set_ping(so, 300, 200);
+  dx_sio_options_set_max_payload(so, 1000000);
+  dx_sio_options_set_connect_timeout(so, 1000);
+  dx_sio_options_cors_origin(so, "*");
+  dx_sio *io = dx_sio_new(loop, so);
+  dx_sio_options_free(so);
+  if (!io) return 1;
+  dx_sio_nsp *root = dx_sio_of(io, "/"), *custom = dx_sio_of(io, "/custom");
+  dx_sio_nsp_on_connection(root, on_connection, NULL);
+  dx_sio_nsp_on_connection(custom, on_connection, NULL);
+  if (hooks) dx_sio_nsp_on_auth(root, on_auth, NULL);
+
+  dx_options *o = dx_options_new();
+  dx_sio_attach(io, o);
+  dx_server *srv = dx_server_new(loop, o);
+  dx_options_free(o);
+  if (!srv || dx_server_listen(srv, "127.0.0.1", (uint16_t)port) != 0) {
+    fprintf(stderr, "cannot listen on port %d: %s\n", port, dx_last_error());
+    return 1;
+  }
+  printf("listening on %u\n", dx_server_port(srv));
+  fflush(stdout);
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  dx_loop_run(loop);
+  dx_sio_shutdown(io); /* sockets hear "server shutting down" first */
+  dx_server_free(srv);
+  dx_sio_free(io);
+  dx_loop_free(loop);
+  return 0;
+}

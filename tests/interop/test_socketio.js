@@ -1,0 +1,312 @@
+#!/usr/bin/env node
+'use strict';
+// examples/socketio_conformance (--test-hooks) <-> the official
+// socket.io-client from npm, in Node (18 or later).
+//
+// The transports (polling only, WebSocket only, the default upgrade,
+// upgrade: false), auth accepted and refused, an unknown namespace, /custom,
+// events and acks both ways with Buffers nested in objects, the server's
+// disconnect reasons (read from the example's stdout: server namespace
+// disconnect, forced close, client namespace disconnect, transport close,
+// ping timeout), no reconnection after "io server disconnect", and
+// reconnection after a server restart.
+//
+//   (cd tests/interop && npm ci) &&
+//   node tests/interop/test_socketio.js --server build/examples/example_socketio_conformance
+
+const path = require('path');
+const { spawn } = require('child_process');
+const { CheckFailed, say, step, check, runMain, withTimeout, track } = require('./interop_common');
+
+let ioc;
+try {
+  ioc = require(path.join(__dirname, 'node_modules', 'socket.io-client'));
+} catch (e) {
+  say('FAIL: socket.io-client is not installed: run `npm ci` in tests/interop');
+  process.exit(1);
+}
+
+const IO_MS = 10000;
+
+function parse(argv) {
+  const a = { server: null, timeout: 240 };
+  for (let i = 2; i < argv.length; i++) {
+    if (argv[i] === '--server') a.server = argv[++i];
+    else if (argv[i] === '--timeout') a.timeout = Number(argv[++i]);
+    else {
+      process.stderr.write(`unknown argument ${argv[i]}\n`);
+      process.exit(64);
+    }
+  }
+  if (!a.server) {
+    process.stderr.write('usage: node test_socketio.js --server PATH [--timeout S]\n');
+    process.exit(64);
+  }
+  return a;
+}
+
+// The example, its stdout collected as lines; waitLine(re) resolves with
+// the first line from now on (or already seen since mark()) matching re.
+class Server {
+  constructor(bin, port) {
+    this.lines = [];
+    this.seen = 0;
+    this.waiters = [];
+    this.stderr = '';
+    this.child = track(spawn(bin, [String(port), '--test-hooks'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let buf = '';
+    this.child.stdout.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        this.lines.push(line);
+        this.poke();
+      }
+    });
+    this.child.stderr.on('data', (d) => { this.stderr += d; });
+    this.exited = new Promise((res) => this.child.on('exit', (code, sig) => res({ code, sig })));
+  }
+  poke() {
+    this.waiters = this.waiters.filter((w) => {
+      for (let i = w.from; i < this.lines.length; i++) {
+        if (w.re.test(this.lines[i])) {
+          this.seen = i + 1;
+          w.res(this.lines[i]);
+          return false;
+        }
+      }
+      return true;
+    });
+  }
+  mark() { this.seen = this.lines.length; }
+  waitLine(re, what) {
+    const p = new Promise((res) => { this.waiters.push({ re, res, from: this.seen }); });
+    this.poke();
+    return withTimeout(p, IO_MS, what || `server line ${re}`);
+  }
+  async start() {
+    const l = await this.waitLine(/^listening on (\d+)$/, 'server start');
+    this.port = Number(/(\d+)$/.exec(l)[1]);
+    return this.port;
+  }
+  async stop(signal = 'SIGTERM') {
+    this.child.kill(signal);
+    const r = await withTimeout(this.exited, IO_MS, 'server exit');
+    if (/ERROR: (Address|Leak)Sanitizer|runtime error:/.test(this.stderr))
+      throw new CheckFailed(`sanitizer report from the server:\n${this.stderr}`);
+    return r;
+  }
+}
+
+function once(emitter, ev, what) {
+  return withTimeout(new Promise((res) => emitter.once(ev, (...a) => res(a))), IO_MS,
+    what || `event ${ev}`);
+}
+
+function connect(url, opts = {}) {
+  return ioc.io(url, { forceNew: true, reconnection: false, ...opts });
+}
+
+async function connected(sock, what) {
+  if (sock.connected) return; // it may have connected while we waited for another
+  const r = await withTimeout(new Promise((res, rej) => {
+    sock.once('connect', () => res());
+    sock.once('connect_error', (e) => rej(new CheckFailed(`${what}: connect_error ${e.message}`)));
+  }), IO_MS, what);
+  return r;
+}
+
+function deepEq(a, b) {
+  if (Buffer.isBuffer(a) || a instanceof ArrayBuffer) a = Buffer.from(a);
+  if (Buffer.isBuffer(b) || b instanceof ArrayBuffer) b = Buffer.from(b);
+  if (Buffer.isBuffer(a) || Buffer.isBuffer(b))
+    return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length &&
+      a.every((x, i) => deepEq(x, b[i]));
+  }
+  if (a && b && typeof a === 'object' && typeof b === 'object') {
+    const ka = Object.keys(a).sort(), kb = Object.keys(b).sort();
+    return deepEq(ka, kb) && ka.every((k) => deepEq(a[k], b[k]));
+  }
+  return a === b;
+}
+
+function payload(seed) {
+  const bin = Buffer.alloc(300);
+  for (let i = 0; i < bin.length; i++) bin[i] = (i * 7 + seed) & 0xff;
+  return [{ text: `héllo ${seed}`, n: seed, deep: { list: [1, bin, { b: Buffer.from([0, 255, seed]) }] } },
+    'two', bin.subarray(0, 5), null];
+}
+
+// One round of everything a connected socket can do: message-back,
+// message-with-ack, and an emit with ack from the server ("ask").
+async function exchange(sock, seed, what) {
+  const args = payload(seed);
+  const back = once(sock, 'message-back', `${what}: message-back`);
+  sock.emit('message', ...args);
+  check(deepEq(await back, args), `${what}: message-back differs`);
+  const acked = await withTimeout(new Promise((res) => sock.emit('message-with-ack', ...args,
+    (...r) => res(r))), IO_MS, `${what}: ack`);
+  check(deepEq(acked, args), `${what}: the ack differs: ${JSON.stringify(acked)}`);
+  // The server asks (emit with ack); our answer carries a Buffer too.
+  sock.once('question', (...q) => {
+    const cb = q.pop();
+    cb({ echoed: q, extra: Buffer.from('from client') });
+  });
+  const answer = once(sock, 'answer', `${what}: answer`);
+  sock.emit('ask', ...args);
+  const [got] = await answer;
+  check(deepEq(got, { echoed: args, extra: Buffer.from('from client') }),
+    `${what}: the server's ack callback got something else`);
+}
+
+async function main(a) {
+  let srv = new Server(a.server, 0);
+  const port = await srv.start();
+  const url = `http://127.0.0.1:${port}`;
+
+  step('polling only: connect, auth, exchanges with nested Buffers');
+  {
+    const s = connect(url, { transports: ['polling'], auth: { token: 'abc' } });
+    const auth = once(s, 'auth');
+    await connected(s, 'polling');
+    check(deepEq((await auth)[0], { token: 'abc' }), 'auth payload echoed');
+    check(s.io.engine.transport.name === 'polling', 'transport is polling');
+    await exchange(s, 1, 'polling');
+    srv.mark();
+    s.disconnect();
+    await srv.waitLine(/^disconnect \/ client namespace disconnect$/, 'client namespace disconnect');
+  }
+
+  step('websocket only');
+  {
+    const s = connect(url, { transports: ['websocket'] });
+    await connected(s, 'websocket');
+    check(s.io.engine.transport.name === 'websocket', 'transport is websocket');
+    await exchange(s, 2, 'websocket');
+    s.disconnect();
+  }
+
+  step('default: polling, then the upgrade; the final transport is websocket');
+  {
+    const s = connect(url);
+    const upgraded = once(s.io.engine, 'upgrade', 'upgrade');
+    await connected(s, 'default');
+    await exchange(s, 3, 'default, before or during the upgrade');
+    await upgraded;
+    check(s.io.engine.transport.name === 'websocket', 'final transport is websocket');
+    await exchange(s, 4, 'default, upgraded');
+    s.disconnect();
+  }
+
+  step('upgrade: false stays on polling');
+  {
+    const s = connect(url, { upgrade: false });
+    await connected(s, 'upgrade false');
+    await exchange(s, 5, 'upgrade false');
+    check(s.io.engine.transport.name === 'polling', 'still polling');
+    s.disconnect();
+  }
+
+  step('namespace /custom, and an unknown namespace');
+  {
+    const s = connect(`${url}/custom`, { auth: { x: 1 } });
+    const auth = once(s, 'auth');
+    await connected(s, '/custom');
+    check(deepEq((await auth)[0], { x: 1 }), '/custom auth');
+    s.disconnect();
+    const u = connect(`${url}/nope`);
+    const [err] = await once(u, 'connect_error', 'unknown namespace');
+    check(err.message === 'Invalid namespace', `unknown namespace: ${err.message}`);
+    u.close();
+  }
+
+  step('auth refused: connect_error carries message and data');
+  for (const transports of [['polling'], ['websocket']]) {
+    const s = connect(url, { transports, auth: { refuse: 'nope' } });
+    const [err] = await once(s, 'connect_error', 'refused');
+    check(err.message === 'refused', `refused message: ${err.message}`);
+    check(deepEq(err.data, { why: 'nope' }), `refused data: ${JSON.stringify(err.data)}`);
+    s.close();
+  }
+
+  step('server namespace disconnect: "io server disconnect", no reconnection');
+  for (const [ev, reason] of [['server-disconnect', 'server namespace disconnect'],
+    ['server-close', 'forced close']]) {
+    for (const transports of [['polling'], ['websocket']]) {
+      const s = connect(url, { transports, reconnection: true, reconnectionDelay: 50 });
+      await connected(s, ev);
+      let attempts = 0;
+      s.io.on('reconnect_attempt', () => attempts++);
+      srv.mark();
+      const disc = once(s, 'disconnect', `${ev}: disconnect`);
+      s.emit(ev);
+      const [why] = await disc;
+      check(why === 'io server disconnect', `${ev}/${transports}: client reason ${why}`);
+      await srv.waitLine(new RegExp(`^disconnect / ${reason}$`), `${ev}: server reason`);
+      await new Promise((r) => setTimeout(r, 400));
+      check(attempts === 0 && !s.connected, `${ev}: the client reconnected`);
+      s.close();
+    }
+  }
+
+  step('transport close: the client closes its engine');
+  {
+    const s = connect(url, { transports: ['websocket'] });
+    await connected(s, 'transport close');
+    srv.mark();
+    s.io.engine.close();
+    await srv.waitLine(/^disconnect \/ transport close$/, 'transport close on the server');
+    s.close();
+  }
+
+  step('ping timeout on the server: a client that stops ponging');
+  for (const transports of [['polling'], ['websocket']]) {
+    const s = connect(url, { transports });
+    await connected(s, 'ping timeout');
+    const eng = s.io.engine;
+    const key = typeof eng._sendPacket === 'function' ? '_sendPacket' : 'sendPacket';
+    const orig = eng[key].bind(eng);
+    eng[key] = (type, ...rest) => (type === 'pong' ? undefined : orig(type, ...rest));
+    srv.mark();
+    await srv.waitLine(/^disconnect \/ ping timeout$/, `ping timeout (${transports})`);
+    s.close();
+  }
+
+  step('reconnection after a server restart');
+  {
+    const s = connect(url, { transports: ['websocket'], reconnection: true,
+      reconnectionDelay: 100, reconnectionDelayMax: 200 });
+    await connected(s, 'before restart');
+    const disc = once(s, 'disconnect', 'disconnect on restart');
+    await srv.stop('SIGKILL');
+    const [why] = await disc;
+    check(why === 'transport close' || why === 'transport error', `restart: reason ${why}`);
+    srv = new Server(a.server, port);
+    await srv.start();
+    await once(s, 'connect', 'reconnected');
+    await exchange(s, 6, 'after restart');
+    srv.mark();
+    s.disconnect();
+    await srv.waitLine(/^disconnect \/ client namespace disconnect$/, 'disconnect after restart');
+  }
+
+  step('server shutdown: every socket hears "server shutting down"');
+  {
+    const ps = connect(url, { transports: ['polling'] });
+    const ws = connect(url, { transports: ['websocket'] });
+    await connected(ps, 'shutdown polling');
+    await connected(ws, 'shutdown websocket');
+    srv.mark();
+    await srv.stop('SIGTERM');
+    const down = srv.lines.slice(srv.seen).filter((l) => l === 'disconnect / server shutting down');
+    check(down.length === 2, `shutdown reasons: ${JSON.stringify(srv.lines.slice(srv.seen))}`);
+    ps.close();
+    ws.close();
+  }
+}
+
+runMain(main, parse(process.argv));
