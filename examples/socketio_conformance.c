@@ -3,6 +3,7 @@
  * default). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
  * connectTimeout 1000 ms, CORS "*".
  *
+ * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
  * On /socket.io/: namespaces "/" and "/custom" accept every connection
  * and emit "auth" with the handshake's auth payload; "message" is answered
  * with "message-back" and the same arguments (binaries included);
@@ -72,6 +73,13 @@ static void on_ask(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *
   dx_sio_emit_ack(s, "question", args, 2000, on_answer, NULL);
 }
 
+/* /engine.io/: every message straight back, text or binary. */
+static void on_engine_message(dx_eio_session *s, dx_msg_type type, const uint8_t *data,
+                              size_t len, void *ud) {
+  (void)ud;
+  dx_eio_send(s, type, data, len);
+}
+
 static void on_disconnect(dx_sio_socket *s, dx_sio_reason reason, void *ud) {
   (void)ud;
   printf("disconnect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_reason_name(reason));
@@ -119,8 +127,11 @@ int main(int argc, char **argv) {
   dx_sio_options_set_connect_timeout(so, 1000);
   dx_sio_options_cors_origin(so, "*");
   dx_sio *io = dx_sio_new(loop, so);
+  dx_sio_options_set_path(so, "/engine.io/");
+  dx_sio_options_engine_only(so, on_engine_message, NULL);
+  dx_sio *eio = dx_sio_new(loop, so);
   dx_sio_options_free(so);
-  if (!io) return 1;
+  if (!io || !eio) return 1;
   dx_sio_nsp *root = dx_sio_of(io, "/"), *custom = dx_sio_of(io, "/custom");
   dx_sio_nsp_on_connection(root, on_connection, NULL);
   dx_sio_nsp_on_connection(custom, on_connection, NULL);
@@ -128,6 +139,7 @@ int main(int argc, char **argv) {
 
   dx_options *o = dx_options_new();
   dx_sio_attach(io, o);
+  dx_sio_attach(eio, o);
   dx_server *srv = dx_server_new(loop, o);
   dx_options_free(o);
   if (!srv || dx_server_listen(srv, "127.0.0.1", (uint16_t)port) != 0) {
@@ -143,6 +155,7 @@ int main(int argc, char **argv) {
   dx_sio_shutdown(io); /* sockets hear "server shutting down" first */
   dx_server_free(srv);
   dx_sio_free(io);
+  dx_sio_free(eio);
   dx_loop_free(loop);
   return 0;
 }

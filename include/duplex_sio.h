@@ -36,9 +36,9 @@
  * Not done yet (issue 13): rooms on the dx_hub (rooms are local to one
  * dx_sio, hence to one loop and one process: no --threads fan-out, no
  * Redis), polling requests that arrive on another loop than the session's
- * (use one loop, or sticky routing per loop), an upgrade timeout, a public
- * plain Engine.IO server, dx_sio_emit with several rooms or "except"
- * rooms, `duplex serve --socketio` and its page.
+ * (use one loop, or sticky routing per loop), dx_sio_emit_to with several
+ * rooms or "except" rooms, open/close callbacks for plain Engine.IO
+ * sessions, `duplex serve --socketio` and its page.
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H
@@ -118,7 +118,10 @@ dx_sio *dx_sio_new(dx_loop *loop, const dx_sio_options *o);
  * WebSocket endpoints and HTTP routes keep working on the same port. Also
  * raises o's HTTP body limit to maxPayload when it is lower. Call it before
  * dx_server_new(o); io must outlive those servers. The callbacks set on o
- * after this call replace duplex's (do not). 0, DX_EINVAL. */
+ * after this call replace duplex's (do not). Several servers may be
+ * attached to one dx_options, each on its own path (e.g. Socket.IO on
+ * /socket.io/ and plain Engine.IO on /engine.io/). 0, or DX_EINVAL (io
+ * already attached, or another attached server has the same path). */
 int dx_sio_attach(dx_sio *io, dx_options *o);
 /* Server shutdown: every connected socket gets on_disconnect with
  * DX_SIO_SERVER_SHUTTING_DOWN (before its transport closes), every session
@@ -240,6 +243,24 @@ const char *dx_sio_socket_transport(const dx_sio_socket *s);
 /* A pointer of the application's, NULL at first. */
 void *dx_sio_socket_user(const dx_sio_socket *s);
 void dx_sio_socket_set_user(dx_sio_socket *s, void *user);
+
+/* ---- plain Engine.IO ---------------------------------------------------- */
+
+/* A server made from options with dx_sio_options_engine_only serves plain
+ * Engine.IO on its path: no Socket.IO, no namespaces, no connectTimeout;
+ * every message a client sends goes to cb. The session handle is valid
+ * until the callback returns (there are no open/close callbacks yet). */
+typedef struct dx_eio_session dx_eio_session;
+typedef void (*dx_eio_on_message)(dx_eio_session *s, dx_msg_type type,
+                                  const uint8_t *data, size_t len, void *ud);
+void dx_sio_options_engine_only(dx_sio_options *o, dx_eio_on_message cb,
+                                void *ud);
+/* Sends a message packet (text: UTF-8) to the session's client. 0,
+ * DX_ECLOSED (the session is closing), DX_EINVAL, DX_EUTF8, DX_ENOMEM. */
+int dx_eio_send(dx_eio_session *s, dx_msg_type type, const void *data,
+                size_t len);
+/* The session id (sid), NUL-terminated, owned by the session. */
+const char *dx_eio_session_id(const dx_eio_session *s);
 
 /* ---- binaries ---------------------------------------------------------- */
 

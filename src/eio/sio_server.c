@@ -36,6 +36,9 @@
 
 #define SID_BYTES 15 /* 20 base64url characters, as the reference's ids */
 #define SID_LEN 20
+#define SESS_TIMERS 3
+/* How long a probe may take to say "5" (the reference's upgradeTimeout). */
+#define UPGRADE_TIMEOUT_MS 10000
 
 enum { T_POLLING = 0, T_WS = 1 };
 
@@ -48,6 +51,8 @@ struct dx_sio_options {
   char **cors;
   size_t n_cors;
   uint8_t cors_credentials, polling, websocket;
+  dx_eio_on_message raw;
+  void *raw_ud;
 };
 
 struct dx_sio {
@@ -68,7 +73,10 @@ struct dx_sio {
   dx_sio_socket *dead_socks; /* disconnected sockets, freed by reap */
   dx__task reap;
   dx__eio_buf scratch;     /* a WebSocket frame's "<type><data>" */
-  uint8_t shutting, freeing;
+  uint8_t shutting, freeing, attached;
+  dx_sio *chain; /* the server attached to the same options before this one */
+  dx_eio_on_message raw; /* plain Engine.IO: messages go here */
+  void *raw_ud;
 };
 
 struct dx_sio_nsp {
@@ -134,6 +142,7 @@ struct sess {
   dx_conn *ws, *probe;
   dx__timer hb;      /* next ping, or the pong deadline */
   dx__timer ctimer;  /* connectTimeout, then the close linger */
+  dx__timer utimer;  /* the probe's deadline to upgrade */
   dx__task flush;    /* answer the held GET at the end of the iteration */
   dx__sio_decoder dec;
   dx_sio_socket *socks;
@@ -925,6 +934,20 @@ static void ctimer_fire(dx__timer *t) {
   else if (!s->socks) sess_close(s, DX_SIO_TRANSPORT_CLOSE, 1);
 }
 
+/* The probe did not finish the upgrade in time: it is closed, and the
+ * session goes on polling. */
+static void utimer_fire(dx__timer *t) {
+  sess *s = CONTAINER(t, sess, utimer);
+  dx_conn *c = s->probe;
+  s->probe = NULL;
+  s->upgrading = 0;
+  if (c) {
+    dx_conn_set_user(c, NULL);
+    dx_close(c, 1000, NULL);
+  }
+  if (s->get && s->q.count) dx__task_queue(s->io->loop, &s->flush);
+}
+
 static void eio_packet(sess *s, const dx__eio_packet *p) {
   dx__sio_packet out;
   int r;
@@ -936,6 +959,11 @@ static void eio_packet(sess *s, const dx__eio_packet *p) {
     sess_close(s, DX_SIO_TRANSPORT_CLOSE, 0);
     return;
   case DX__EIO_MESSAGE:
+    if (s->io->raw) {
+      s->io->raw((dx_eio_session *)s, p->binary ? DX_BINARY : DX_TEXT, p->data, p->len,
+                 s->io->raw_ud);
+      return;
+    }
     if (p->binary) r = dx__sio_decode_binary(&s->dec, p->data, p->len, &out);
     else r = dx__sio_decode_text(&s->dec, (const char *)p->data, p->len, &out);
     if (r < 0) {
@@ -963,7 +991,7 @@ static void eio_packet(sess *s, const dx__eio_packet *p) {
 static sess *sess_new(dx_sio *io, int transport) {
   sess *s = calloc(1, sizeof *s);
   if (!s) return NULL;
-  if (new_id(s->sid) || dx__timer_reserve(io->loop, 2)) {
+  if (new_id(s->sid) || dx__timer_reserve(io->loop, SESS_TIMERS)) {
     free(s);
     return NULL;
   }
@@ -974,9 +1002,10 @@ static sess *sess_new(dx_sio *io, int transport) {
   dx__sio_decoder_init(&s->dec, &dx__alloc_std, DX__SIO_MAX_ATTACHMENTS);
   dx__timer_init(&s->hb, hb_fire);
   dx__timer_init(&s->ctimer, ctimer_fire);
+  dx__timer_init(&s->utimer, utimer_fire);
   s->flush.run = flush_task;
   if (table_add(io, s)) {
-    dx__timer_unreserve(io->loop, 2);
+    dx__timer_unreserve(io->loop, SESS_TIMERS);
     dx__sio_decoder_free(&s->dec);
     free(s);
     return NULL;
@@ -994,14 +1023,14 @@ static sess *sess_new(dx_sio *io, int transport) {
   dx__eio_buf_free(&b);
   if (r) {
     table_remove(io, s);
-    dx__timer_unreserve(io->loop, 2);
+    dx__timer_unreserve(io->loop, SESS_TIMERS);
     dx__sio_decoder_free(&s->dec);
     dx__eio_queue_clear(&s->q);
     free(s);
     return NULL;
   }
   arm_ping(s);
-  dx__timer_start(io->loop, &s->ctimer, io->o.connect_timeout);
+  if (!io->raw) dx__timer_start(io->loop, &s->ctimer, io->o.connect_timeout);
   return s;
 }
 
@@ -1050,7 +1079,8 @@ static void sess_close(sess *s, dx_sio_reason why, int tell_client) {
   table_remove(io, s);
   dx__timer_stop(io->loop, &s->hb);
   dx__timer_stop(io->loop, &s->ctimer);
-  dx__timer_unreserve(io->loop, 2);
+  dx__timer_stop(io->loop, &s->utimer);
+  dx__timer_unreserve(io->loop, SESS_TIMERS);
   if (s->get) { /* a held poll learns the session is over */
     dx_http_request *r = s->get;
     s->get = NULL;
@@ -1176,11 +1206,20 @@ static void handle_get(sess *s, dx_http_request *r) {
   else if (s->upgrading) answer_get(s, 0);
 }
 
+/* The server, of those attached to one dx_options (a chain, newest
+ * first), whose path holds `path`; NULL when none does. */
+static dx_sio *route(dx_sio *head, const char *path, size_t n) {
+  for (dx_sio *io = head; io; io = io->chain)
+    if (under_path(io, path, n)) return io;
+  return NULL;
+}
+
 static void sio_http(dx_http_request *r) {
-  dx_sio *io = dx__http_sio(r);
+  dx_sio *head = dx__http_sio(r);
   const char *path = dx_http_path(r);
-  if (!under_path(io, path, strlen(path))) {
-    if (io->app_http) io->app_http(r);
+  dx_sio *io = route(head, path, strlen(path));
+  if (!io) {
+    if (head->app_http) head->app_http(r);
     else dx_http_error(r, 404, NULL, NULL, 0);
     return;
   }
@@ -1229,10 +1268,11 @@ static void sio_http(dx_http_request *r) {
 /* A held GET whose connection ended: the client went away ("transport
  * error", as the reference's "poll connection closed prematurely"). */
 static void sio_http_abort(dx_http_request *r) {
-  dx_sio *io = dx__http_sio(r);
+  dx_sio *head = dx__http_sio(r);
   const char *path = dx_http_path(r);
-  if (!under_path(io, path, strlen(path))) {
-    if (io->app_abort) io->app_abort(r);
+  dx_sio *io = route(head, path, strlen(path));
+  if (!io) {
+    if (head->app_abort) head->app_abort(r);
     return;
   }
   const char *qs = dx_http_query(r);
@@ -1248,9 +1288,9 @@ static void sio_http_abort(dx_http_request *r) {
 /* WebSocket connections                                                   */
 /* ---------------------------------------------------------------------- */
 
-static int conn_is_ours(const dx_sio *io, const dx_conn *c) {
+static dx_sio *conn_route(const dx_conn *c) {
   const char *p = dx_conn_path(c);
-  return under_path(io, p, strlen(p));
+  return route(dx__conn_sio(c), p, strlen(p));
 }
 
 static void conn_query(const dx_conn *c, query *q) {
@@ -1260,10 +1300,11 @@ static void conn_query(const dx_conn *c, query *q) {
 }
 
 static int sio_accept(dx_conn *c, const dx_request *req) {
-  dx_sio *io = dx__conn_sio(c);
+  dx_sio *head = dx__conn_sio(c);
   size_t n;
   const char *path = dx_request_path(req, &n);
-  if (!under_path(io, path, n)) return io->app_accept ? io->app_accept(c, req) : 0;
+  dx_sio *io = route(head, path, n);
+  if (!io) return head->app_accept ? head->app_accept(c, req) : 0;
   dx_conn_set_user(c, NULL);
   if (dx_conn_loop(c) != io->loop) return 500;
   const char *qs = memchr(path, '?', n);
@@ -1275,9 +1316,9 @@ static int sio_accept(dx_conn *c, const dx_request *req) {
 }
 
 static void sio_open(dx_conn *c) {
-  dx_sio *io = dx__conn_sio(c);
-  if (!conn_is_ours(io, c)) {
-    if (io->app_open) io->app_open(c);
+  dx_sio *io = conn_route(c), *head = dx__conn_sio(c);
+  if (!io) {
+    if (head->app_open) head->app_open(c);
     return;
   }
   query q;
@@ -1290,6 +1331,7 @@ static void sio_open(dx_conn *c) {
     }
     s->probe = c;
     dx_conn_set_user(c, s);
+    dx__timer_start(io->loop, &s->utimer, UPGRADE_TIMEOUT_MS);
     return;
   }
   sess *s = io->shutting ? NULL : sess_new(io, T_WS);
@@ -1314,6 +1356,7 @@ static void sio_open(dx_conn *c) {
 static void finish_upgrade(sess *s) {
   dx__eio_packet p;
   if (s->get) answer_get(s, 0);
+  dx__timer_stop(s->io->loop, &s->utimer);
   s->ws = s->probe;
   s->probe = NULL;
   s->upgrading = 0;
@@ -1331,9 +1374,9 @@ static void finish_upgrade(sess *s) {
 }
 
 static void sio_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t len) {
-  dx_sio *io = dx__conn_sio(c);
-  if (!conn_is_ours(io, c)) {
-    if (io->app_message) io->app_message(c, type, data, len);
+  dx_sio *io = conn_route(c), *head = dx__conn_sio(c);
+  if (!io) {
+    if (head->app_message) head->app_message(c, type, data, len);
     return;
   }
   sess *s = dx_conn_user(c);
@@ -1365,14 +1408,15 @@ static void sio_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_
 }
 
 static void sio_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
-  dx_sio *io = dx__conn_sio(c);
-  if (!conn_is_ours(io, c)) {
-    if (io->app_close) io->app_close(c, code, reason, why, status);
+  dx_sio *io = conn_route(c), *head = dx__conn_sio(c);
+  if (!io) {
+    if (head->app_close) head->app_close(c, code, reason, why, status);
     return;
   }
   sess *s = dx_conn_user(c);
   if (!s || s->dead) return;
   if (c == s->probe) { /* a failed probe: polling goes on */
+    dx__timer_stop(io->loop, &s->utimer);
     s->probe = NULL;
     s->upgrading = 0;
     return;
@@ -1405,6 +1449,8 @@ dx_sio *dx_sio_new(dx_loop *loop, const dx_sio_options *o) {
   }
   dx_sio_options_free(def);
   io->loop = loop;
+  io->raw = io->o.raw;
+  io->raw_ud = io->o.raw_ud;
   io->path_len = strlen(io->o.path);
   io->reap.run = reap_task;
   dx__eio_buf_init(&io->scratch, &dx__alloc_std);
@@ -1416,7 +1462,28 @@ dx_sio *dx_sio_new(dx_loop *loop, const dx_sio_options *o) {
 }
 
 int dx_sio_attach(dx_sio *io, dx_options *o) {
-  if (!io || !o || o->sio) return DX_EINVAL;
+  if (!io || !o || io->attached) return DX_EINVAL;
+  if (o->sio) {
+    /* A second server on the same options (another path): it goes first
+     * in the chain, and the application's callbacks are the ones the
+     * first attach kept (o's are the trampolines by now). */
+    dx_sio *prev = o->sio;
+    for (dx_sio *e = prev; e; e = e->chain)
+      if (!strcmp(e->o.path, io->o.path)) return DX_EINVAL;
+    io->app_http = prev->app_http;
+    io->app_abort = prev->app_abort;
+    io->app_accept = prev->app_accept;
+    io->app_open = prev->app_open;
+    io->app_message = prev->app_message;
+    io->app_close = prev->app_close;
+    io->chain = prev;
+    io->attached = 1;
+    dx__options_set_sio(o, io);
+    if (o->http_max_body < io->o.max_payload)
+      dx_options_set_http_limits(o, io->o.max_payload, o->http_request_ms, o->http_keepalive_ms);
+    return 0;
+  }
+  io->attached = 1;
   io->app_http = o->on_http;
   io->app_abort = o->on_http_abort;
   io->app_accept = o->on_accept;
@@ -1471,3 +1538,23 @@ static void io_free(dx_sio *io) {
   options_clear(&io->o);
   free(io);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Plain Engine.IO                                                         */
+/* ---------------------------------------------------------------------- */
+
+void dx_sio_options_engine_only(dx_sio_options *o, dx_eio_on_message cb, void *ud) {
+  if (!o) return;
+  o->raw = cb;
+  o->raw_ud = ud;
+}
+
+int dx_eio_send(dx_eio_session *es, dx_msg_type type, const void *data, size_t len) {
+  sess *s = (sess *)es;
+  if (!s || (type != DX_TEXT && type != DX_BINARY) || (len && !data)) return DX_EINVAL;
+  if (s->closing || s->dead) return DX_ECLOSED;
+  int r = sess_send(s, DX__EIO_MESSAGE, type == DX_BINARY, data, len);
+  return r == DX_EUTF8 ? DX_EUTF8 : r;
+}
+
+const char *dx_eio_session_id(const dx_eio_session *es) { return ((const sess *)es)->sid; }

@@ -146,10 +146,10 @@ def expect_error(got, status, code, what):
 class WS:
     """A minimal RFC 6455 client: text frames, masked, no fragmentation."""
 
-    def __init__(self, port, query):
+    def __init__(self, port, query, path="/socket.io/"):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.s.sendall((f"GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        self.s.sendall((f"GET {path}?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                         "Sec-WebSocket-Version: 13\r\n\r\n").encode())
         head = b""
@@ -388,6 +388,35 @@ def run(srv, cl):
         break
     check(st == 200 and body == b"1", f"close packet expected: {st} {body!r}")
     check(0.9 < time.monotonic() - t0 < 2.5, f"closed after {time.monotonic() - t0:.2f} s")
+
+    say("CHECK: /engine.io/ echoes text and binary, over polling and WebSocket")
+    st, h, body = cl.request("GET", "EIO=4&transport=polling", path="/engine.io/")
+    check(st == 200 and body[:1] == b"0", f"engine.io handshake {st} {body!r}")
+    esid = json.loads(body[1:])["sid"]
+    q = f"EIO=4&transport=polling&sid={esid}"
+    st, _, data = cl.request("POST", q, body=b"4h\xc3\xa9llo\x1eb" + base64.b64encode(b"\x00\xff"),
+                             path="/engine.io/")
+    check((st, data) == (200, b"ok"), f"engine.io POST {st} {data!r}")
+    st, _, data = cl.request("GET", q, path="/engine.io/")
+    check(data == b"4h\xc3\xa9llo\x1ebAP8=", f"engine.io echo {data!r}")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.3:  # past connectTimeout, which plain Engine.IO has not
+        st, _, data = cl.request("GET", q, path="/engine.io/")
+        check(st == 200 and data == b"2", f"engine.io: a ping expected, got {st} {data!r}")
+        st, _, data = cl.request("POST", q, body=b"3", path="/engine.io/")
+        check(st == 200, f"engine.io pong: {st}")
+    ws = WS(srv.port, "EIO=4&transport=websocket", path="/engine.io/")
+    check(ws.status == 101, f"engine.io upgrade {ws.status}")
+    check(ws.recv_text().startswith("0{"), "engine.io open over ws")
+    ws.send("4text")
+    check(ws.recv_text() == "4text", "engine.io ws text echo")
+    ws.send(b"\x01\x02", opcode=2)
+    op, data = ws.recv()
+    while op == 1:  # a ping may come first
+        ws.send("3")
+        op, data = ws.recv()
+    check(op == 2 and data == b"\x01\x02", f"engine.io ws binary echo {op} {data!r}")
+    ws.close()
 
     say("CHECK: SIGTERM: clean exit")
     srv.stop()
