@@ -60,12 +60,14 @@ struct dx_sio {
   dx_sio_options o;
   size_t path_len;
   /* the application's own callbacks, for what is not under the path */
-  dx_on_http app_http;
-  dx_on_http_abort app_abort;
-  dx_on_accept app_accept;
-  dx_on_open app_open;
-  dx_on_message app_message;
-  dx_on_close app_close;
+  struct {
+    dx_on_http http;
+    dx_on_http_abort abort;
+    dx_on_accept accept;
+    dx_on_open open;
+    dx_on_message message;
+    dx_on_close close;
+  } app;
   sess **tab; /* sessions by sid, chained */
   size_t tab_cap, n_sess;
   dx_sio_nsp *nsps;
@@ -1219,7 +1221,7 @@ static void sio_http(dx_http_request *r) {
   const char *path = dx_http_path(r);
   dx_sio *io = route(head, path, strlen(path));
   if (!io) {
-    if (head->app_http) head->app_http(r);
+    if (head->app.http) head->app.http(r);
     else dx_http_error(r, 404, NULL, NULL, 0);
     return;
   }
@@ -1272,7 +1274,7 @@ static void sio_http_abort(dx_http_request *r) {
   const char *path = dx_http_path(r);
   dx_sio *io = route(head, path, strlen(path));
   if (!io) {
-    if (head->app_abort) head->app_abort(r);
+    if (head->app.abort) head->app.abort(r);
     return;
   }
   const char *qs = dx_http_query(r);
@@ -1304,7 +1306,7 @@ static int sio_accept(dx_conn *c, const dx_request *req) {
   size_t n;
   const char *path = dx_request_path(req, &n);
   dx_sio *io = route(head, path, n);
-  if (!io) return head->app_accept ? head->app_accept(c, req) : 0;
+  if (!io) return head->app.accept ? head->app.accept(c, req) : 0;
   dx_conn_set_user(c, NULL);
   if (dx_conn_loop(c) != io->loop) return 500;
   const char *qs = memchr(path, '?', n);
@@ -1318,7 +1320,7 @@ static int sio_accept(dx_conn *c, const dx_request *req) {
 static void sio_open(dx_conn *c) {
   dx_sio *io = conn_route(c), *head = dx__conn_sio(c);
   if (!io) {
-    if (head->app_open) head->app_open(c);
+    if (head->app.open) head->app.open(c);
     return;
   }
   query q;
@@ -1376,7 +1378,7 @@ static void finish_upgrade(sess *s) {
 static void sio_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t len) {
   dx_sio *io = conn_route(c), *head = dx__conn_sio(c);
   if (!io) {
-    if (head->app_message) head->app_message(c, type, data, len);
+    if (head->app.message) head->app.message(c, type, data, len);
     return;
   }
   sess *s = dx_conn_user(c);
@@ -1410,7 +1412,7 @@ static void sio_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_
 static void sio_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
   dx_sio *io = conn_route(c), *head = dx__conn_sio(c);
   if (!io) {
-    if (head->app_close) head->app_close(c, code, reason, why, status);
+    if (head->app.close) head->app.close(c, code, reason, why, status);
     return;
   }
   sess *s = dx_conn_user(c);
@@ -1470,12 +1472,7 @@ int dx_sio_attach(dx_sio *io, dx_options *o) {
     dx_sio *prev = o->sio;
     for (dx_sio *e = prev; e; e = e->chain)
       if (!strcmp(e->o.path, io->o.path)) return DX_EINVAL;
-    io->app_http = prev->app_http;
-    io->app_abort = prev->app_abort;
-    io->app_accept = prev->app_accept;
-    io->app_open = prev->app_open;
-    io->app_message = prev->app_message;
-    io->app_close = prev->app_close;
+    io->app = prev->app;
     io->chain = prev;
     io->attached = 1;
     dx__options_set_sio(o, io);
@@ -1484,12 +1481,12 @@ int dx_sio_attach(dx_sio *io, dx_options *o) {
     return 0;
   }
   io->attached = 1;
-  io->app_http = o->on_http;
-  io->app_abort = o->on_http_abort;
-  io->app_accept = o->on_accept;
-  io->app_open = o->on_open;
-  io->app_message = o->on_message;
-  io->app_close = o->on_close;
+  io->app.http = o->on_http;
+  io->app.abort = o->on_http_abort;
+  io->app.accept = o->on_accept;
+  io->app.open = o->on_open;
+  io->app.message = o->on_message;
+  io->app.close = o->on_close;
   dx_options_on_http(o, sio_http);
   dx_options_on_http_abort(o, sio_http_abort);
   dx_options_on_accept(o, sio_accept);
