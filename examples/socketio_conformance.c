@@ -73,6 +73,17 @@ static void on_ask(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *
   dx_sio_emit_ack(s, "question", args, 2000, on_answer, NULL);
 }
 
+/* --test-hooks: the same port's own WebSocket and HTTP, outside the
+ * Socket.IO paths, still reach the application. */
+static void on_plain_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_t len) {
+  dx_send(c, type, data, len);
+}
+
+static void on_plain_http(dx_http_request *r) {
+  if (!strcmp(dx_http_path(r), "/hello")) dx_http_respond(r, 200, NULL, 0, "hello", 5);
+  else dx_http_error(r, 404, NULL, NULL, 0);
+}
+
 /* /engine.io/: every message straight back, text or binary. */
 static void on_engine_message(dx_eio_session *s, dx_msg_type type, const uint8_t *data,
                               size_t len, void *ud) {
@@ -138,6 +149,10 @@ int main(int argc, char **argv) {
   if (hooks) dx_sio_nsp_on_auth(root, on_auth, NULL);
 
   dx_options *o = dx_options_new();
+  if (hooks) {
+    dx_options_on_message(o, on_plain_message);
+    dx_options_on_http(o, on_plain_http);
+  }
   dx_sio_attach(io, o);
   dx_sio_attach(eio, o);
   dx_server *srv = dx_server_new(loop, o);

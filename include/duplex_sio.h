@@ -130,8 +130,10 @@ int dx_sio_attach(dx_sio *io, dx_options *o);
  * (already). */
 int dx_sio_shutdown(dx_sio *io);
 /* dx_sio_shutdown if it was not called, then frees io, its namespaces and
- * sessions (no callback after it returns). Free it after the dx_servers it
- * was attached to (their pending polls end through it), before the loop. */
+ * sessions: no callback runs after it returns. Free it after the dx_servers
+ * it was attached to (their pending polls end through it) and before the
+ * loop; the memory itself goes at the end of the loop's iteration, or in
+ * dx_loop_free() (a callback up the stack may still name a session). */
 void dx_sio_free(dx_sio *io);
 /* Engine.IO sessions alive (sockets being polled or on a WebSocket). */
 size_t dx_sio_sessions(const dx_sio *io);

@@ -249,9 +249,18 @@ def run(srv, cl):
     st, h, _ = cl.request("GET", "EIO=4&transport=polling", headers={"Origin": "http://a.example"})
     check(h.get("access-control-allow-origin") == "*", f"GET CORS {h}")
 
-    say("CHECK: other paths are not Socket.IO's (404 from the default handler)")
+    say("CHECK: other paths reach the application's own HTTP and WebSocket callbacks")
     st, _, _ = cl.request("GET", None, path="/elsewhere")
     check(st == 404, f"/elsewhere: {st}")
+    st, _, body = cl.request("GET", None, path="/hello")
+    check((st, body) == (200, b"hello"), f"/hello: {st} {body!r}")
+    st, _, body = cl.request("GET", None, path="/socket.iox")
+    check(st == 404, f"/socket.iox is not under /socket.io/: {st}")
+    w = WS(srv.port, "x=1", path="/plain")
+    check(w.status == 101, f"plain WebSocket: {w.status}")
+    w.send("2probe")  # Engine.IO text means nothing here: echoed as it is
+    check(w.recv_text() == "2probe", "plain WebSocket echo")
+    w.close()
 
     say("CHECK: CONNECT over polling, an event, its ack")
     sid = cl.handshake()["sid"]
