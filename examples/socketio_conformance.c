@@ -91,6 +91,29 @@ static void on_engine_message(dx_eio_session *s, dx_msg_type type, const uint8_t
   dx_eio_send(s, type, data, len);
 }
 
+/* "join" ROOM; "leave" ROOM; "to" ROOM EVENT ...ARGS: a broadcast to the
+ * room from this socket (not to itself), acked once queued. */
+static void on_join(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  const char *room = json_string_value(json_array_get(args, 0));
+  int r = room ? (ud ? dx_sio_leave(s, room) : dx_sio_join(s, room)) : DX_EINVAL;
+  json_t *res = json_pack("[i]", r);
+  if (ack) dx_sio_ack_send(ack, res);
+  json_decref(res);
+}
+
+static void on_to(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)ud;
+  const char *room = json_string_value(json_array_get(args, 0));
+  const char *event = json_string_value(json_array_get(args, 1));
+  json_t *rest = json_array();
+  for (size_t i = 2; i < json_array_size(args); i++) json_array_append(rest, json_array_get(args, i));
+  int r = event ? dx_sio_emit_to(dx_sio_socket_nsp(s), room, s, event, rest) : DX_EINVAL;
+  json_decref(rest);
+  json_t *res = json_pack("[i]", r);
+  if (ack) dx_sio_ack_send(ack, res);
+  json_decref(res);
+}
+
 static void on_disconnect(dx_sio_socket *s, dx_sio_reason reason, void *ud) {
   (void)ud;
   printf("disconnect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_reason_name(reason));
@@ -109,6 +132,9 @@ static void on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
     dx_sio_on(s, "server-disconnect", on_server_disconnect, NULL);
     dx_sio_on(s, "server-close", on_server_close, NULL);
     dx_sio_on(s, "ask", on_ask, NULL);
+    dx_sio_on(s, "join", on_join, NULL);
+    dx_sio_on(s, "leave", on_join, (void *)1);
+    dx_sio_on(s, "to", on_to, NULL);
   }
   printf("connect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_socket_transport(s));
   fflush(stdout);

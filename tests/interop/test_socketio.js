@@ -211,6 +211,35 @@ async function main(a) {
     s.disconnect();
   }
 
+  step('rooms: join, leave, a broadcast to a room or the namespace, never to the sender');
+  {
+    const [a, b, c] = [connect(url), connect(url, { transports: ['websocket'] }),
+      connect(url, { transports: ['polling'] })];
+    for (const s of [a, b, c]) await connected(s, 'rooms');
+    const call = (s, ...args) => withTimeout(new Promise((res) => s.emit(...args, (r) => res(r))),
+      IO_MS, `${args[0]} ack`);
+    const got = { a: [], b: [], c: [] };
+    for (const [k, s] of Object.entries({ a, b, c })) s.on('news', (...args) => got[k].push(args));
+    check(await call(a, 'join', 'r') === 0 && await call(b, 'join', 'r') === 0, 'join');
+    const bin = Buffer.from([1, 2, 3]);
+    check(await call(a, 'to', 'r', 'news', { n: 1, bin }) === 0, 'to r');
+    check(await call(c, 'to', 'r', 'news', 2) === 0, 'to r from outside');
+    check(await call(b, 'leave', 'r') === 0, 'leave');
+    check(await call(c, 'to', 'r', 'news', 3) === 0, 'to r after leave');
+    check(await call(c, 'to', null, 'news', 4) === 0, 'to the namespace');
+    check(await call(c, 'to', b.id, 'news', 5) === 0, 'to a socket id room');
+    await new Promise((r) => setTimeout(r, 300));
+    check(deepEq(got.a, [[2], [3], [4]]), `a got ${JSON.stringify(got.a)}`);
+    check(deepEq(got.b, [[{ n: 1, bin }], [2], [4], [5]]), `b got ${JSON.stringify(got.b)}`);
+    check(deepEq(got.c, []), `c got ${JSON.stringify(got.c)}`);
+    step('an emit with ack the client never answers: the server sees the timeout');
+    b.once('question', () => { /* no answer */ });
+    const t = once(b, 'answer-timeout', 'answer-timeout');
+    b.emit('ask', 1);
+    await t;
+    for (const s of [a, b, c]) s.disconnect();
+  }
+
   step('namespace /custom, and an unknown namespace');
   {
     const s = connect(`${url}/custom`, { auth: { x: 1 } });
