@@ -1,6 +1,7 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
- * example_socketio_conformance [PORT] [--test-hooks] (port 3000 by
- * default). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
+ * example_socketio_conformance [PORT] [--test-hooks] [--redis URL] (port
+ * 3000 by default; rooms go through a dx_hub, shared through Redis with
+ * --redis). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
  * connectTimeout 1000 ms, CORS "*".
  *
  * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
@@ -152,8 +153,10 @@ static int on_auth(dx_sio_socket *s, const json_t *auth, const char **message, j
 
 int main(int argc, char **argv) {
   int port = 3000;
+  const char *redis = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--test-hooks")) hooks = 1;
+    else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
     else port = atoi(argv[i]);
   }
   loop = dx_loop_new();
@@ -169,6 +172,12 @@ int main(int argc, char **argv) {
   dx_sio *eio = dx_sio_new(loop, so);
   dx_sio_options_free(so);
   if (!io || !eio) return 1;
+  /* Rooms on a hub: with --redis, shared with every node on that Redis. */
+  dx_hub *hub = dx_hub_new();
+  if (!hub || dx_sio_use_hub(io, hub) || (redis && dx_hub_use_redis(hub, loop, redis))) {
+    fprintf(stderr, "cannot use the hub%s\n", redis ? " or Redis" : "");
+    return 1;
+  }
   dx_sio_nsp *root = dx_sio_of(io, "/"), *custom = dx_sio_of(io, "/custom");
   dx_sio_nsp_on_connection(root, on_connection, NULL);
   dx_sio_nsp_on_connection(custom, on_connection, NULL);
@@ -198,5 +207,6 @@ int main(int argc, char **argv) {
   dx_sio_free(io);
   dx_sio_free(eio);
   dx_loop_free(loop);
+  dx_hub_free(hub);
   return 0;
 }

@@ -33,9 +33,7 @@
  * dx_sio_binary_get(), at any depth of the arguments; json_dumps() cannot
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
- * Not done yet (issue 13): rooms on the dx_hub (rooms are local to one
- * dx_sio, hence to one loop and one process: no --threads fan-out, no
- * Redis), polling requests that arrive on another loop than the session's
+ * Not done yet (issue 13): polling requests that arrive on another loop than the session's
  * (use one loop, or sticky routing per loop), dx_sio_emit_to with several
  * rooms or "except" rooms, open/close callbacks for plain Engine.IO
  * sessions, `duplex serve --socketio` and its page.
@@ -137,6 +135,15 @@ int dx_sio_shutdown(dx_sio *io);
 void dx_sio_free(dx_sio *io);
 /* Engine.IO sessions alive (sockets being polled or on a WebSocket). */
 size_t dx_sio_sessions(const dx_sio *io);
+
+/* Rooms through a pub/sub hub (duplex.h): a broadcast (dx_sio_emit_to)
+ * reaches the room's members on every loop whose dx_sio uses the same hub
+ * (one dx_sio per loop), and on every node whose hub shares its Redis
+ * (dx_hub_use_redis); the hub keeps one publisher's order. Without a hub,
+ * rooms are this dx_sio's alone. Call it before the first session. 0,
+ * DX_EINVAL, DX_ESTATE (already, sessions exist, or another dx_sio of this
+ * loop uses h), DX_ENOMEM. h must outlive io. */
+int dx_sio_use_hub(dx_sio *io, dx_hub *h);
 
 /* ---- namespaces -------------------------------------------------------- */
 

@@ -33,6 +33,7 @@
 #include "eio/eio_packet.h"
 #include "eio/sio_packet.h"
 #include "net/loop.h"
+#include "pubsub/hub_internal.h"
 
 #define SID_BYTES 15 /* 20 base64url characters, as the reference's ids */
 #define SID_LEN 20
@@ -79,6 +80,11 @@ struct dx_sio {
   dx_sio *chain; /* the server attached to the same options before this one */
   dx_eio_on_message raw; /* plain Engine.IO: messages go here */
   void *raw_ud;
+  /* Rooms on a hub (dx_sio_use_hub): this loop's tap, and how many local
+   * sockets each room topic has (registered with the hub while > 0). */
+  dx_hub *hub;
+  dx__local *lo;
+  dx__map rooms;
 };
 
 struct dx_sio_nsp {
@@ -476,6 +482,69 @@ static json_t *event_array(const char *event, const json_t *args) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* Rooms on the hub                                                        */
+/* ---------------------------------------------------------------------- */
+
+/* A room's hub topic: "sio", NUL, the namespace, NUL, the room ("" for
+ * the whole namespace). A namespace holds no NUL, so the split is
+ * unambiguous; WebSocket rooms (dx_subscribe) could spell such a name but
+ * never do by accident. */
+#define TOPIC_PREFIX "sio\0"
+#define TOPIC_PREFIX_LEN 4
+
+static size_t room_topic(char *out, const char *nsp, const char *room) {
+  size_t nl = strlen(nsp), rl = room ? strlen(room) : 0;
+  if (TOPIC_PREFIX_LEN + nl + 1 + rl > DX_TOPIC_MAX) return 0;
+  memcpy(out, TOPIC_PREFIX, TOPIC_PREFIX_LEN);
+  memcpy(out + TOPIC_PREFIX_LEN, nsp, nl + 1);
+  if (rl) memcpy(out + TOPIC_PREFIX_LEN + nl + 1, room, rl);
+  return TOPIC_PREFIX_LEN + nl + 1 + rl;
+}
+
+typedef struct room_ref {
+  dx__map_node node;
+  uint32_t count;
+  char name[];
+} room_ref;
+
+/* One more (delta 1) or one fewer (-1) local socket in a room: the hub
+ * learns of the room's first and last. 0 or DX_ENOMEM (nothing changed). */
+static int room_count(dx_sio *io, const char *nsp, const char *room, int delta) {
+  if (!io->hub) return 0;
+  char t[DX_TOPIC_MAX];
+  size_t n = room_topic(t, nsp, room);
+  if (!n) return DX_EINVAL;
+  uint32_t h = dx__map_hash(t, n);
+  room_ref *r = (room_ref *)dx__map_get(&io->rooms, t, n, h);
+  if (delta < 0) {
+    if (r && --r->count == 0) {
+      dx__map_del(&io->rooms, &r->node);
+      dx__hub_topic_removed(io->lo, t, n, h);
+      free(r);
+    }
+    return 0;
+  }
+  if (r) {
+    r->count++;
+    return 0;
+  }
+  if (!(r = calloc(1, sizeof *r + n))) return DX_ENOMEM;
+  memcpy(r->name, t, n);
+  r->node = (dx__map_node){r->name, (uint32_t)n, h};
+  r->count = 1;
+  if (dx__map_put(&io->rooms, &r->node)) {
+    free(r);
+    return DX_ENOMEM;
+  }
+  if (dx__hub_topic_added(io->lo, t, n, h)) {
+    dx__map_del(&io->rooms, &r->node);
+    free(r);
+    return DX_ENOMEM;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Sockets                                                                 */
 /* ---------------------------------------------------------------------- */
 
@@ -514,6 +583,12 @@ static void sock_gone(dx_sio_socket *k, dx_sio_reason why) {
   nsp_unlink(k);
   for (dx_sio_ack *a = k->given; a; a = a->next) a->s = NULL;
   k->given = NULL;
+  for (size_t i = 0; i < k->n_rooms; i++) {
+    room_count(s->io, k->nsp->name, k->rooms[i], -1);
+    free(k->rooms[i]);
+  }
+  k->n_rooms = 0;
+  if (k->connected) room_count(s->io, k->nsp->name, NULL, -1);
   pending_ack *acks = k->acks;
   k->acks = NULL;
   int was = k->connected;
@@ -551,6 +626,11 @@ int dx_sio_join(dx_sio_socket *k, const char *room) {
   if (!v) return DX_ENOMEM;
   k->rooms = v;
   if (!(v[k->n_rooms] = strdup(room))) return DX_ENOMEM;
+  int r = room_count(k->s->io, k->nsp->name, room, 1);
+  if (r) {
+    free(v[k->n_rooms]);
+    return r;
+  }
   k->n_rooms++;
   return 0;
 }
@@ -559,6 +639,7 @@ int dx_sio_leave(dx_sio_socket *k, const char *room) {
   if (!k || !room) return DX_EINVAL;
   for (size_t i = 0; i < k->n_rooms; i++)
     if (!strcmp(k->rooms[i], room)) {
+      room_count(k->s->io, k->nsp->name, room, -1);
       free(k->rooms[i]);
       k->rooms[i] = k->rooms[--k->n_rooms];
       return 0;
@@ -752,9 +833,107 @@ void dx_sio_nsp_on_connection(dx_sio_nsp *n, dx_sio_on_connection cb, void *ud) 
   n->conn_ud = ud;
 }
 
+/* Sends an encoded broadcast to the members of n (of one room, when room
+ * is not NULL) but the socket whose id is except_id. */
+static int deliver(dx_sio_nsp *n, const char *room, const char *except_id, const uint8_t *text,
+                   size_t tlen, const dx__sio_attachment *att, size_t n_att) {
+  int r = 0;
+  for (dx_sio_socket *k = n->socks; k; k = k->nnext) {
+    if (!can_send(k) || (room && !in_room(k, room))) continue;
+    if (except_id && !strcmp(k->id, except_id)) continue;
+    if (sess_send(k->s, DX__EIO_MESSAGE, 0, text, tlen) == DX_ENOMEM) r = DX_ENOMEM;
+    for (size_t i = 0; i < n_att; i++) sess_send(k->s, DX__EIO_MESSAGE, 1, att[i].p, att[i].n);
+  }
+  return r;
+}
+
+static void put32(dx__eio_buf *b, size_t v, int *err) {
+  uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+  if (dx__eio_buf_append(b, x, 4)) *err = DX_ENOMEM;
+}
+
+/* A broadcast through the hub: one binary message to the room's topic,
+ * [1 byte: an excluded id follows][its 20 bytes][u32 text length][text]
+ * then [u32 length][bytes] per attachment, big-endian. Every loop with
+ * members (this one included, in the order the hub keeps) and every node
+ * sharing the hub's Redis delivers it to its own sockets (hub_tap). */
+static int publish_room(dx_sio *io, dx_sio_nsp *n, const char *room, const dx_sio_socket *except,
+                        const dx__sio_encoded *e) {
+  char t[DX_TOPIC_MAX];
+  size_t tl = room_topic(t, n->name, room);
+  if (!tl) return DX_EINVAL;
+  dx__eio_buf b;
+  dx__eio_buf_init(&b, &dx__alloc_std);
+  int err = dx__eio_buf_putc(&b, except ? 1 : 0);
+  if (except && !err) err = dx__eio_buf_append(&b, except->id, SID_LEN);
+  put32(&b, e->text.len, &err);
+  if (!err) err = dx__eio_buf_append(&b, e->text.data, e->text.len);
+  for (size_t i = 0; !err && i < e->n_att; i++) {
+    put32(&b, e->att[i].n, &err);
+    if (!err) err = dx__eio_buf_append(&b, e->att[i].p, e->att[i].n);
+  }
+  if (!err) err = dx_publish(io->hub, t, tl, DX_BINARY, b.data, b.len, NULL);
+  dx__eio_buf_free(&b);
+  return err;
+}
+
+static int get32(const uint8_t **p, const uint8_t *end, size_t *v) {
+  if (end - *p < 4) return -1;
+  *v = (size_t)(*p)[0] << 24 | (size_t)(*p)[1] << 16 | (size_t)(*p)[2] << 8 | (*p)[3];
+  *p += 4;
+  return (size_t)(end - *p) < *v ? -1 : 0;
+}
+
+/* A broadcast arriving from the hub (from this loop, another one, or
+ * another node): checked whole, then delivered to this loop's members. */
+static void hub_tap(void *ud, const char *topic, size_t tlen, dx_msg_type type,
+                    const uint8_t *data, size_t len) {
+  dx_sio *io = ud;
+  if (type != DX_BINARY || tlen < TOPIC_PREFIX_LEN || memcmp(topic, TOPIC_PREFIX, TOPIC_PREFIX_LEN))
+    return;
+  const char *nsp = topic + TOPIC_PREFIX_LEN;
+  const char *nul = memchr(nsp, 0, tlen - TOPIC_PREFIX_LEN);
+  if (!nul) return;
+  dx_sio_nsp *n = nsp_find(io, nsp, (size_t)(nul - nsp));
+  char room[DX_TOPIC_MAX + 1];
+  size_t rl = tlen - (size_t)(nul + 1 - topic);
+  memcpy(room, nul + 1, rl);
+  room[rl] = 0;
+  const uint8_t *p = data, *end = data + len;
+  char except[SID_LEN + 1];
+  if (!n || p == end) return;
+  int has_except = *p++;
+  if (has_except) {
+    if (end - p < SID_LEN) return;
+    memcpy(except, p, SID_LEN);
+    except[SID_LEN] = 0;
+    p += SID_LEN;
+  }
+  size_t text_len, k = 0;
+  if (get32(&p, end, &text_len)) return;
+  const uint8_t *text = p;
+  p += text_len;
+  dx__sio_attachment att[DX__SIO_MAX_ATTACHMENTS * 8];
+  while (p < end) {
+    size_t al;
+    if (k == sizeof att / sizeof *att || get32(&p, end, &al)) return;
+    att[k++] = (dx__sio_attachment){p, al};
+    p += al;
+  }
+  deliver(n, rl ? room : NULL, has_except ? except : NULL, text, text_len, att, k);
+}
+
+int dx_sio_use_hub(dx_sio *io, dx_hub *h) {
+  if (!io || !h) return DX_EINVAL;
+  if (io->hub || io->n_sess) return DX_ESTATE;
+  int r = dx__hub_set_tap(h, io->loop, hub_tap, io, &io->lo);
+  if (!r) io->hub = h;
+  return r;
+}
+
 int dx_sio_emit_to(dx_sio_nsp *n, const char *room, const dx_sio_socket *except,
                    const char *event, const json_t *args) {
-  if (!n) return DX_EINVAL;
+  if (!n || (room && (!*room || strlen(room) > DX_TOPIC_MAX))) return DX_EINVAL;
   json_t *a = event_array(event, args);
   if (!a) return DX_EINVAL;
   dx__sio_encoded e;
@@ -768,12 +947,8 @@ int dx_sio_emit_to(dx_sio_nsp *n, const char *room, const dx_sio_socket *except,
     return r == DX_ENOMEM ? r : DX_EINVAL;
   }
   /* Encoded once; the same text and attachments go to every member. */
-  for (dx_sio_socket *k = n->socks; k; k = k->nnext) {
-    if (k == except || !can_send(k) || (room && !in_room(k, room))) continue;
-    if (sess_send(k->s, DX__EIO_MESSAGE, 0, e.text.data, e.text.len) == DX_ENOMEM) r = DX_ENOMEM;
-    for (size_t i = 0; i < e.n_att; i++)
-      sess_send(k->s, DX__EIO_MESSAGE, 1, e.att[i].p, e.att[i].n);
-  }
+  if (n->io->hub) r = publish_room(n->io, n, room, except, &e);
+  else r = deliver(n, room, except ? except->id : NULL, e.text.data, e.text.len, e.att, e.n_att);
   dx__sio_encoded_free(&e);
   return r;
 }
@@ -828,6 +1003,12 @@ static void on_connect(sess *s, dx__sio_packet *p) {
   }
   if (k->gone || s->closing) {
     json_decref(auth);
+    return;
+  }
+  if (room_count(io, ns->name, NULL, 1)) {
+    json_decref(auth);
+    connect_error(s, p->nsp, p->nsp_len, "Internal error", NULL);
+    sock_gone(k, DX_SIO_SERVER_NAMESPACE_DISCONNECT);
     return;
   }
   k->connected = 1;
@@ -1525,6 +1706,14 @@ void dx_sio_free(dx_sio *io) {
 }
 
 static void io_free(dx_sio *io) {
+  if (io->lo) dx__hub_clear_tap(io->lo);
+  for (uint32_t i = 0; i < io->rooms.cap; i++)
+    if (io->rooms.slot[i]) {
+      room_ref *r = (room_ref *)io->rooms.slot[i];
+      dx__hub_topic_removed(io->lo, r->name, r->node.len, r->node.hash);
+      free(r);
+    }
+  dx__map_free(&io->rooms);
   for (dx_sio_nsp *n = io->nsps, *nx; n; n = nx) {
     nx = n->next;
     free(n->name);

@@ -48,12 +48,12 @@ function parse(argv) {
 // The example, its stdout collected as lines; waitLine(re) resolves with
 // the first line from now on (or already seen since mark()) matching re.
 class Server {
-  constructor(bin, port) {
+  constructor(bin, port, extra = []) {
     this.lines = [];
     this.seen = 0;
     this.waiters = [];
     this.stderr = '';
-    this.child = track(spawn(bin, [String(port), '--test-hooks'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.child = track(spawn(bin, [String(port), '--test-hooks', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] }));
     let buf = '';
     this.child.stdout.on('data', (d) => {
       buf += d;
@@ -323,6 +323,9 @@ async function main(a) {
     await srv.waitLine(/^disconnect \/ client namespace disconnect$/, 'disconnect after restart');
   }
 
+  step('rooms across two nodes through redis-server');
+  await twoNodes(a);
+
   step('server shutdown: every socket hears "server shutting down"');
   {
     const ps = connect(url, { transports: ['polling'] });
@@ -335,6 +338,67 @@ async function main(a) {
     check(down.length === 2, `shutdown reasons: ${JSON.stringify(srv.lines.slice(srv.seen))}`);
     ps.close();
     ws.close();
+  }
+}
+
+async function twoNodes(a) {
+  const net = require('net');
+  const fs = require('fs');
+  const os = require('os');
+  const freePort = () => new Promise((res) => {
+    const l = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = l.address().port;
+      l.close(() => res(p));
+    });
+  });
+  const rport = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dx-sio-redis-'));
+  const redis = track(spawn('redis-server', ['--port', String(rport), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' }));
+  try {
+    for (let i = 0; ; i++) {
+      const ok = await new Promise((res) => {
+        const c = net.connect(rport, '127.0.0.1', () => { c.destroy(); res(true); });
+        c.on('error', () => res(false));
+      });
+      if (ok) break;
+      check(i < 100, 'redis-server did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const url = `redis://127.0.0.1:${rport}`;
+    const n1 = new Server(a.server, 0, ['--redis', url]);
+    const n2 = new Server(a.server, 0, ['--redis', url]);
+    const [p1, p2] = [await n1.start(), await n2.start()];
+    const x = connect(`http://127.0.0.1:${p1}`, { transports: ['websocket'] });
+    const y = connect(`http://127.0.0.1:${p2}`, { transports: ['polling'] });
+    const z = connect(`http://127.0.0.1:${p2}`, { transports: ['websocket'] });
+    for (const s of [x, y, z]) await connected(s, 'two nodes');
+    const call = (s, ...args) => withTimeout(new Promise((res) => s.emit(...args, (r) => res(r))),
+      IO_MS, `${args[0]} ack`);
+    for (const s of [x, y]) check(await call(s, 'join', 'r') === 0, 'join on two nodes');
+    const got = { x: [], y: [], z: [] };
+    for (const [k, s] of Object.entries({ x, y, z })) s.on('news', (...v) => got[k].push(v));
+    // The nodes subscribe to Redis asynchronously: send until the other
+    // node's member hears it, then check nothing reached anyone else.
+    const bin = Buffer.from('across nodes');
+    for (let i = 0; !got.y.length; i++) {
+      check(i < 100, 'the broadcast never crossed to the other node');
+      check(await call(x, 'to', 'r', 'news', i, { bin }) === 0, 'to r on node 1');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const first = got.y[0][0];
+    check(deepEq(got.y[0], [first, { bin }]), `y got ${JSON.stringify(got.y[0])}`);
+    check(await call(y, 'to', 'r', 'news', 'back') === 0, 'to r on node 2');
+    await new Promise((r) => setTimeout(r, 300));
+    check(got.x.length === 1 && got.x[0][0] === 'back', `x got ${JSON.stringify(got.x)}`);
+    check(got.z.length === 0, `z (not in the room) got ${JSON.stringify(got.z)}`);
+    check(got.y.every((v) => v[0] !== 'back'), 'the sender got its own broadcast');
+    for (const s of [x, y, z]) s.disconnect();
+    await n1.stop();
+    await n2.stop();
+  } finally {
+    redis.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
