@@ -1,7 +1,7 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
- * example_socketio_conformance [PORT] [--test-hooks] [--redis URL] (port
- * 3000 by default; rooms go through a dx_hub, shared through Redis with
- * --redis). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
+ * example_socketio_conformance [PORT] [--test-hooks] [--redis URL]
+ * [--threads N] (port 3000 by default; rooms go through a dx_hub, shared
+ * through Redis with --redis; --threads runs N loops, loop i on port + i). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
  * connectTimeout 1000 ms, CORS "*".
  *
  * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
@@ -20,6 +20,7 @@
  * ack, and emits "answer" with what the client acked, or "answer-timeout").
  * Ctrl-C stops. */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +29,10 @@
 #include <duplex.h>
 #include <duplex_sio.h>
 
-static dx_loop *loop;
-static int hooks;
+#define MAX_THREADS 8
 
-static void on_signal(int sig) {
-  (void)sig;
-  dx_loop_stop(loop);
-}
+static int n_nodes;
+static int hooks;
 
 static void on_message(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
   (void)ud;
@@ -151,62 +149,101 @@ static int on_auth(dx_sio_socket *s, const json_t *auth, const char **message, j
   return 1;
 }
 
-int main(int argc, char **argv) {
-  int port = 3000;
-  const char *redis = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--test-hooks")) hooks = 1;
-    else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
-    else port = atoi(argv[i]);
-  }
-  loop = dx_loop_new();
+/* One loop (thread) of the server: its own Socket.IO and Engine.IO
+ * servers and its own port, the rooms shared through the hub. */
+typedef struct node {
+  dx_loop *loop;
+  dx_sio *io, *eio;
+  dx_server *srv;
+  pthread_t th;
+} node;
+
+static node nodes[MAX_THREADS];
+
+static void on_signal(int sig) {
+  (void)sig;
+  for (int i = 0; i < n_nodes; i++) dx_loop_stop(nodes[i].loop); /* async-signal-safe */
+}
+
+static int node_start(node *n, dx_hub *hub, int port) {
   dx_sio_options *so = dx_sio_options_new();
-  if (!loop || !so) return 1;
+  if (!(n->loop = dx_loop_new()) || !so) return -1;
   dx_sio_options_set_ping(so, 300, 200);
   dx_sio_options_set_max_payload(so, 1000000);
   dx_sio_options_set_connect_timeout(so, 1000);
   dx_sio_options_cors_origin(so, "*");
-  dx_sio *io = dx_sio_new(loop, so);
+  n->io = dx_sio_new(n->loop, so);
   dx_sio_options_set_path(so, "/engine.io/");
   dx_sio_options_engine_only(so, on_engine_message, NULL);
-  dx_sio *eio = dx_sio_new(loop, so);
+  n->eio = dx_sio_new(n->loop, so);
   dx_sio_options_free(so);
-  if (!io || !eio) return 1;
-  /* Rooms on a hub: with --redis, shared with every node on that Redis. */
-  dx_hub *hub = dx_hub_new();
-  if (!hub || dx_sio_use_hub(io, hub) || (redis && dx_hub_use_redis(hub, loop, redis))) {
-    fprintf(stderr, "cannot use the hub%s\n", redis ? " or Redis" : "");
-    return 1;
-  }
-  dx_sio_nsp *root = dx_sio_of(io, "/"), *custom = dx_sio_of(io, "/custom");
+  if (!n->io || !n->eio || dx_sio_use_hub(n->io, hub)) return -1;
+  dx_sio_nsp *root = dx_sio_of(n->io, "/"), *custom = dx_sio_of(n->io, "/custom");
   dx_sio_nsp_on_connection(root, on_connection, NULL);
   dx_sio_nsp_on_connection(custom, on_connection, NULL);
   if (hooks) dx_sio_nsp_on_auth(root, on_auth, NULL);
 
   dx_options *o = dx_options_new();
+  if (!o) return -1;
   if (hooks) {
     dx_options_on_message(o, on_plain_message);
     dx_options_on_http(o, on_plain_http);
   }
-  dx_sio_attach(io, o);
-  dx_sio_attach(eio, o);
-  dx_server *srv = dx_server_new(loop, o);
+  dx_sio_attach(n->io, o);
+  dx_sio_attach(n->eio, o);
+  n->srv = dx_server_new(n->loop, o);
   dx_options_free(o);
-  if (!srv || dx_server_listen(srv, "127.0.0.1", (uint16_t)port) != 0) {
+  if (!n->srv || dx_server_listen(n->srv, "127.0.0.1", (uint16_t)port) != 0) {
     fprintf(stderr, "cannot listen on port %d: %s\n", port, dx_last_error());
+    return -1;
+  }
+  return 0;
+}
+
+static void *node_run(void *arg) {
+  dx_loop_run(((node *)arg)->loop);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  int port = 3000, threads = 1;
+  const char *redis = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--test-hooks")) hooks = 1;
+    else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else port = atoi(argv[i]);
+  }
+  if (threads < 1 || threads > MAX_THREADS) threads = 1;
+  /* Rooms on a hub: across the loops, and with --redis across nodes. */
+  dx_hub *hub = dx_hub_new();
+  if (!hub) return 1;
+  for (int i = 0; i < threads; i++) {
+    /* Loop i on port + i (each picks a free one for port 0): a session's
+     * polling requests must reach the loop that holds it. */
+    if (node_start(&nodes[i], hub, port ? port + i : 0)) return 1;
+    if (i) printf("loop %d listening on %u\n", i, dx_server_port(nodes[i].srv));
+  }
+  if (redis && dx_hub_use_redis(hub, nodes[0].loop, redis)) {
+    fprintf(stderr, "cannot use Redis at %s\n", redis);
     return 1;
   }
-  printf("listening on %u\n", dx_server_port(srv));
+  n_nodes = threads;
+  printf("listening on %u\n", dx_server_port(nodes[0].srv));
   fflush(stdout);
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  dx_loop_run(loop);
-  dx_sio_shutdown(io); /* sockets hear "server shutting down" first */
-  dx_server_free(srv);
-  dx_sio_free(io);
-  dx_sio_free(eio);
-  dx_loop_free(loop);
-  dx_hub_free(hub);
+  for (int i = 1; i < threads; i++) pthread_create(&nodes[i].th, NULL, node_run, &nodes[i]);
+  dx_loop_run(nodes[0].loop);
+  for (int i = 1; i < threads; i++) pthread_join(nodes[i].th, NULL);
+  for (int i = 0; i < threads; i++) {
+    dx_sio_shutdown(nodes[i].io); /* sockets hear "server shutting down" first */
+    dx_server_free(nodes[i].srv);
+    dx_sio_free(nodes[i].io);
+    dx_sio_free(nodes[i].eio);
+  }
+  dx_hub_free(hub); /* after the servers, once no loop runs */
+  for (int i = 0; i < threads; i++) dx_loop_free(nodes[i].loop);
   return 0;
 }

@@ -1698,6 +1698,20 @@ void dx_sio_free(dx_sio *io) {
   /* What lingers for its close packet goes now. */
   for (size_t i = 0; i < io->tab_cap; i++)
     while (io->tab[i]) sess_close(io->tab[i], DX_SIO_SERVER_SHUTTING_DOWN, 0);
+  /* The hub is let go now (it may be freed before the loop is): no
+   * socket is left in any room, and the tap is removed. */
+  if (io->lo) {
+    dx__hub_clear_tap(io->lo);
+    for (uint32_t i = 0; i < io->rooms.cap; i++)
+      if (io->rooms.slot[i]) {
+        room_ref *r = (room_ref *)io->rooms.slot[i];
+        dx__hub_topic_removed(io->lo, r->name, r->node.len, r->node.hash);
+        free(r);
+      }
+    dx__map_free(&io->rooms);
+    io->lo = NULL;
+    io->hub = NULL;
+  }
   /* The memory goes with the reap task, after this iteration's tasks that
    * may still name a session (dx_loop_free runs it too when the loop does
    * not turn again). */
@@ -1706,14 +1720,6 @@ void dx_sio_free(dx_sio *io) {
 }
 
 static void io_free(dx_sio *io) {
-  if (io->lo) dx__hub_clear_tap(io->lo);
-  for (uint32_t i = 0; i < io->rooms.cap; i++)
-    if (io->rooms.slot[i]) {
-      room_ref *r = (room_ref *)io->rooms.slot[i];
-      dx__hub_topic_removed(io->lo, r->name, r->node.len, r->node.hash);
-      free(r);
-    }
-  dx__map_free(&io->rooms);
   for (dx_sio_nsp *n = io->nsps, *nx; n; n = nx) {
     nx = n->next;
     free(n->name);

@@ -323,6 +323,16 @@ async function main(a) {
     await srv.waitLine(/^disconnect \/ client namespace disconnect$/, 'disconnect after restart');
   }
 
+  step('rooms across two loops (threads) of one process');
+  {
+    const t = new Server(a.server, 0, ['--threads', '2']);
+    const l1 = await t.waitLine(/^loop 1 listening on \d+$/, 'loop 1');
+    const p0 = await t.start();
+    const p1 = Number(/(\d+)$/.exec(l1)[1]);
+    await roomsAcross(`http://127.0.0.1:${p0}`, `http://127.0.0.1:${p1}`, 'two loops');
+    await t.stop();
+  }
+
   step('rooms across two nodes through redis-server');
   await twoNodes(a);
 
@@ -339,6 +349,37 @@ async function main(a) {
     ps.close();
     ws.close();
   }
+}
+
+// Members x (on u1) and y (on u2) of room r, z (on u2) outside it: a
+// broadcast crosses from u1's loop or node to u2's and back, never to z
+// or to its sender.
+async function roomsAcross(u1, u2, what) {
+  const x = connect(u1, { transports: ['websocket'] });
+  const y = connect(u2, { transports: ['polling'] });
+  const z = connect(u2, { transports: ['websocket'] });
+  for (const s of [x, y, z]) await connected(s, what);
+  const call = (s, ...args) => withTimeout(new Promise((res) => s.emit(...args, (r) => res(r))),
+    IO_MS, `${args[0]} ack`);
+  for (const s of [x, y]) check(await call(s, 'join', 'r') === 0, `${what}: join`);
+  const got = { x: [], y: [], z: [] };
+  for (const [k, s] of Object.entries({ x, y, z })) s.on('news', (...v) => got[k].push(v));
+  // The nodes subscribe to Redis asynchronously: send until the other
+  // node's member hears it, then check nothing reached anyone else.
+  const bin = Buffer.from('across nodes');
+  for (let i = 0; !got.y.length; i++) {
+    check(i < 100, `${what}: the broadcast never crossed`);
+    check(await call(x, 'to', 'r', 'news', i, { bin }) === 0, 'to r on node 1');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const first = got.y[0][0];
+  check(deepEq(got.y[0], [first, { bin }]), `y got ${JSON.stringify(got.y[0])}`);
+  check(await call(y, 'to', 'r', 'news', 'back') === 0, 'to r on node 2');
+  await new Promise((r) => setTimeout(r, 300));
+  check(got.x.length === 1 && got.x[0][0] === 'back', `x got ${JSON.stringify(got.x)}`);
+  check(got.z.length === 0, `z (not in the room) got ${JSON.stringify(got.z)}`);
+  check(got.y.every((v) => v[0] !== 'back'), 'the sender got its own broadcast');
+  for (const s of [x, y, z]) s.disconnect();
 }
 
 async function twoNodes(a) {
@@ -369,31 +410,7 @@ async function twoNodes(a) {
     const n1 = new Server(a.server, 0, ['--redis', url]);
     const n2 = new Server(a.server, 0, ['--redis', url]);
     const [p1, p2] = [await n1.start(), await n2.start()];
-    const x = connect(`http://127.0.0.1:${p1}`, { transports: ['websocket'] });
-    const y = connect(`http://127.0.0.1:${p2}`, { transports: ['polling'] });
-    const z = connect(`http://127.0.0.1:${p2}`, { transports: ['websocket'] });
-    for (const s of [x, y, z]) await connected(s, 'two nodes');
-    const call = (s, ...args) => withTimeout(new Promise((res) => s.emit(...args, (r) => res(r))),
-      IO_MS, `${args[0]} ack`);
-    for (const s of [x, y]) check(await call(s, 'join', 'r') === 0, 'join on two nodes');
-    const got = { x: [], y: [], z: [] };
-    for (const [k, s] of Object.entries({ x, y, z })) s.on('news', (...v) => got[k].push(v));
-    // The nodes subscribe to Redis asynchronously: send until the other
-    // node's member hears it, then check nothing reached anyone else.
-    const bin = Buffer.from('across nodes');
-    for (let i = 0; !got.y.length; i++) {
-      check(i < 100, 'the broadcast never crossed to the other node');
-      check(await call(x, 'to', 'r', 'news', i, { bin }) === 0, 'to r on node 1');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const first = got.y[0][0];
-    check(deepEq(got.y[0], [first, { bin }]), `y got ${JSON.stringify(got.y[0])}`);
-    check(await call(y, 'to', 'r', 'news', 'back') === 0, 'to r on node 2');
-    await new Promise((r) => setTimeout(r, 300));
-    check(got.x.length === 1 && got.x[0][0] === 'back', `x got ${JSON.stringify(got.x)}`);
-    check(got.z.length === 0, `z (not in the room) got ${JSON.stringify(got.z)}`);
-    check(got.y.every((v) => v[0] !== 'back'), 'the sender got its own broadcast');
-    for (const s of [x, y, z]) s.disconnect();
+    await roomsAcross(`http://127.0.0.1:${p1}`, `http://127.0.0.1:${p2}`, 'two nodes');
     await n1.stop();
     await n2.stop();
   } finally {
