@@ -1,7 +1,8 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
  * example_socketio_conformance [PORT] [--test-hooks] [--redis URL]
  * [--threads N] (port 3000 by default; rooms go through a dx_hub, shared
- * through Redis with --redis; --threads runs N loops, loop i on port + i). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
+ * through Redis with --redis; --threads runs N loops, loop i on port + i,
+ * or all on one port with --shared-port). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
  * connectTimeout 1000 ms, CORS "*".
  *
  * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
@@ -165,7 +166,7 @@ static void on_signal(int sig) {
   for (int i = 0; i < n_nodes; i++) dx_loop_stop(nodes[i].loop); /* async-signal-safe */
 }
 
-static int node_start(node *n, dx_hub *hub, int port) {
+static int node_start(node *n, dx_hub *hub, int port, dx_reuseport share) {
   dx_sio_options *so = dx_sio_options_new();
   if (!(n->loop = dx_loop_new()) || !so) return -1;
   dx_sio_options_set_ping(so, 300, 200);
@@ -189,6 +190,7 @@ static int node_start(node *n, dx_hub *hub, int port) {
     dx_options_on_message(o, on_plain_message);
     dx_options_on_http(o, on_plain_http);
   }
+  dx_options_set_reuseport(o, share);
   dx_sio_attach(n->io, o);
   dx_sio_attach(n->eio, o);
   n->srv = dx_server_new(n->loop, o);
@@ -206,12 +208,13 @@ static void *node_run(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int port = 3000, threads = 1;
+  int port = 3000, threads = 1, shared = 0;
   const char *redis = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--test-hooks")) hooks = 1;
     else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--shared-port")) shared = 1;
     else port = atoi(argv[i]);
   }
   if (threads < 1 || threads > MAX_THREADS) threads = 1;
@@ -219,9 +222,13 @@ int main(int argc, char **argv) {
   dx_hub *hub = dx_hub_new();
   if (!hub) return 1;
   for (int i = 0; i < threads; i++) {
-    /* Loop i on port + i (each picks a free one for port 0): a session's
-     * polling requests must reach the loop that holds it. */
-    if (node_start(&nodes[i], hub, port ? port + i : 0)) return 1;
+    /* Loop i on port + i (each picks a free one for port 0), or with
+     * --shared-port all on one (SO_REUSEPORT): then the kernel spreads the
+     * connections, and a polling request that reaches another loop than
+     * its session's is forwarded to it. */
+    dx_reuseport share = !shared ? DX_REUSEPORT_OFF : i ? DX_REUSEPORT_JOIN : DX_REUSEPORT_OPEN;
+    if (node_start(&nodes[i], hub, shared && i ? (int)dx_server_port(nodes[0].srv) : port ? port + i : 0, share))
+      return 1;
     if (i) printf("loop %d listening on %u\n", i, dx_server_port(nodes[i].srv));
   }
   if (redis && dx_hub_use_redis(hub, nodes[0].loop, redis)) {

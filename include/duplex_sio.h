@@ -136,11 +136,16 @@ void dx_sio_free(dx_sio *io);
 /* Engine.IO sessions alive (sockets being polled or on a WebSocket). */
 size_t dx_sio_sessions(const dx_sio *io);
 
-/* Rooms through a pub/sub hub (duplex.h): a broadcast (dx_sio_emit_to)
- * reaches the room's members on every loop whose dx_sio uses the same hub
- * (one dx_sio per loop), and on every node whose hub shares its Redis
- * (dx_hub_use_redis); the hub keeps one publisher's order. Without a hub,
- * rooms are this dx_sio's alone. Call it before the first session. 0,
+/* Several loops (one dx_sio each) and several nodes, through a pub/sub hub
+ * (duplex.h). Rooms: a broadcast (dx_sio_emit_to) reaches the room's
+ * members on every loop whose dx_sio uses the same hub, and on every node
+ * whose hub shares its Redis (dx_hub_use_redis); the hub keeps one
+ * publisher's order. Polling: a session's sid names its loop, and a
+ * polling request that reaches another loop of the hub (SO_REUSEPORT
+ * loops on one port) is forwarded to it and its answer brought back, held
+ * GETs and their aborts included. Across nodes, route by sid (sticky
+ * sessions). Without a hub, rooms are this dx_sio's alone and its sessions'
+ * requests must reach its loop. Call it before the first session. 0,
  * DX_EINVAL, DX_ESTATE (already, sessions exist, or another dx_sio of this
  * loop uses h), DX_ENOMEM. h must outlive io. */
 int dx_sio_use_hub(dx_sio *io, dx_hub *h);

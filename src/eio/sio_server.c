@@ -25,6 +25,7 @@
  * caller up the stack is left with a dangling pointer. */
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@
 
 #define SID_BYTES 15 /* 20 base64url characters, as the reference's ids */
 #define SID_LEN 20
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 #define SESS_TIMERS 3
 /* How long a probe may take to say "5" (the reference's upgradeTimeout). */
 #define UPGRADE_TIMEOUT_MS 10000
@@ -44,6 +46,36 @@
 enum { T_POLLING = 0, T_WS = 1 };
 
 typedef struct sess sess;
+typedef struct fwd fwd;
+
+/* A polling request: one of this loop's (r), or one that reached another
+ * loop of the process and was forwarded here, the loop that holds its
+ * session (f). */
+typedef struct preq {
+  dx_http_request *r;
+  fwd *f;
+} preq;
+
+/* A forwarded request, shared by two loops: `from` (where the HTTP
+ * request is, and where the answer goes back) and `to` (the session's).
+ * Each loop is named by its bit in the hub, never by a pointer, so that a
+ * dx_sio freed meanwhile is found missing instead of used: a loop's dx_sio
+ * is its hub tap's ud. References: one for `from`'s pending list, one for
+ * `to` until it answers or lets go, each moved along with its post. */
+struct fwd {
+  atomic_int refs;
+  atomic_int aborted; /* the request's connection ended on `from` */
+  dx_hub *hub;
+  unsigned from, to;
+  dx_http_request *r; /* from's; valid while on from's pending list */
+  fwd *prev, *next;   /* from's pending list */
+  int post;           /* 1: POST, 0: GET */
+  char sid[SID_LEN + 1];
+  uint8_t *body;      /* the POST body, then the answer's */
+  size_t len;
+  int status;
+  const char *type;   /* a static string */
+};
 
 struct dx_sio_options {
   char *path;
@@ -85,6 +117,7 @@ struct dx_sio {
   dx_hub *hub;
   dx__local *lo;
   dx__map rooms;
+  fwd *pending; /* requests of this loop forwarded to another */
 };
 
 struct dx_sio_nsp {
@@ -146,7 +179,7 @@ struct sess {
   char sid[SID_LEN + 1];
   dx__eio_queue q;
   int transport;
-  dx_http_request *get; /* the held GET */
+  preq get;            /* the held GET (both NULL: none) */
   dx_conn *ws, *probe;
   dx__timer hb;      /* next ping, or the pong deadline */
   dx__timer ctimer;  /* connectTimeout, then the close linger */
@@ -341,6 +374,8 @@ size_t dx_sio_sessions(const dx_sio *io) { return io ? io->n_sess : 0; }
 
 static void sess_close(sess *s, dx_sio_reason why, int tell_client);
 
+static int has_get(const sess *s) { return s->get.r || s->get.f; }
+
 static void answer_get(sess *s, int with_queue);
 
 /* The close packet goes in a response of its own, after the one that
@@ -368,13 +403,13 @@ static int sess_send(sess *s, int type, int binary, const void *data, size_t len
   }
   int r = dx__eio_queue_push(&s->q, type, binary, data, len);
   if (r) return r;
-  if (s->get) dx__task_queue(s->io->loop, &s->flush);
+  if (has_get(s)) dx__task_queue(s->io->loop, &s->flush);
   return 0;
 }
 
 static void flush_task(dx__task *t) {
   sess *s = CONTAINER(t, sess, flush);
-  if (s->get && !s->dead) answer_get(s, 1);
+  if (has_get(s) && !s->dead) answer_get(s, 1);
 }
 
 /* The CORS headers a polling response carries: none unless origins were
@@ -422,12 +457,39 @@ static void respond_error(dx_sio *io, dx_http_request *r, int code) {
   dx__eio_buf_free(&b);
 }
 
+static void fwd_reply(fwd *f, int status, const char *type, const void *body, size_t len);
+static void fwd_abort(dx_sio *io, fwd *f);
+static void hub_tap(void *ud, const char *topic, size_t tlen, dx_msg_type type,
+                    const uint8_t *data, size_t len);
+
+/* Answers a polling request, ours or forwarded. */
+static void reply(dx_sio *io, preq q, int status, const char *type, const void *body,
+                  size_t len) {
+  if (q.f) fwd_reply(q.f, status, type, body, len);
+  else if (respond(io, q.r, status, type, body, len))
+    dx_http_error(q.r, 500, NULL, NULL, 0);
+}
+
+static void reply_error(dx_sio *io, preq q, int code) {
+  if (q.r) {
+    respond_error(io, q.r, code);
+    return;
+  }
+  dx__eio_buf b;
+  dx__eio_buf_init(&b, &dx__alloc_std);
+  if (dx__eio_http_error_body(&b, code, NULL) == 0)
+    fwd_reply(q.f, dx__eio_http_error(code, NULL), "application/json", b.data, b.len);
+  else
+    fwd_reply(q.f, 500, "text/plain; charset=UTF-8", "500", 3);
+  dx__eio_buf_free(&b);
+}
+
 /* Answers the held GET: with what the queue holds (up to maxPayload), or
  * with a noop when with_queue is 0 or the queue is empty (releasing the
  * poll for an upgrade). A closing session whose close packet just left is
  * done with. */
 static void answer_get(sess *s, int with_queue) {
-  dx_http_request *r = s->get;
+  preq r = s->get;
   dx__eio_buf b;
   dx__eio_buf_init(&b, &dx__alloc_std);
   int took = 0;
@@ -436,9 +498,9 @@ static void answer_get(sess *s, int with_queue) {
     b.len = 0;
     if (dx__eio_buf_putc(&b, '0' + DX__EIO_NOOP)) took = -1;
   }
-  s->get = NULL;
-  if (!b.len || respond(s->io, r, 200, "text/plain; charset=UTF-8", b.data, b.len))
-    dx_http_error(r, 500, NULL, NULL, 0);
+  s->get = (preq){0};
+  if (b.len) reply(s->io, r, 200, "text/plain; charset=UTF-8", b.data, b.len);
+  else reply(s->io, r, 500, "text/plain; charset=UTF-8", "500", 3);
   dx__eio_buf_free(&b);
   if (s->closing && !s->dead && !s->q.count) {
     if (s->close_queued) sess_close(s, DX_SIO_TRANSPORT_CLOSE, 0);
@@ -1128,7 +1190,7 @@ static void utimer_fire(dx__timer *t) {
     dx_conn_set_user(c, NULL);
     dx_close(c, 1000, NULL);
   }
-  if (s->get && s->q.count) dx__task_queue(s->io->loop, &s->flush);
+  if (has_get(s) && s->q.count) dx__task_queue(s->io->loop, &s->flush);
 }
 
 static void eio_packet(sess *s, const dx__eio_packet *p) {
@@ -1178,6 +1240,9 @@ static sess *sess_new(dx_sio *io, int transport) {
     free(s);
     return NULL;
   }
+  /* On a hub, the sid's first character names the session's loop, so a
+   * polling request that reaches another loop is forwarded to it. */
+  if (io->lo) s->sid[0] = B64URL[dx__hub_bit(io->lo)];
   s->timers = 1;
   s->io = io;
   s->transport = transport;
@@ -1254,7 +1319,7 @@ static void sess_close(sess *s, dx_sio_reason why, int tell_client) {
       dx__timer_stop(io->loop, &s->hb);
       dx__timer_start(io->loop, &s->ctimer, (uint64_t)io->o.ping_interval + io->o.ping_timeout);
       if (!s->q.count) close_packet(s);
-      if (s->get) answer_get(s, 1); /* it ends the session once "1" left */
+      if (has_get(s)) answer_get(s, 1); /* it ends the session once "1" left */
       return;
     }
   }
@@ -1264,10 +1329,10 @@ static void sess_close(sess *s, dx_sio_reason why, int tell_client) {
   dx__timer_stop(io->loop, &s->ctimer);
   dx__timer_stop(io->loop, &s->utimer);
   dx__timer_unreserve(io->loop, SESS_TIMERS);
-  if (s->get) { /* a held poll learns the session is over */
-    dx_http_request *r = s->get;
-    s->get = NULL;
-    respond(io, r, 200, "text/plain; charset=UTF-8", "1", 1);
+  if (has_get(s)) { /* a held poll learns the session is over */
+    preq r = s->get;
+    s->get = (preq){0};
+    reply(io, r, 200, "text/plain; charset=UTF-8", "1", 1);
   }
   if (s->ws) {
     dx_conn_set_user(s->ws, NULL);
@@ -1347,18 +1412,19 @@ static int verify(dx_sio *io, const query *q, int upgrade, sess **out) {
   return -1;
 }
 
-static void handle_post(sess *s, dx_http_request *r) {
+static void handle_post(sess *s, preq r) {
   dx_sio *io = s->io;
-  size_t len;
-  const uint8_t *body = dx_http_body(r, &len);
+  size_t len = 0;
+  const uint8_t *body = r.f ? r.f->body : dx_http_body(r.r, &len);
+  if (r.f) len = r.f->len;
   if (len > io->o.max_payload) {
-    respond(io, r, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
+    reply(io, r, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
     return;
   }
   /* The decoder writes base64 in place: a copy of ours. */
   uint8_t *copy = malloc(len ? len : 1);
   if (!copy) {
-    dx_http_error(r, 500, NULL, NULL, 0);
+    reply(io, r, 500, "text/plain; charset=UTF-8", "500", 3);
     return;
   }
   if (len) memcpy(copy, body, len);
@@ -1366,7 +1432,7 @@ static void handle_post(sess *s, dx_http_request *r) {
   int bad = dx__eio_payload_begin(&rd, copy, len, io->o.max_payload);
   /* Answered before the packets are handled: a handler's emits may wait
    * for the next GET, never on this POST. */
-  respond(io, r, 200, "text/html", "ok", 2);
+  reply(io, r, 200, "text/html", "ok", 2);
   if (bad) {
     sess_close(s, DX_SIO_PARSE_ERROR, 0);
   } else {
@@ -1376,17 +1442,155 @@ static void handle_post(sess *s, dx_http_request *r) {
   free(copy);
 }
 
-static void handle_get(sess *s, dx_http_request *r) {
-  if (s->get) {
+static void handle_get(sess *s, preq r) {
+  if (has_get(s)) {
     /* A second GET while one is held: the reference fails the session
      * ("transport error") and answers the newcomer 400. */
-    respond(s->io, r, 400, NULL, NULL, 0);
+    reply(s->io, r, 400, NULL, NULL, 0);
     sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
     return;
   }
   s->get = r;
   if (s->q.count) answer_get(s, 1);
   else if (s->upgrading) answer_get(s, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Polling requests that reached another loop than their session's         */
+/* ---------------------------------------------------------------------- */
+
+static void fwd_unref(fwd *f) {
+  if (atomic_fetch_sub(&f->refs, 1) != 1) return;
+  free(f->body);
+  free(f);
+}
+
+static void pending_unlink(dx_sio *io, fwd *f) {
+  if (f->prev) f->prev->next = f->next;
+  else io->pending = f->next;
+  if (f->next) f->next->prev = f->prev;
+  f->prev = f->next = NULL;
+}
+
+/* On `from`'s loop: the answer came back. */
+static void fwd_back(dx_loop *loop, void *ud) {
+  (void)loop;
+  fwd *f = ud;
+  dx_loop *l;
+  dx_sio *io = dx__hub_tap_ud(f->hub, f->from, hub_tap, &l);
+  if (io && !atomic_load(&f->aborted)) {
+    pending_unlink(io, f);
+    if (respond(io, f->r, f->status, f->type, f->body, f->len))
+      dx_http_error(f->r, 500, NULL, NULL, 0);
+    fwd_unref(f); /* from's */
+  }
+  fwd_unref(f); /* to's, which came with the answer */
+}
+
+/* On `to`'s loop: answers a forwarded request (its reference goes back
+ * with the answer). */
+static void fwd_reply(fwd *f, int status, const char *type, const void *body, size_t len) {
+  free(f->body);
+  f->body = NULL;
+  f->len = 0;
+  if (len && (f->body = malloc(len))) {
+    memcpy(f->body, body, len);
+    f->len = len;
+  } else if (len) {
+    status = 500;
+    type = "text/plain; charset=UTF-8";
+  }
+  f->status = status;
+  f->type = type;
+  dx_loop *l;
+  if (!dx__hub_tap_ud(f->hub, f->from, hub_tap, &l) || dx_loop_post(l, fwd_back, f))
+    fwd_unref(f);
+}
+
+/* On `to`'s loop: a request for one of its sessions. */
+static void fwd_arrive(dx_loop *loop, void *ud) {
+  (void)loop;
+  fwd *f = ud;
+  dx_loop *l;
+  dx_sio *io = dx__hub_tap_ud(f->hub, f->to, hub_tap, &l);
+  if (atomic_load(&f->aborted)) {
+    fwd_unref(f);
+    return;
+  }
+  preq q = {NULL, f};
+  sess *s = io ? find_sess(io, f->sid, SID_LEN) : NULL;
+  if (!s || s->dead) {
+    reply_error(io, q, DX__EIO_ERR_UNKNOWN_SID);
+    return;
+  }
+  if (s->transport != T_POLLING) reply_error(io, q, DX__EIO_ERR_BAD_REQUEST);
+  else if (f->post) handle_post(s, q);
+  else handle_get(s, q);
+}
+
+/* On `to`'s loop: the request's connection ended on `from`. */
+static void fwd_gone(dx_loop *loop, void *ud) {
+  (void)loop;
+  fwd *f = ud;
+  dx_loop *l;
+  dx_sio *io = dx__hub_tap_ud(f->hub, f->to, hub_tap, &l);
+  sess *s = io ? find_sess(io, f->sid, SID_LEN) : NULL;
+  if (s && s->get.f == f) {
+    s->get = (preq){0};
+    fwd_unref(f); /* to's: it will not be answered */
+    sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
+  }
+  fwd_unref(f); /* from's, which came with the news */
+}
+
+/* On `from`'s loop, from on_http_abort. */
+static void fwd_abort(dx_sio *io, fwd *f) {
+  pending_unlink(io, f);
+  atomic_store(&f->aborted, 1);
+  dx_loop *l;
+  if (!dx__hub_tap_ud(f->hub, f->to, hub_tap, &l) || dx_loop_post(l, fwd_gone, f)) fwd_unref(f);
+}
+
+/* Hands a GET or POST for a session of loop `bit` over to that loop; the
+ * answer comes back through fwd_back. 0, or -1 when it could not (no such
+ * loop, no memory): the caller answers. */
+static int fwd_send(dx_sio *io, dx_http_request *r, unsigned bit, const char *sid, int post) {
+  fwd *f = calloc(1, sizeof *f);
+  size_t len = 0;
+  const uint8_t *body = dx_http_body(r, &len);
+  if (!f || (len && !(f->body = malloc(len)))) {
+    free(f);
+    return -1;
+  }
+  if (len) memcpy(f->body, body, len);
+  f->len = len;
+  atomic_init(&f->refs, 2);
+  atomic_init(&f->aborted, 0);
+  f->hub = io->hub;
+  f->from = dx__hub_bit(io->lo);
+  f->to = bit;
+  f->r = r;
+  f->post = post;
+  memcpy(f->sid, sid, SID_LEN);
+  dx_loop *l;
+  if (!dx__hub_tap_ud(io->hub, bit, hub_tap, &l) || dx_loop_post(l, fwd_arrive, f)) {
+    free(f->body);
+    free(f);
+    return -1;
+  }
+  f->next = io->pending;
+  if (io->pending) io->pending->prev = f;
+  io->pending = f;
+  return 0;
+}
+
+/* The loop a sid names, when it is another one of this hub's. */
+static int other_loop(const dx_sio *io, const query *q, unsigned *bit) {
+  if (!io->lo || q->sid_len != SID_LEN) return 0;
+  const char *c = memchr(B64URL, q->sid[0], 64);
+  if (!c || (unsigned)(c - B64URL) == dx__hub_bit(io->lo)) return 0;
+  *bit = (unsigned)(c - B64URL);
+  return 1;
 }
 
 /* The server, of those attached to one dx_options (a chain, newest
@@ -1423,6 +1627,12 @@ static void sio_http(dx_http_request *r) {
   const char *qs = dx_http_query(r);
   query q;
   parse_query(qs, strlen(qs), &q);
+  unsigned bit;
+  if ((!strcmp(m, "GET") || !strcmp(m, "POST")) && is(q.transport, q.transport_len, "polling") &&
+      other_loop(io, &q, &bit)) {
+    if (fwd_send(io, r, bit, q.sid, !strcmp(m, "POST"))) respond_error(io, r, DX__EIO_ERR_UNKNOWN_SID);
+    return;
+  }
   sess *s;
   int code = verify(io, &q, 0, &s);
   if (code >= 0) {
@@ -1440,11 +1650,11 @@ static void sio_http(dx_http_request *r) {
       dx_http_error(r, 500, NULL, NULL, 0);
       return;
     }
-    handle_get(s, r);
+    handle_get(s, (preq){r, NULL});
     return;
   }
-  if (get) handle_get(s, r);
-  else if (post) handle_post(s, r);
+  if (get) handle_get(s, (preq){r, NULL});
+  else if (post) handle_post(s, (preq){r, NULL});
   else respond_error(io, r, DX__EIO_ERR_BAD_REQUEST);
 }
 
@@ -1462,8 +1672,13 @@ static void sio_http_abort(dx_http_request *r) {
   query q;
   parse_query(qs, strlen(qs), &q);
   sess *s = q.sid ? find_sess(io, q.sid, q.sid_len) : NULL;
-  if (!s || s->get != r) return;
-  s->get = NULL;
+  for (fwd *f = io->pending; f; f = f->next)
+    if (f->r == r) {
+      fwd_abort(io, f);
+      return;
+    }
+  if (!s || s->get.r != r) return;
+  s->get = (preq){0};
   sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
 }
 
@@ -1538,7 +1753,7 @@ static void sio_open(dx_conn *c) {
  * queue follows on it, in order. */
 static void finish_upgrade(sess *s) {
   dx__eio_packet p;
-  if (s->get) answer_get(s, 0);
+  if (has_get(s)) answer_get(s, 0);
   dx__timer_stop(s->io->loop, &s->utimer);
   s->ws = s->probe;
   s->probe = NULL;
@@ -1579,7 +1794,7 @@ static void sio_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_
       s->upgrading = 1;
       /* Release the held poll so the client can pause polling and send
        * "5" (the reference sends noops until it does). */
-      if (s->get) answer_get(s, 0);
+      if (has_get(s)) answer_get(s, 0);
     } else if (p.type == DX__EIO_UPGRADE && s->upgrading) {
       finish_upgrade(s);
     } else {

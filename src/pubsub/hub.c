@@ -84,6 +84,17 @@ int dx__hub_set_tap(dx_hub *h, dx_loop *loop, dx__hub_tap_fn fn, void *ud, dx__l
   return r;
 }
 
+void *dx__hub_tap_ud(dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_loop **loop) {
+  void *ud = NULL;
+  pthread_mutex_lock(&h->mu);
+  if (bit < h->nlocals && h->locals[bit]->tap == fn) {
+    ud = h->locals[bit]->tap_ud;
+    *loop = h->locals[bit]->loop;
+  }
+  pthread_mutex_unlock(&h->mu);
+  return ud;
+}
+
 void dx__hub_clear_tap(dx__local *lo) {
   pthread_mutex_lock(&lo->hub->mu);
   lo->tap = NULL;

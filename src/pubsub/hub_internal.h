@@ -126,6 +126,13 @@ void dx__hub_topic_removed(dx__local *lo, const char *name, size_t len, uint32_t
 int dx__hub_set_tap(struct dx_hub *h, dx_loop *loop, dx__hub_tap_fn fn, void *ud,
                     dx__local **out);
 
+/* The ud of the tap `fn` of the loop whose bit is `bit`, and that loop in
+ * *loop; NULL when that loop has no such tap (never had, or its owner went
+ * away). Any thread. */
+void *dx__hub_tap_ud(struct dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_loop **loop);
+/* The loop's bit (its index in the hub). */
+static inline unsigned dx__hub_bit(const dx__local *lo) { return lo->bit; }
+
 /* Removes it (the tap's owner goes away), on the loop's thread. */
 void dx__hub_clear_tap(dx__local *lo);
 

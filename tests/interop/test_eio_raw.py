@@ -44,8 +44,8 @@ def check(cond, msg):
 class Server:
     """The example; its stdout lines collected by a thread."""
 
-    def __init__(self, binary):
-        self.p = subprocess.Popen([binary, "0", "--test-hooks"], stdout=subprocess.PIPE,
+    def __init__(self, binary, extra=()):
+        self.p = subprocess.Popen([binary, "0", "--test-hooks", *extra], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         self.lines = []
         self.cv = threading.Condition()
@@ -92,7 +92,7 @@ class Server:
             self.p.kill()
             raise CheckFailed("the server did not stop on SIGTERM")
         time.sleep(0.1)
-        if re.search(r"ERROR: (Address|Leak)Sanitizer|runtime error:", self.stderr):
+        if re.search(r"ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:", self.stderr):
             raise CheckFailed("sanitizer report from the server:\n" + self.stderr)
         check(self.p.returncode == 0, f"server exit status {self.p.returncode}")
 
@@ -219,6 +219,62 @@ def main(a):
     finally:
         if srv.p.poll() is None:
             srv.stop()
+    srv = Server(a.server, ["--threads", "3", "--shared-port"])
+    try:
+        run_shared(srv, Client(srv.port))
+    finally:
+        if srv.p.poll() is None:
+            srv.stop()
+
+
+def run_shared(srv, cl):
+    """Three loops on one port: every request on a fresh connection, so the
+    kernel spreads them, and those for another loop's session are forwarded."""
+    say("CHECK: --threads 3 on one port: a polling session whatever loop each request reaches")
+    for n in range(3):
+        sid = cl.handshake()["sid"]
+        check(cl.post(sid, b"40") == (200, b"ok"), "POST 40")
+        st, body = cl.poll(sid)
+        check(st == 200 and body.startswith(b"40{"), f"CONNECT answer {st} {body!r}")
+        for i in range(12):
+            check(cl.post(sid, b'421["message-with-ack",%d]' % i) == (200, b"ok"), f"POST {i}")
+            while True:
+                st, body = cl.poll(sid)
+                check(st == 200, f"poll {i}: {st} {body!r}")
+                if body == b"2":
+                    check(cl.post(sid, b"3") == (200, b"ok"), "pong")
+                    continue
+                check(body == b"431[%d]" % i, f"ack {i}: {body!r}")
+                break
+        srv.mark()
+        check(cl.post(sid, b"41") == (200, b"ok"), "DISCONNECT")
+        srv.wait_line(r"^disconnect / client namespace disconnect$")
+    say("CHECK: two GETs at once on different loops: 400, the session fails")
+    sid = cl.handshake()["sid"]
+    check(cl.post(sid, b"40") == (200, b"ok"), "POST 40")
+    cl.poll(sid)
+    srv.mark()
+    held = [cl.start("GET", f"EIO=4&transport=polling&sid={sid}")]
+    time.sleep(0.05)
+    st, body = cl.poll(sid)
+    check(st == 400, f"second GET: {st} {body!r}")
+    r = held[0].getresponse()
+    check(r.status == 200 and r.read() == b"1", "the held GET gets the close packet")
+    srv.wait_line(r"^disconnect / transport error$")
+    say("CHECK: a held GET whose connection ends: transport error, from any loop")
+    for _ in range(4):
+        sid = cl.handshake()["sid"]
+        check(cl.post(sid, b"40") == (200, b"ok"), "POST 40")
+        cl.poll(sid)
+        srv.mark()
+        c = cl.start("GET", f"EIO=4&transport=polling&sid={sid}")
+        time.sleep(0.05)
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        srv.wait_line(r"^disconnect / transport error$")
+        expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "after abort")
+    say("CHECK: SIGTERM with three loops: clean exit")
+    srv.stop()
 
 
 def run(srv, cl):

@@ -94,7 +94,7 @@ class Server {
   async stop(signal = 'SIGTERM') {
     this.child.kill(signal);
     const r = await withTimeout(this.exited, IO_MS, 'server exit');
-    if (/ERROR: (Address|Leak)Sanitizer|runtime error:/.test(this.stderr))
+    if (/ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:/.test(this.stderr))
       throw new CheckFailed(`sanitizer report from the server:\n${this.stderr}`);
     return r;
   }
