@@ -33,10 +33,10 @@
  * dx_sio_binary_get(), at any depth of the arguments; json_dumps() cannot
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
- * Not done yet (issue 13): polling requests that arrive on another loop than the session's
- * (use one loop, or sticky routing per loop), dx_sio_emit_to with several
- * rooms or "except" rooms, open/close callbacks for plain Engine.IO
- * sessions, `duplex serve --socketio` and its page.
+ * Not done yet (issue 13): a WebSocket probe that reaches another loop than
+ * its session's is refused (the client stays on polling); dx_sio_emit_to
+ * with several rooms or "except" rooms; open/close callbacks for plain
+ * Engine.IO sessions; `duplex serve --socketio` and its page; benchmarks.
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H
