@@ -305,6 +305,24 @@ async function main(a) {
     s.close();
   }
 
+  step('a server that goes silent: the client reports ping timeout');
+  {
+    const s = connect(url, { transports: ['websocket'] });
+    await connected(s, 'silent server');
+    const disc = once(s, 'disconnect', 'client ping timeout');
+    srv.child.kill('SIGSTOP');
+    try {
+      const [why] = await disc;
+      check(why === 'ping timeout', `silent server: client reason ${why}`);
+    } finally {
+      srv.child.kill('SIGCONT');
+    }
+    s.close();
+    srv.mark();
+    await srv.waitLine(/^disconnect \/ (transport close|transport error|ping timeout)$/,
+      'the server notices the client left');
+  }
+
   step('reconnection after a server restart');
   {
     const s = connect(url, { transports: ['websocket'], reconnection: true,
