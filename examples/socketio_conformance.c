@@ -1,25 +1,30 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
  * example_socketio_conformance [PORT] [--test-hooks] [--redis URL]
- * [--threads N] (port 3000 by default; rooms go through a dx_hub, shared
- * through Redis with --redis; --threads runs N loops, loop i on port + i,
- * or all on one port with --shared-port). pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
- * connectTimeout 1000 ms, CORS "*".
+ * [--threads N [--shared-port]] (port 3000 by default). pingInterval 300
+ * ms, pingTimeout 200 ms, maxPayload 1000000, connectTimeout 1000 ms,
+ * CORS "*". Rooms go through a dx_hub, shared through Redis with --redis;
+ * --threads runs N loops, loop i on port + i, or all on one port with
+ * --shared-port (polling requests are then forwarded between loops).
  *
  * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
  * On /socket.io/: namespaces "/" and "/custom" accept every connection
  * and emit "auth" with the handshake's auth payload; "message" is answered
  * with "message-back" and the same arguments (binaries included);
  * "message-with-ack" is acked with its arguments; any other namespace is
- * refused with "Invalid namespace". Every disconnect is printed on stdout
- * as "disconnect NSP REASON", for tests to read.
+ * refused with "Invalid namespace". Every connection and disconnect is
+ * printed on stdout ("disconnect NSP REASON"), for tests to read.
  *
- * --test-hooks adds what tests/interop/test_socketio.js drives beyond
- * that: "/" refuses a client whose auth has "refuse" (CONNECT_ERROR
- * "refused" with data {"why": <its value>}), and the events
- * "server-disconnect" (disconnect(false)), "server-close" (disconnect(true))
- * and "ask" (the server emits "question" with the event's arguments and an
- * ack, and emits "answer" with what the client acked, or "answer-timeout").
- * Ctrl-C stops. */
+ * --test-hooks adds what tests/interop/ drives beyond that: "/" refuses a
+ * client whose auth has "refuse" (CONNECT_ERROR "refused" with data
+ * {"why": <its value>}); the events "server-disconnect" (disconnect(false)),
+ * "server-close" (disconnect(true)), "ask" (the server emits "question"
+ * with the event's arguments and an ack, then "answer" with what the client
+ * acked, or "answer-timeout" when nothing came within 2 s), "join" and
+ * "leave" ROOM, "to" ROOM EVENT ...ARGS (a broadcast to the room, not to
+ * the sender; ROOM null: the namespace) and "to-many" [ROOMS] [EXCEPT]
+ * EVENT ...ARGS (dx_sio_broadcast), each acked with the return code; and,
+ * outside the Socket.IO paths, a WebSocket echo on any path and an HTTP
+ * route /hello. Ctrl-C stops. */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <pthread.h>
 #include <signal.h>
@@ -114,6 +119,30 @@ static void on_to(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *u
   json_decref(res);
 }
 
+/* "to-many" [ROOMS] [EXCEPT-ROOMS] EVENT ...ARGS: a broadcast to any of
+ * the rooms but the except rooms and the sender, acked with the code. */
+static void on_to_many(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)ud;
+  const char *rooms[8], *except[8];
+  dx_sio_target t = {rooms, 0, except, 0, s};
+  json_t *v;
+  size_t i;
+  json_array_foreach(json_array_get(args, 0), i, v) {
+    if (i < 8) rooms[t.n_rooms++] = json_string_value(v);
+  }
+  json_array_foreach(json_array_get(args, 1), i, v) {
+    if (i < 8) except[t.n_except_rooms++] = json_string_value(v);
+  }
+  json_t *rest = json_array();
+  for (i = 3; i < json_array_size(args); i++) json_array_append(rest, json_array_get(args, i));
+  const char *event = json_string_value(json_array_get(args, 2));
+  int r = dx_sio_broadcast(dx_sio_socket_nsp(s), &t, event, rest);
+  json_decref(rest);
+  json_t *res = json_pack("[i]", r);
+  if (ack) dx_sio_ack_send(ack, res);
+  json_decref(res);
+}
+
 static void on_disconnect(dx_sio_socket *s, dx_sio_reason reason, void *ud) {
   (void)ud;
   printf("disconnect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_reason_name(reason));
@@ -135,6 +164,7 @@ static void on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
     dx_sio_on(s, "join", on_join, NULL);
     dx_sio_on(s, "leave", on_join, (void *)1);
     dx_sio_on(s, "to", on_to, NULL);
+    dx_sio_on(s, "to-many", on_to_many, NULL);
   }
   printf("connect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_socket_transport(s));
   fflush(stdout);

@@ -34,9 +34,9 @@
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
  * Not done yet (issue 13): a WebSocket probe that reaches another loop than
- * its session's is refused (the client stays on polling); dx_sio_emit_to
- * with several rooms or "except" rooms; open/close callbacks for plain
- * Engine.IO sessions; `duplex serve --socketio` and its page; benchmarks.
+ * its session's is refused (the client stays on polling); open/close
+ * callbacks for plain Engine.IO sessions; `duplex serve --socketio` and
+ * its page; benchmarks.
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H
@@ -183,6 +183,24 @@ void dx_sio_nsp_on_connection(dx_sio_nsp *n, dx_sio_on_connection cb, void *ud);
 int dx_sio_emit_to(dx_sio_nsp *n, const char *room,
                    const dx_sio_socket *except, const char *event,
                    const json_t *args);
+
+/* Who a broadcast is for (io.to(...).except(...).emit, socket.broadcast):
+ * the sockets of the namespace in any of `rooms` (n_rooms 0: every socket
+ * of the namespace), but none in any of `except_rooms`, nor `except`
+ * (NULL: none). Each socket gets it once, whatever number of the rooms it
+ * is in. Up to 64 rooms in each list. */
+typedef struct dx_sio_target {
+  const char *const *rooms;
+  size_t n_rooms;
+  const char *const *except_rooms;
+  size_t n_except_rooms;
+  const dx_sio_socket *except;
+} dx_sio_target;
+/* Emits to the target's sockets (t NULL: the whole namespace); args as in
+ * dx_sio_emit_to. With a hub, on every loop and node. 0, DX_EINVAL (a bad
+ * event, args or room list), DX_ENOMEM. */
+int dx_sio_broadcast(dx_sio_nsp *n, const dx_sio_target *t, const char *event,
+                     const json_t *args);
 
 /* ---- sockets ----------------------------------------------------------- */
 

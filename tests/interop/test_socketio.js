@@ -397,6 +397,15 @@ async function roomsAcross(u1, u2, what) {
   check(got.x.length === 1 && got.x[0][0] === 'back', `x got ${JSON.stringify(got.x)}`);
   check(got.z.length === 0, `z (not in the room) got ${JSON.stringify(got.z)}`);
   check(got.y.every((v) => v[0] !== 'back'), 'the sender got its own broadcast');
+  // Several rooms, once per socket; except rooms.
+  check(await call(z, 'join', 'q') === 0 && await call(y, 'join', 'q') === 0, `${what}: join q`);
+  for (const k of Object.keys(got)) got[k] = [];
+  check(await call(x, 'to-many', ['r', 'q'], [], 'news', 'many') === 0, 'to-many');
+  check(await call(x, 'to-many', ['r', 'q'], ['r'], 'news', 'except r') === 0, 'to-many except');
+  await new Promise((r) => setTimeout(r, 300));
+  check(deepEq(got.y, [['many']]), `${what}: y (in r and q) got ${JSON.stringify(got.y)}`);
+  check(deepEq(got.z, [['many'], ['except r']]), `${what}: z (in q) got ${JSON.stringify(got.z)}`);
+  check(got.x.length === 0, `${what}: the sender got ${JSON.stringify(got.x)}`);
   for (const s of [x, y, z]) s.disconnect();
 }
 
