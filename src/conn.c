@@ -1010,3 +1010,4 @@ const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
 const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }
+struct dx_sio *dx__conn_sio(const dx_conn *c) { return c->ep->opt.sio; }

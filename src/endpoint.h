@@ -126,6 +126,8 @@ struct dx_options {
   dx_on_http_abort on_http_abort;
   size_t http_max_body;
   uint32_t http_request_ms, http_keepalive_ms;
+  /* the Socket.IO server its callbacks route to (dx_sio_attach), borrowed */
+  struct dx_sio *sio;
 };
 
 /* What a connection needs from its owner (a server, or the client that
@@ -373,4 +375,10 @@ static inline const dx_options *dx__conn_options(const dx_conn *c) { return &c->
 void dx__set_last_error(const char *msg);
 /* Buffered random bytes from OpenSSL's CSPRNG (masking keys, client keys). */
 void dx__random(void *ud, uint8_t *out, size_t n);
+/* The Socket.IO server attached to the options a connection (or an HTTP
+ * request's connection) was made with, NULL when none: how src/eio/ finds
+ * its state from the plain callbacks it installs (dx_sio_attach). */
+struct dx_sio *dx__conn_sio(const dx_conn *c);
+struct dx_sio *dx__http_sio(const dx_http_request *r);
+void dx__options_set_sio(dx_options *o, struct dx_sio *io);
 #endif

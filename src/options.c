@@ -135,6 +135,7 @@ void dx_options_on_select_protocol(dx_options *o, dx_on_select_protocol cb) {
   o->on_select_protocol = cb;
 }
 void dx_options_set_user(dx_options *o, void *user) { o->user = user; }
+void dx__options_set_sio(dx_options *o, struct dx_sio *io) { o->sio = io; }
 
 int dx_options_set_max_message(dx_options *o, uint64_t bytes) {
   /* A message must fit a size_t buffer. */

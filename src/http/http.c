@@ -248,6 +248,7 @@ const char *dx_http_query(const dx_http_request *r) { return r->query; }
 int dx_http_minor_version(const dx_http_request *r) { return r->parsed.minor_version; }
 void *dx_http_user(const dx_http_request *r) { return dx_conn_user(r->hc->c); }
 dx_loop *dx_http_loop(const dx_http_request *r) { return dx_conn_loop(r->hc->c); }
+struct dx_sio *dx__http_sio(const dx_http_request *r) { return dx__conn_sio(r->hc->c); }
 
 const char *dx_http_header(const dx_http_request *r, const char *name) {
   for (size_t i = 0; i < r->parsed.num_headers; i++)

@@ -71,6 +71,37 @@ dx__local *dx__hub_local(dx_hub *h, dx_loop *loop) {
   return lo;
 }
 
+int dx__hub_set_tap(dx_hub *h, dx_loop *loop, dx__hub_tap_fn fn, void *ud, dx__local **out) {
+  pthread_mutex_lock(&h->mu);
+  dx__local *lo = local_locked(h, loop);
+  int r = !lo ? DX_ENOMEM : lo->tap ? DX_ESTATE : 0;
+  if (!r) {
+    lo->tap = fn;
+    lo->tap_ud = ud;
+    *out = lo;
+  }
+  pthread_mutex_unlock(&h->mu);
+  return r;
+}
+
+void *dx__hub_tap_ud(dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_loop **loop) {
+  void *ud = NULL;
+  pthread_mutex_lock(&h->mu);
+  if (bit < h->nlocals && h->locals[bit]->tap == fn) {
+    ud = h->locals[bit]->tap_ud;
+    *loop = h->locals[bit]->loop;
+  }
+  pthread_mutex_unlock(&h->mu);
+  return ud;
+}
+
+void dx__hub_clear_tap(dx__local *lo) {
+  pthread_mutex_lock(&lo->hub->mu);
+  lo->tap = NULL;
+  lo->tap_ud = NULL;
+  pthread_mutex_unlock(&lo->hub->mu);
+}
+
 /* ---- inboxes ------------------------------------------------------------ */
 
 static void drain(dx_loop *loop, void *ud);
@@ -117,6 +148,7 @@ static void drain(dx_loop *loop, void *ud) {
     switch (in[i].kind) {
       case DX__IN_DELIVER:
         dx__topics_fanout(lo, m->topic, m->tlen, m->type, m->data, m->len, NULL);
+        if (lo->tap) lo->tap(lo->tap_ud, m->topic, m->tlen, m->type, m->data, m->len);
         break;
       case DX__IN_ENGINE_PUB: engine_publish(h, m); break;
       case DX__IN_ENGINE_SUB: h->engine->ops->subscribe(h->engine, m->topic, m->tlen); break;
@@ -225,7 +257,10 @@ static int publish(dx_hub *h, const char *topic, size_t tlen, dx_msg_type type, 
     r = DX_ENOMEM;
   }
   pthread_mutex_unlock(&h->mu);
-  if (here) dx__topics_fanout(here, topic, tlen, type, m->data, len, exclude);
+  if (here) {
+    dx__topics_fanout(here, topic, tlen, type, m->data, len, exclude);
+    if (here->tap) here->tap(here->tap_ud, topic, tlen, type, m->data, len);
+  }
   msg_unref(m);
   return r;
 }

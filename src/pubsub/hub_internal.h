@@ -27,6 +27,9 @@ typedef struct dx__pubmsg {
   char topic[];
 } dx__pubmsg;
 
+typedef void (*dx__hub_tap_fn)(void *ud, const char *topic, size_t tlen, dx_msg_type type,
+                               const uint8_t *data, size_t len);
+
 /* What an inbox entry asks of its loop. */
 enum {
   DX__IN_DELIVER = 0,   /* fan the message out to this loop's subscribers */
@@ -68,6 +71,11 @@ typedef struct dx__local {
    * subscriber agreed, made on first need: each message is compressed
    * alone, once per window, whatever the number of subscribers. */
   struct dx__pmd *zc[8];
+  /* A subscriber that is not a connection (the Socket.IO rooms of this
+   * loop, src/eio/): it sees every message delivered on this loop, to
+   * topics it registered with dx__hub_topic_added. Loop thread only. */
+  dx__hub_tap_fn tap;
+  void *tap_ud;
 } dx__local;
 
 /* A connection's subscriptions (its dx__conn_ext). */
@@ -111,6 +119,22 @@ dx__local *dx__hub_local(struct dx_hub *h, dx_loop *loop);
  * 0 or DX_ENOMEM (first only). */
 int dx__hub_topic_added(dx__local *lo, const char *name, size_t len, uint32_t hash);
 void dx__hub_topic_removed(dx__local *lo, const char *name, size_t len, uint32_t hash);
+
+/* Sets the loop's tap (see dx__local), creating the loop's hub state. 0,
+ * DX_ESTATE (it has one), DX_ENOMEM. On the loop's thread, before the
+ * tap's topics are added. */
+int dx__hub_set_tap(struct dx_hub *h, dx_loop *loop, dx__hub_tap_fn fn, void *ud,
+                    dx__local **out);
+
+/* The ud of the tap `fn` of the loop whose bit is `bit`, and that loop in
+ * *loop; NULL when that loop has no such tap (never had, or its owner went
+ * away). Any thread. */
+void *dx__hub_tap_ud(struct dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_loop **loop);
+/* The loop's bit (its index in the hub). */
+static inline unsigned dx__hub_bit(const dx__local *lo) { return lo->bit; }
+
+/* Removes it (the tap's owner goes away), on the loop's thread. */
+void dx__hub_clear_tap(dx__local *lo);
 
 /* ---- topics.c ---- */
 /* Queues one frame of the message to every subscriber of the topic on this
