@@ -3,9 +3,14 @@
 
 The layouts follow the headers of fuzz_frame.c, fuzz_session.c and
 fuzz_handshake.c. Run from anywhere: python3 fuzz/gen_corpus.py
+
+It (re)writes only its own seed files, by name, and never deletes a file:
+the corpus directories also hold what fuzzing runs found and merged (files
+named by their SHA-1), and the inflate and deflate_offer corpora, which it
+has no seeds for. A seed dropped from this script stays on disk until it is
+removed by hand (git rm).
 """
 import os
-import shutil
 import struct
 import zlib
 
@@ -205,9 +210,6 @@ def handshake_corpus():
 
 
 def main():
-    root = os.path.join(HERE, "corpus")
-    if os.path.isdir(root):
-        shutil.rmtree(root)
     frame_corpus()
     session_corpus()
     handshake_corpus()
