@@ -79,6 +79,9 @@ void bench_conn_fail(bench_conn *c, const char *kind) {
 
 void bench_conn_done(bench_conn *c) {
   bench_ctx *b = c->b;
+  /* A server that closes during the drain takes the messages still in
+   * flight on that connection with it. */
+  b->lost += c->ring_count;
   release(c);
   if (b->stopping) {
     b->closed++;

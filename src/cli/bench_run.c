@@ -114,6 +114,10 @@ static void shut_down(bench_ctx *b) {
   b->closed = 0;
   for (unsigned i = 0; i < b->nconns; i++) {
     bench_conn *c = &b->c[i];
+    /* Counted as unanswered now, so they are not counted lost as well
+     * when the connection ends. */
+    b->in_flight -= c->ring_count;
+    c->ring_head = c->ring_count = 0;
     if (c->fd < 0) {
       b->closed++;
     } else if (c->state == BC_OPEN && !b->failed) {
