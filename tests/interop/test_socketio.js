@@ -292,6 +292,28 @@ async function main(a) {
     s.close();
   }
 
+  // The client learns maxPayload (1,000,000 here) from the open packet and
+  // splits its polling batches by it, but a single packet over it still
+  // goes: the server refuses it (413 on polling, a close on WebSocket) and
+  // the session ends, on both sides, with a reason.
+  step('maxPayload: a packet over it ends the session, with the reasons');
+  for (const [transports, clientWhy] of [[['polling'], 'transport error'],
+    [['websocket'], 'transport close']]) {
+    const s = connect(url, { transports });
+    await connected(s, `maxPayload ${transports}`);
+    await exchange(s, 9, `under maxPayload (${transports})`);
+    srv.mark();
+    const disc = once(s, 'disconnect', `maxPayload ${transports}: disconnect`);
+    s.emit('message', 'x'.repeat(1000001));
+    const [why] = await disc;
+    check(why === clientWhy, `maxPayload ${transports}: client reason ${why}, expected ${clientWhy}`);
+    // Polling: the 413 fails the client's POST; the client then closes
+    // its transport, which on polling sends a close packet.
+    const serverWhy = transports[0] === 'websocket' ? 'transport error' : 'transport close';
+    await srv.waitLine(new RegExp(`^disconnect / ${serverWhy}$`), 'maxPayload: the server reason');
+    s.close();
+  }
+
   step('ping timeout on the server: a client that stops ponging');
   for (const transports of [['polling'], ['websocket']]) {
     const s = connect(url, { transports });
