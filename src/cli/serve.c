@@ -22,6 +22,7 @@
 #include "serve_http.h"
 #include "serve_sio.h"
 #include "signals.h"
+#include "timer.h"
 
 #define MAX_THREADS 64
 
@@ -34,6 +35,8 @@ typedef struct {
   bool echo_self;  /* rooms: the sender gets its own messages too */
   dx_hub *hub;     /* rooms mode (--rooms), else NULL: echo */
   dx_sio *io;      /* --socketio: this loop's Socket.IO server, else NULL */
+  cli_timer sio_wait;   /* the drain: waiting for Socket.IO sessions to end */
+  uint64_t drain_began; /* ms, monotonic */
   uint32_t drain_ms;
   serve_http *http;  /* the HTTP routes, shared by every worker */
   int rc;
@@ -105,14 +108,43 @@ static void on_http(dx_http_request *r) {
   serve_http_handle(w->http, r);
 }
 
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void drain_server(worker *w, uint32_t ms) {
+  w->draining = dx_server_connections(w->server);
+  dx_server_shutdown(w->server, ms);
+}
+
+/* Every 50 ms of a drain with --socketio: once no Socket.IO session is
+ * left, or the drain's time is up, the server drains (for what time is
+ * left). */
+static void sio_wait(cli_timer *t, void *ud) {
+  worker *w = ud;
+  uint64_t spent = now_ms() - w->drain_began;
+  if (dx_sio_sessions(w->io) && spent < w->drain_ms &&
+      cli_timer_start(t, 50, sio_wait, w) == 0)
+    return;
+  cli_timer_stop(t);
+  drain_server(w, spent < w->drain_ms ? w->drain_ms - (uint32_t)spent : 0);
+}
+
 static void drain(worker *w) {
   serve_http_set_draining(w->http); /* /healthz: 503 from now on, every worker */
-  /* Socket.IO first: its sockets hear "server shutting down" and their
-   * clients a close packet (which they report as "transport close" and
-   * reconnect), ahead of the WebSocket close frames. */
-  if (w->io) dx_sio_shutdown(w->io);
-  w->draining = dx_server_connections(w->server);
-  dx_server_shutdown(w->server, w->drain_ms);
+  /* Socket.IO first: its sockets hear "server shutting down" and each
+   * client a close packet, which it reports as "transport close" (and
+   * reconnects). A polling client gets it on its next GET, so the server
+   * keeps serving until those sessions are gone (or the drain's time is
+   * up): shut down at once, it would cut that GET ("transport error"). */
+  if (w->io) {
+    dx_sio_shutdown(w->io);
+    w->drain_began = now_ms();
+    if (dx_sio_sessions(w->io) && cli_timer_start(&w->sio_wait, 50, sio_wait, w) == 0) return;
+  }
+  drain_server(w, w->drain_ms);
 }
 
 /* Posted to each loop by the main thread (the only thread-safe entry). */
@@ -131,12 +163,6 @@ static void *run_worker(void *arg) {
   worker *w = arg;
   w->rc = dx_loop_run(w->loop);
   return NULL;
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Runs worker 0's loop on this (the main) thread until a signal, drains
@@ -333,6 +359,7 @@ static int start_worker(worker *w, dx_options *o, dx_hub *sio_hub, const char *h
     cli_error("serve", "cannot create an event loop: out of memory or file descriptors");
     return CLI_EXIT_FAIL;
   }
+  cli_timer_init(&w->sio_wait, w->loop);
   if (sio_hub) {
     if (!(w->io = serve_sio_new(w->loop, sio_hub, w->quiet))) return CLI_EXIT_FAIL;
     /* The routes serve.c set stay the application's: everything outside
@@ -593,6 +620,7 @@ int cli_serve(int argc, char **argv) {
     /* Socket.IO's sockets hear "server shutting down" (if the drain did
      * not tell them) before their server goes; the dx_sio after it. */
     if (workers[i].io) dx_sio_shutdown(workers[i].io);
+    if (workers[i].loop) cli_timer_stop(&workers[i].sio_wait); /* a second signal */
     if (workers[i].server) dx_server_free(workers[i].server);
     dx_sio_free(workers[i].io);
   }
