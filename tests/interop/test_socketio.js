@@ -16,15 +16,11 @@
 
 const path = require('path');
 const { spawn } = require('child_process');
-const { CheckFailed, say, step, check, runMain, withTimeout, track } = require('./interop_common');
+const {
+  CheckFailed, say, step, check, runMain, withTimeout, track, requireSocketIoClient,
+} = require('./interop_common');
 
-let ioc;
-try {
-  ioc = require(path.join(__dirname, 'node_modules', 'socket.io-client'));
-} catch (e) {
-  say('FAIL: socket.io-client is not installed: run `npm ci` in tests/interop');
-  process.exit(1);
-}
+const ioc = requireSocketIoClient();
 
 const IO_MS = 10000;
 
