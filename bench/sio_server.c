@@ -8,8 +8,9 @@
  *
  * Namespace "/" only; the reference's defaults otherwise (pingInterval
  * 25 s, pingTimeout 20 s, maxPayload 1 MB, no compression, both
- * transports). usage: sio_server PORT [HOST] (HOST 127.0.0.1). Prints
- * "listening on PORT" once it listens; SIGINT or SIGTERM stops it. */
+ * transports). usage: sio_server PORT [HOST] (HOST 127.0.0.1; PORT 0:
+ * any free one). Prints "listening on PORT" once it listens; SIGINT or
+ * SIGTERM stops it (exit status 0). */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <signal.h>
 #include <stdio.h>
@@ -66,7 +67,7 @@ static void on_signal(int sig) {
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   const char *host = argc > 2 ? argv[2] : "127.0.0.1";
-  if (port < 1 || port > 65535 || argc > 3) {
+  if (argc < 2 || argc > 3 || port < 0 || port > 65535) {
     fprintf(stderr, "usage: sio_server PORT [HOST]\n");
     return 2;
   }
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sio_server: cannot listen on %s:%d: %s\n", host, port, dx_last_error());
     return 1;
   }
-  printf("listening on %d\n", port);
+  printf("listening on %u\n", dx_server_port(srv)); /* port 0: the one picked */
   fflush(stdout);
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL);
