@@ -160,8 +160,10 @@ static void ws_read_frames(sl_tcp *t) {
 static void ws_read(sl_tcp *t) {
   if (t->state == ST_UPGRADING) {
     size_t end = dx__http_head_end((const char *)t->in.p, t->in.len, t->scanned);
-    t->scanned = t->in.len;
-    if (!end) return;
+    if (!end) {
+      t->scanned = t->in.len;
+      return;
+    }
     dx__http_response r;
     char why[160];
     if (dx__http_parse_response((const char *)t->in.p, end, &r) != 0)
@@ -221,8 +223,10 @@ static void poll_payload(sl_client *c, const char *p, size_t n) {
 static void http_read(sl_tcp *t) {
   while (t->in.len) {
     size_t end = dx__http_head_end((const char *)t->in.p, t->in.len, t->scanned);
-    t->scanned = t->in.len;
-    if (!end) return;
+    if (!end) {
+      t->scanned = t->in.len; /* only while no head is found: a found one is found again */
+      return;
+    }
     dx__http_response r;
     if (dx__http_parse_response((const char *)t->in.p, end, &r) != 0) sl_fail(t->cl, "malformed HTTP response");
     const dx__http_header *cl = dx__http_find(r.headers, r.num_headers, "content-length");
@@ -337,6 +341,13 @@ void sl_wire_event(sl_tcp *t, uint32_t ev) {
         if (t->role == SL_WS) ws_read(t);
         else http_read(t);
         continue;
+      }
+      if (n == 0 && t->role == SL_POST && !t->busy && t->out.len == 0) {
+        /* an idle keep-alive connection the server let go (Node's
+         * keepAliveTimeout is 5 s): the next POST goes on a new one */
+        tcp_close(t);
+        tcp_open(t->cl, t, SL_POST);
+        return;
       }
       if (n == 0) sl_fail(t->cl, "the server closed the connection");
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
