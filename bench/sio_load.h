@@ -80,8 +80,6 @@ void sl_wire_send(sl_client *c, const char *pkt, size_t n);
 void sl_wire_flush_all(void);
 /* Handles epoll events for one connection. */
 void sl_wire_event(sl_tcp *t, uint32_t ev);
-/* Closes every descriptor of c and frees its buffers. */
-void sl_wire_close(sl_client *c);
 
 /* ---- sio_load.c: what the wire calls ---- */
 /* The Engine.IO session is open: time for the Socket.IO CONNECT. */

@@ -102,19 +102,15 @@ static void tcp_write(sl_tcp *t) {
   if (t->out_head == t->out.len) t->out_head = t->out.len = 0;
 }
 
+/* Before it is opened again (sl_wire_event, an idle POST connection). */
 static void tcp_close(sl_tcp *t) {
   if (t->fd >= 0 && t->state != ST_CLOSED) close(t->fd);
   t->fd = -1;
   t->state = ST_CLOSED;
   free(t->in.p), free(t->out.p);
   memset(&t->in, 0, sizeof t->in), memset(&t->out, 0, sizeof t->out);
-}
-
-void sl_wire_close(sl_client *c) {
-  tcp_close(&c->a);
-  if (c->polling) tcp_close(&c->p);
-  free(c->postq.p);
-  memset(&c->postq, 0, sizeof c->postq);
+  t->out_head = t->scanned = 0;
+  t->busy = false;
 }
 
 /* ---- WebSocket -------------------------------------------------------- */

@@ -101,7 +101,7 @@ run_one() { # ROW SERVER REP
     return
   fi
   # shellcheck disable=SC2046,SC2086 # row_args is meant to split; CLI_PIN is a prefix
-  line=$(timeout 300 $CLI_PIN "$LOAD" --port "$(port_of "$srv")" --pid "$SPID" $(row_args "$row") \
+  line=$(timeout 900 $CLI_PIN "$LOAD" --port "$(port_of "$srv")" --pid "$SPID" $(row_args "$row") \
     2>>"$OUT/sio_load.log")
   record_run "$row" "$srv" "$rep" $? "$line"
 }
