@@ -207,7 +207,7 @@ static void run_release(dx__task *t) {
   dx__session_deinit(&c->sess);
   shq_free(c);
   free(c->hs);
-  free(c->path);
+  if (!c->path_inline) free(c->path);
   free(c->protocol);
   /* Only an endpoint of its own may be read here: a server may have been
    * freed, its endpoint with it, since this connection finished. */
@@ -1006,7 +1006,23 @@ void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) { return buffered(c); }
 int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
-const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
+int dx__conn_set_path(dx_conn *c, const char *p, size_t n) {
+  n = strnlen(p, n);
+  if (n < sizeof c->path_in) {
+    memcpy(c->path_in, p, n);
+    c->path_in[n] = '\0';
+    c->path_inline = 1;
+    return 0;
+  }
+  if (!(c->path = strndup(p, n))) return DX_ENOMEM;
+  c->path_inline = 0;
+  return 0;
+}
+
+const char *dx_conn_path(const dx_conn *c) {
+  if (c->path_inline) return c->path_in;
+  return c->path ? c->path : "/";
+}
 const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }
