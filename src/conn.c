@@ -57,8 +57,8 @@ static int is_relay(const void *p, size_t n) { return p && p == relay.p && n == 
 
 /* ---- session events ----------------------------------------------------- */
 
-static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
-  dx_conn *c = ud;
+static void ev_message(dx__session *s, int opcode, uint8_t *data, size_t len) {
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   c->last_msg = c->last_rx; /* the loop time of this read */
   dx__stats *st = dx__endpoint_stats(c->ep);
   dx__count(&st->msgs_in, 1);
@@ -76,12 +76,12 @@ static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
   relay.p = NULL;
   relay.n = 0;
 }
-static void ev_ping(void *ud, const uint8_t *data, size_t len) {
-  dx_conn *c = ud;
+static void ev_ping(dx__session *s, const uint8_t *data, size_t len) {
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   if (c->phase != DX__P_DONE && c->ep->opt.on_ping) c->ep->opt.on_ping(c, data, len);
 }
-static void ev_pong(void *ud, const uint8_t *data, size_t len) {
-  dx_conn *c = ud;
+static void ev_pong(dx__session *s, const uint8_t *data, size_t len) {
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   if (c->phase == DX__P_DONE) return;
   /* Our heartbeat pings carry the loop time they left at. */
   uint32_t sent;
@@ -91,9 +91,9 @@ static void ev_pong(void *ud, const uint8_t *data, size_t len) {
   }
   if (c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
 }
-static void ev_close(void *ud, int code, const char *reason, size_t len) {
+static void ev_close(dx__session *s, int code, const char *reason, size_t len) {
   (void)code, (void)reason, (void)len;
-  dx_conn *c = ud;
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   /* Unless we started the close (or failed the connection), the peer did. */
   if (!c->why_set) {
     c->why = DX_WHY_PEER;
@@ -101,7 +101,10 @@ static void ev_close(void *ud, int code, const char *reason, size_t len) {
   }
 }
 
-static const dx__session_callbacks session_events = {ev_message, ev_ping, ev_pong, ev_close};
+/* Every connection's session shares these (static: they outlive any
+ * endpoint, so the session's memory can go after its server did). */
+static const dx__session_ops session_ops = {{ev_message, ev_ping, ev_pong, ev_close},
+                                            {dx__std_realloc, NULL}};
 
 /* ---- shared output (pub/sub) -------------------------------------------- */
 
@@ -248,7 +251,7 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   dx__timer_init(&c->timer, on_timer);
   dx__timer_init(&c->hb_timer, on_heartbeat);
   c->rtt = -1;
-  dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
+  dx__session_init(&c->sess, &ep->scfg, &session_ops);
   /* Room in the timer heap for both embedded timers, taken now, so that
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */

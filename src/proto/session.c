@@ -8,38 +8,36 @@
 #include "proto/deflate.h"
 
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
-                      const dx__session_callbacks *cb, void *ud,
-                      const dx__alloc *alloc) {
+                      const dx__session_ops *ops) {
   memset(s, 0, sizeof *s);
   s->cfg = cfg;
-  s->cb = cb;
-  s->ud = ud;
-  s->alloc = alloc;
+  s->ops = ops;
 }
 
 void dx__session_deinit(dx__session *s) {
+  /* Zeroed and never initialised (its owner failed before, e.g. at TLS
+   * setup): it holds nothing, and has no allocator to name. */
+  if (!s->ops) return;
   dx__pmd_free(s->pmd);
   s->pmd = NULL;
-  dx__mem_free(s->alloc, s->msg);
-  dx__mem_free(s->alloc, s->ctl);
-  dx__mem_free(s->alloc, s->out);
-  dx__mem_free(s->alloc, s->recv_reason);
-  dx__mem_free(s->alloc, s->sent_reason);
+  dx__mem_free(&s->ops->alloc, s->msg);
+  dx__mem_free(&s->ops->alloc, s->ctl);
+  dx__mem_free(&s->ops->alloc, s->out);
+  dx__mem_free(&s->ops->alloc, s->recv_reason);
+  dx__mem_free(&s->ops->alloc, s->sent_reason);
   s->msg = s->ctl = s->out = NULL;
   s->recv_reason = s->sent_reason = NULL;
 }
 
-dx__session *dx__session_new(const dx__session_config *cfg,
-                             const dx__session_callbacks *cb, void *ud,
-                             const dx__alloc *alloc) {
-  dx__session *s = dx__mem_alloc(alloc, sizeof *s);
-  if (s) dx__session_init(s, cfg, cb, ud, alloc);
+dx__session *dx__session_new(const dx__session_config *cfg, const dx__session_ops *ops) {
+  dx__session *s = dx__mem_alloc(&ops->alloc, sizeof *s);
+  if (s) dx__session_init(s, cfg, ops);
   return s;
 }
 
 void dx__session_free(dx__session *s) {
   if (!s) return;
-  const dx__alloc *a = s->alloc;
+  const dx__alloc *a = &s->ops->alloc;
   dx__session_deinit(s);
   dx__mem_free(a, s);
 }
@@ -67,7 +65,7 @@ static uint8_t *out_reserve(dx__session *s, size_t n) {
      * once written, so an idle connection still holds none. */
     size_t cap = s->out_cap ? s->out_cap * 2 : 1024;
     if (cap < s->out_len + n) cap = s->out_len + n;
-    uint8_t *p = s->alloc->realloc(s->alloc->ud, s->out, cap);
+    uint8_t *p = s->ops->alloc.realloc(s->ops->alloc.ud, s->out, cap);
     if (!p) return NULL;
     s->out = p;
     s->out_cap = cap;
@@ -120,7 +118,7 @@ void dx__session_consumed(dx__session *s, size_t n) {
   if (s->out_off >= s->out_len) {
     /* Nothing pending: give the buffer back so an idle connection holds no
      * output memory. */
-    dx__mem_free(s->alloc, s->out);
+    dx__mem_free(&s->ops->alloc, s->out);
     s->out = NULL;
     s->out_off = s->out_len = s->out_cap = 0;
   }
@@ -204,13 +202,13 @@ int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen)
    * is sent at all. */
   char *kept = NULL;
   if (rlen) {
-    if (!(kept = dx__mem_alloc(s->alloc, rlen + 1))) return DX_ENOMEM;
+    if (!(kept = dx__mem_alloc(&s->ops->alloc, rlen + 1))) return DX_ENOMEM;
     memcpy(kept, reason, rlen);
     kept[rlen] = '\0';
   }
   int r = send_close(s, code, reason, rlen);
   if (r) {
-    dx__mem_free(s->alloc, kept);
+    dx__mem_free(&s->ops->alloc, kept);
     return r;
   }
   s->sent_reason = kept;
@@ -304,7 +302,7 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
   s->recv_code = (uint16_t)code;
   size_t rlen = len > 2 ? len - 2 : 0;
   if (rlen) {
-    s->recv_reason = dx__mem_alloc(s->alloc, rlen + 1);
+    s->recv_reason = dx__mem_alloc(&s->ops->alloc, rlen + 1);
     if (s->recv_reason) {
       memcpy(s->recv_reason, p + 2, rlen);
       s->recv_reason[rlen] = '\0';
@@ -315,7 +313,7 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
                     send_close(s, code == DX_CLOSE_NO_STATUS ? 0 : code, NULL, 0) != 0;
   /* The callback gets the reason from the frame itself, so a failed copy
    * above costs only the later dx__session_received_reason(). */
-  if (s->cb->on_close) s->cb->on_close(s->ud, code, rlen ? (const char *)p + 2 : "", rlen);
+  if (s->ops->cb.on_close) s->ops->cb.on_close(s, code, rlen ? (const char *)p + 2 : "", rlen);
   if (echo_failed) {
     /* No memory for the echo: the session is over all the same, and the
      * owner closes the transport now instead of at the close timeout. */
@@ -332,10 +330,10 @@ static int on_control(dx__session *s, const uint8_t *p, size_t len) {
         int r = queue_frame(s, DX__OP_PONG, p, len);
         if (r) return fail(s, r, DX_CLOSE_INTERNAL);
       }
-      if (s->cb->on_ping) s->cb->on_ping(s->ud, p, len);
+      if (s->ops->cb.on_ping) s->ops->cb.on_ping(s, p, len);
       return 0;
     case DX__OP_PONG:
-      if (s->cb->on_pong) s->cb->on_pong(s->ud, p, len);
+      if (s->ops->cb.on_pong) s->ops->cb.on_pong(s, p, len);
       return 0;
     default:
       return on_close_frame(s, p, len);
@@ -348,10 +346,10 @@ static int deliver(dx__session *s, uint8_t *p, size_t len) {
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   s->msg_opcode = 0;
   s->msg_len = 0;
-  if (s->cb->on_message) s->cb->on_message(s->ud, op, p, len);
+  if (s->ops->cb.on_message) s->ops->cb.on_message(s, op, p, len);
   /* The buffer is released after every message: an idle connection holds
    * no reassembly memory, and the next message grows one as its bytes come. */
-  dx__mem_free(s->alloc, s->msg);
+  dx__mem_free(&s->ops->alloc, s->msg);
   s->msg = NULL;
   s->msg_cap = 0;
   return 0;
@@ -387,7 +385,7 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
      * counts), so `need` is within them; never give less than it. */
     if (cap < need) cap = need;
     if (cap != (size_t)cap) return DX_ENOMEM; /* a 32-bit build */
-    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, (size_t)cap);
+    uint8_t *m = s->ops->alloc.realloc(s->ops->alloc.ud, s->msg, (size_t)cap);
     if (!m) return DX_ENOMEM;
     s->msg = m;
     s->msg_cap = (size_t)cap;
@@ -448,12 +446,12 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     dx__mask(p, n, mask, s->frame_got);
   if (dx__opcode_is_control(h->opcode)) {
     if (whole) return on_control(s, p, n);
-    if (!s->ctl && !(s->ctl = dx__mem_alloc(s->alloc, 125)))
+    if (!s->ctl && !(s->ctl = dx__mem_alloc(&s->ops->alloc, 125)))
       return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
     memcpy(s->ctl + s->frame_got, p, n);
     if (!last) return 0;
     int r = on_control(s, s->ctl, (size_t)h->len);
-    dx__mem_free(s->alloc, s->ctl);
+    dx__mem_free(&s->ops->alloc, s->ctl);
     s->ctl = NULL;
     return r;
   }
@@ -518,7 +516,7 @@ static ssize_t small_message(dx__session *s, uint8_t *in, size_t len) {
   if (masked) dx__mask(p, n, in + 2, 0);
   if (b0 == (0x80 | DX__OP_TEXT) && dx__utf8_validate(p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
-  if (s->cb->on_message) s->cb->on_message(s->ud, (int)(b0 & 0xF), p, n);
+  if (s->ops->cb.on_message) s->ops->cb.on_message(s, (int)(b0 & 0xF), p, n);
   return (ssize_t)(h + n);
 }
 

@@ -19,20 +19,33 @@ typedef enum { DX__ROLE_SERVER = 0, DX__ROLE_CLIENT = 1 } dx__role;
 
 typedef struct dx__session dx__session;
 
+/* The events a session reports. Each gets the session itself: its owner
+ * finds its own state from it (an owner that embeds the session, as a
+ * connection does, by its offset), so a session holds no pointer for it. */
 typedef struct dx__session_callbacks {
   /* A complete text (opcode 1, valid UTF-8) or binary (2) message. `data`
    * may point into the buffer given to dx__session_recv (unmasked in place)
    * or into the session's reassembly buffer; valid until the callback
    * returns. The callee may send, but must not free the session. */
-  void (*on_message)(void *ud, int opcode, uint8_t *data, size_t len);
+  void (*on_message)(dx__session *s, int opcode, uint8_t *data, size_t len);
   /* A ping (its pong is already queued) or an unsolicited/answering pong. */
-  void (*on_ping)(void *ud, const uint8_t *data, size_t len);
-  void (*on_pong)(void *ud, const uint8_t *data, size_t len);
+  void (*on_ping)(dx__session *s, const uint8_t *data, size_t len);
+  void (*on_pong)(dx__session *s, const uint8_t *data, size_t len);
   /* The peer's close frame arrived (code 1005 when it carried none). The
    * reply, if one was due, is already queued. `reason` is valid UTF-8 of
    * `len` bytes, not NUL-terminated, valid until the callback returns. */
-  void (*on_close)(void *ud, int code, const char *reason, size_t len);
+  void (*on_close)(dx__session *s, int code, const char *reason, size_t len);
 } dx__session_callbacks;
+
+/* What every session of one kind shares and never changes: its events and
+ * its allocator. One table for all of them (a connection's is static), so
+ * that a session holds one pointer for both, and can free its memory
+ * through it even after its dx__session_config is gone (see
+ * dx__session_deinit). */
+typedef struct dx__session_ops {
+  dx__session_callbacks cb;
+  dx__alloc alloc;
+} dx__session_ops;
 
 typedef struct dx__session_config {
   dx__role role;
@@ -60,10 +73,10 @@ enum {
  * so an owner can embed it (dx__session_init) and save an allocation per
  * connection. */
 struct dx__session {
-  const struct dx__session_config *cfg; /* borrowed: must outlive the session */
-  const struct dx__session_callbacks *cb; /* borrowed, likewise */
-  void *ud;
-  const dx__alloc *alloc;               /* borrowed, likewise */
+  /* Both borrowed, and shared by many sessions: an idle connection's
+   * bytes are what it holds per session (bench/README.md, idle memory). */
+  const struct dx__session_config *cfg; /* until dx__session_deinit */
+  const dx__session_ops *ops;           /* until the memory is freed */
   /* receive side */
   dx__frame_header fh;     /* header of the frame being read */
   uint64_t frame_got;      /* payload bytes of it read so far */
@@ -87,20 +100,25 @@ struct dx__session {
   dx__pmd *pmd;            /* permessage-deflate state, when negotiated */
 };
 
-/* Initialises a session in caller-provided memory. cfg, cb and alloc are
- * borrowed and must outlive it. Cannot fail. */
+/* Initialises a session in caller-provided memory. cfg and ops are
+ * borrowed: cfg must outlive every other call on the session, ops its
+ * dx__session_deinit too. Cannot fail. */
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
-                      const dx__session_callbacks *cb, void *ud,
-                      const dx__alloc *alloc);
-/* Frees what the session allocated (not the struct itself). */
+                      const dx__session_ops *ops);
+/* Frees what the session allocated (not the struct itself). Reads ops,
+ * never cfg: an owner may free the config first (a server ends, its
+ * connections' memory goes at the end of the loop iteration). A zeroed
+ * session that was never initialised is accepted (and holds nothing). */
 void dx__session_deinit(dx__session *s);
 
-/* Returns NULL when out of memory. cfg, cb and alloc are borrowed and must
- * outlive the session (dx__session_init in allocated memory). */
-dx__session *dx__session_new(const dx__session_config *cfg,
-                             const dx__session_callbacks *cb, void *ud,
-                             const dx__alloc *alloc);
+/* Returns NULL when out of memory (dx__session_init in memory from
+ * ops->alloc). */
+dx__session *dx__session_new(const dx__session_config *cfg, const dx__session_ops *ops);
 void dx__session_free(dx__session *s);
+/* The config the session was made with: lets an owner that gives each
+ * session a config of its own (tests, fuzzers) find itself from the
+ * session in a callback. */
+static inline const dx__session_config *dx__session_cfg(const dx__session *s) { return s->cfg; }
 
 /* Feeds received bytes; they may be modified (unmasked in place). Returns
  * len when everything was consumed, or a negative code when the peer broke
