@@ -25,7 +25,8 @@ void dx__session_deinit(dx__session *s) {
   dx__mem_free(&s->ops->alloc, s->out);
   dx__mem_free(&s->ops->alloc, s->recv_reason);
   dx__mem_free(&s->ops->alloc, s->sent_reason);
-  s->msg = s->ctl = s->out = NULL;
+  s->msg = s->ctl = NULL;
+  s->out = NULL;
   s->recv_reason = s->sent_reason = NULL;
 }
 
@@ -51,26 +52,39 @@ int dx__close_code_valid(int code) {
 
 /* ---- output ------------------------------------------------------------ */
 
-/* Makes room for n more output bytes; returns where they go or NULL. */
-static uint8_t *out_reserve(dx__session *s, size_t n) {
-  if (s->out_off > 0 && s->out_len + n > s->out_cap) {
+/* out_reserve's slow path: allocates, reclaims or grows the block. */
+static __attribute__((noinline)) uint8_t *out_grow(dx__session *s, size_t n) {
+  dx__session_out *o = s->out;
+  if (o && o->off > 0) {
     /* Reclaim the written prefix before growing. */
-    memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
-    s->out_len -= s->out_off;
-    s->out_off = 0;
+    memmove(o->data, o->data + o->off, o->len - o->off);
+    o->len -= o->off;
+    o->off = 0;
   }
-  if (s->out_len + n > s->out_cap) {
+  if (!o || o->len + n > o->cap) {
     /* 1 KiB first: a read event's replies to a pipelining peer (16 small
      * messages) fit without two reallocs per flush; the buffer is freed
      * once written, so an idle connection still holds none. */
-    size_t cap = s->out_cap ? s->out_cap * 2 : 1024;
-    if (cap < s->out_len + n) cap = s->out_len + n;
-    uint8_t *p = s->ops->alloc.realloc(s->ops->alloc.ud, s->out, cap);
+    size_t len = o ? o->len : 0;
+    size_t cap = o ? o->cap * 2 : 1024;
+    if (cap < len + n) cap = len + n;
+    if (cap > SIZE_MAX - sizeof *o) return NULL;
+    dx__session_out *p = s->ops->alloc.realloc(s->ops->alloc.ud, o, sizeof *o + cap);
     if (!p) return NULL;
-    s->out = p;
-    s->out_cap = cap;
+    if (!o) p->off = p->len = 0;
+    p->cap = cap;
+    s->out = o = p;
   }
-  return s->out + s->out_len;
+  return o->data + o->len;
+}
+
+/* Makes room for n more output bytes; returns where they go or NULL. The
+ * room is usually there already (a send while others wait to be written):
+ * one test, and the rest out of line. */
+static inline uint8_t *out_reserve(dx__session *s, size_t n) {
+  dx__session_out *o = s->out;
+  if (o && n <= o->cap - o->len) return o->data + o->len;
+  return out_grow(s, n);
 }
 
 /* Queues one frame; masked with a fresh key in the client role. */
@@ -86,7 +100,7 @@ static int queue_frame_rsv(dx__session *s, unsigned opcode, unsigned rsv,
     dx__mask_copy(p + h, data, len, key, 0);
   else if (len)
     memcpy(p + h, data, len);
-  s->out_len += h + len;
+  s->out->len += h + len;
   return 0;
 }
 
@@ -104,23 +118,25 @@ int dx__session_queue_raw(dx__session *s, const void *data, size_t len) {
   uint8_t *p = out_reserve(s, len);
   if (!p) return DX_ENOMEM;
   memcpy(p, data, len);
-  s->out_len += len;
+  s->out->len += len;
   return 0;
 }
 
 size_t dx__session_pending(dx__session *s, const uint8_t **out) {
-  *out = s->out ? s->out + s->out_off : NULL;
-  return s->out_len - s->out_off;
+  dx__session_out *o = s->out;
+  *out = o ? o->data + o->off : NULL;
+  return o ? o->len - o->off : 0;
 }
 
 void dx__session_consumed(dx__session *s, size_t n) {
-  s->out_off += n;
-  if (s->out_off >= s->out_len) {
+  dx__session_out *o = s->out;
+  if (!o) return;
+  o->off += n;
+  if (o->off >= o->len) {
     /* Nothing pending: give the buffer back so an idle connection holds no
      * output memory. */
-    dx__mem_free(&s->ops->alloc, s->out);
+    dx__mem_free(&s->ops->alloc, o);
     s->out = NULL;
-    s->out_off = s->out_len = s->out_cap = 0;
   }
 }
 

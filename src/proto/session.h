@@ -69,6 +69,14 @@ enum {
   DX__SF_BAD_DEFLATE = 16 /* we failed it for a corrupt deflate stream */
 };
 
+/* Pending output: one block, its counts and its bytes, allocated when a
+ * frame is queued and freed once all of it is written, so that an idle
+ * session holds a NULL pointer for it rather than four words. */
+typedef struct dx__session_out {
+  size_t off, len, cap; /* data[off..len) waits; cap bytes of room */
+  uint8_t data[];
+} dx__session_out;
+
 /* The session's fields are private to session.c; the struct is visible only
  * so an owner can embed it (dx__session_init) and save an allocation per
  * connection. */
@@ -91,8 +99,7 @@ struct dx__session {
   size_t msg_len, msg_cap;
   uint8_t *ctl;            /* a control payload split across reads */
   /* send side */
-  uint8_t *out;            /* pending output, freed when fully written */
-  size_t out_off, out_len, out_cap;
+  dx__session_out *out;    /* pending output, NULL when none */
   /* closing */
   uint16_t sent_code, recv_code;
   char *recv_reason;       /* NUL-terminated, allocated only when non-empty */
@@ -175,7 +182,7 @@ static inline int dx__session_state(const dx__session *s) {
 /* Bytes queued and not yet consumed: what dx__session_pending() would
  * return, without handing them out. Inline: every send asks. */
 static inline size_t dx__session_out_bytes(const dx__session *s) {
-  return s->out_len - s->out_off;
+  return s->out ? s->out->len - s->out->off : 0;
 }
 /* 1 when permessage-deflate was negotiated (dx__session_set_pmd). Inline:
  * every send asks. */
