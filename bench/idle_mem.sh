@@ -117,7 +117,8 @@ function num(key,   m) {
   held = num("connections_held"); first = num("first"); after = num("after")
   if (held <= 0 || first < 0 || after < 0) { v = "fail" }
   else v = sprintf("%.0f", (after - first) * 1024 / (held - int(held / 10)))
-  cell[$1, $2] = (($1, $2) in cell) ? cell[$1, $2] " / " v : v
+  if (($1, $2) in cell) cell[$1, $2] = cell[$1, $2] " / " v
+  else cell[$1, $2] = v
   if (!($1 in seen)) { seen[$1] = 1; order[++ns] = $1 }
 }
 END {
