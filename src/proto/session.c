@@ -21,13 +21,16 @@ void dx__session_deinit(dx__session *s) {
   dx__pmd_free(s->pmd);
   s->pmd = NULL;
   dx__mem_free(&s->ops->alloc, s->msg);
-  dx__mem_free(&s->ops->alloc, s->ctl);
   dx__mem_free(&s->ops->alloc, s->out);
-  dx__mem_free(&s->ops->alloc, s->recv_reason);
-  dx__mem_free(&s->ops->alloc, s->sent_reason);
-  s->msg = s->ctl = NULL;
+  if (s->rare) {
+    dx__mem_free(&s->ops->alloc, s->rare->ctl);
+    dx__mem_free(&s->ops->alloc, s->rare->recv_reason);
+    dx__mem_free(&s->ops->alloc, s->rare->sent_reason);
+    dx__mem_free(&s->ops->alloc, s->rare);
+  }
+  s->msg = NULL;
+  s->rare = NULL;
   s->out = NULL;
-  s->recv_reason = s->sent_reason = NULL;
 }
 
 dx__session *dx__session_new(const dx__session_config *cfg, const dx__session_ops *ops) {
@@ -153,10 +156,18 @@ int dx__session_close_received(const dx__session *s) { return !!(s->flags & DX__
 int dx__session_sent_code(const dx__session *s) { return s->sent_code; }
 int dx__session_received_code(const dx__session *s) { return s->recv_code; }
 const char *dx__session_received_reason(const dx__session *s) {
-  return s->recv_reason ? s->recv_reason : "";
+  return s->rare && s->rare->recv_reason ? s->rare->recv_reason : "";
 }
 const char *dx__session_sent_reason(const dx__session *s) {
-  return s->sent_reason ? s->sent_reason : "";
+  return s->rare && s->rare->sent_reason ? s->rare->sent_reason : "";
+}
+
+/* The session's block of rarely needed state, allocated (zeroed) at the
+ * first call; NULL when out of memory. */
+static dx__session_rare *rare(dx__session *s) {
+  if (!s->rare && (s->rare = dx__mem_alloc(&s->ops->alloc, sizeof *s->rare)))
+    *s->rare = (dx__session_rare){0};
+  return s->rare;
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -218,7 +229,7 @@ int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen)
    * is sent at all. */
   char *kept = NULL;
   if (rlen) {
-    if (!(kept = dx__mem_alloc(&s->ops->alloc, rlen + 1))) return DX_ENOMEM;
+    if (!rare(s) || !(kept = dx__mem_alloc(&s->ops->alloc, rlen + 1))) return DX_ENOMEM;
     memcpy(kept, reason, rlen);
     kept[rlen] = '\0';
   }
@@ -227,7 +238,7 @@ int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen)
     dx__mem_free(&s->ops->alloc, kept);
     return r;
   }
-  s->sent_reason = kept;
+  if (kept) s->rare->sent_reason = kept;
   return 0;
 }
 
@@ -317,12 +328,11 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
   s->flags |= DX__SF_CLOSE_RECEIVED;
   s->recv_code = (uint16_t)code;
   size_t rlen = len > 2 ? len - 2 : 0;
-  if (rlen) {
-    s->recv_reason = dx__mem_alloc(&s->ops->alloc, rlen + 1);
-    if (s->recv_reason) {
-      memcpy(s->recv_reason, p + 2, rlen);
-      s->recv_reason[rlen] = '\0';
-    }
+  char *kept = rlen && rare(s) ? dx__mem_alloc(&s->ops->alloc, rlen + 1) : NULL;
+  if (kept) {
+    memcpy(kept, p + 2, rlen);
+    kept[rlen] = '\0';
+    s->rare->recv_reason = kept;
   }
   /* Echo the code (§5.5.1) unless we already sent our own close. */
   int echo_failed = !(s->flags & DX__SF_CLOSE_SENT) &&
@@ -462,13 +472,16 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     dx__mask(p, n, mask, s->frame_got);
   if (dx__opcode_is_control(h->opcode)) {
     if (whole) return on_control(s, p, n);
-    if (!s->ctl && !(s->ctl = dx__mem_alloc(&s->ops->alloc, 125)))
+    dx__session_rare *rs = rare(s);
+    if (!rs || (!rs->ctl && !(rs->ctl = dx__mem_alloc(&s->ops->alloc, 125))))
       return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
-    memcpy(s->ctl + s->frame_got, p, n);
+    memcpy(rs->ctl + s->frame_got, p, n);
     if (!last) return 0;
-    int r = on_control(s, s->ctl, (size_t)h->len);
-    dx__mem_free(&s->ops->alloc, s->ctl);
-    s->ctl = NULL;
+    /* The block stays put (never reallocated), so rs is still valid after
+     * on_control, which may store the close reason in it. */
+    int r = on_control(s, rs->ctl, (size_t)h->len);
+    dx__mem_free(&s->ops->alloc, rs->ctl);
+    rs->ctl = NULL;
     return r;
   }
   if (s->flags & DX__SF_COMPRESSED) return on_compressed_payload(s, p, n, last);

@@ -77,6 +77,16 @@ typedef struct dx__session_out {
   uint8_t data[];
 } dx__session_out;
 
+/* What a session needs rarely, behind one pointer allocated at the first
+ * need (a control frame split across reads, a close with a reason) and
+ * kept until the session is freed: an idle session holds a NULL pointer
+ * instead of three. */
+typedef struct dx__session_rare {
+  uint8_t *ctl;       /* a control payload split across reads */
+  char *recv_reason;  /* NUL-terminated, allocated only when non-empty */
+  char *sent_reason;  /* dx__session_close's, likewise */
+} dx__session_rare;
+
 /* The session's fields are private to session.c; the struct is visible only
  * so an owner can embed it (dx__session_init) and save an allocation per
  * connection. */
@@ -97,13 +107,11 @@ struct dx__session {
   dx__utf8_state utf8;     /* validator state of the open text message */
   uint8_t *msg;            /* reassembly buffer (NULL when none open) */
   size_t msg_len, msg_cap;
-  uint8_t *ctl;            /* a control payload split across reads */
   /* send side */
   dx__session_out *out;    /* pending output, NULL when none */
+  dx__session_rare *rare;  /* split control frame, close reasons: NULL until needed */
   /* closing */
   uint16_t sent_code, recv_code;
-  char *recv_reason;       /* NUL-terminated, allocated only when non-empty */
-  char *sent_reason;       /* dx__session_close's, likewise */
   dx__pmd *pmd;            /* permessage-deflate state, when negotiated */
 };
 
