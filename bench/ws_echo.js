@@ -8,6 +8,8 @@
 // env:   WS_MODULE  where to load ws from (default: the interop suite's copy,
 //                   tests/interop/node_modules/ws)
 //        WS_NO_DEFLATE=1  do not negotiate permessage-deflate
+//        WS_TLS_CERT, WS_TLS_KEY  serve wss:// with this certificate chain
+//                  and key (PEM); the idle-memory rows of bench/README.md
 //
 // ws's own defaults otherwise, stated here because they shape the figures:
 // zlib level is zlib's default (6) and memLevel 8, both ways a 15-bit window
@@ -30,9 +32,18 @@ const wsPath =
   process.env.WS_MODULE || path.join(__dirname, '..', 'tests', 'interop', 'node_modules', 'ws');
 const { WebSocketServer } = require(wsPath);
 
+// wss://: ws rides on an https server that listens in its place.
+let tlsServer = null;
+if (process.env.WS_TLS_CERT) {
+  const fs = require('fs');
+  tlsServer = require('https').createServer({
+    cert: fs.readFileSync(process.env.WS_TLS_CERT),
+    key: fs.readFileSync(process.env.WS_TLS_KEY),
+  });
+}
+
 const wss = new WebSocketServer({
-  host,
-  port,
+  ...(tlsServer ? { server: tlsServer } : { host, port }),
   perMessageDeflate: process.env.WS_NO_DEFLATE !== '1',
   // Large enough for the 1 MiB rows; ws's default is 100 MiB anyway.
   maxPayload: 64 * 1024 * 1024,
@@ -46,9 +57,11 @@ wss.on('connection', (ws) => {
   ws.on('error', () => {}); // a peer's protocol error closes it; nothing to log
 });
 
-wss.on('listening', () => {
-  console.error(`listening on ${host}:${wss.address().port} (ws ${require(path.join(wsPath, 'package.json')).version})`);
-});
+const listening = () => {
+  console.error(`listening on ${host}:${port}${tlsServer ? ' (TLS)' : ''} (ws ${require(path.join(wsPath, 'package.json')).version})`);
+};
+if (tlsServer) tlsServer.listen(port, host, listening);
+else wss.on('listening', listening);
 
 const stop = () => process.exit(0);
 process.on('SIGTERM', stop);

@@ -23,6 +23,7 @@
  * the session's own replies, so memory must follow the bytes received: no
  * allocation larger than 64 KiB or four times the bytes fed, whatever the frame
  * headers announce. Any violation aborts. */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +38,8 @@
 #include "fuzz_check.h"
 
 typedef struct run {
-  dx__session_config cfg;
-  dx__session_callbacks cb;
-  dx__alloc alloc;
+  dx__session_config cfg; /* this run's own: how a callback finds the run */
+  dx__session_ops ops;
   dx__session *s;
   dx__role role;
   int pmd;               /* permessage-deflate attached */
@@ -73,8 +73,13 @@ static void mix_event(run *r, int kind, int arg, const uint8_t *d, size_t n) {
   if (n) mix(r, d, n);
 }
 
-static void on_message(void *ud, int opcode, uint8_t *data, size_t len) {
-  run *r = ud;
+/* The run a session belongs to. */
+static run *run_of(dx__session *s) {
+  return (run *)((char *)dx__session_cfg(s) - offsetof(run, cfg));
+}
+
+static void on_message(dx__session *s, int opcode, uint8_t *data, size_t len) {
+  run *r = run_of(s);
   CHECK(opcode == DX__OP_TEXT || opcode == DX__OP_BINARY);
   CHECK(len <= r->cfg.max_message);
   CHECK(len == 0 || data != NULL);
@@ -82,24 +87,24 @@ static void on_message(void *ud, int opcode, uint8_t *data, size_t len) {
   mix_event(r, 1, opcode, data, len);
 }
 
-static void on_ping(void *ud, const uint8_t *data, size_t len) {
+static void on_ping(dx__session *s, const uint8_t *data, size_t len) {
   CHECK(len <= 125);
-  mix_event(ud, 2, 0, data, len);
+  mix_event(run_of(s), 2, 0, data, len);
 }
 
-static void on_pong(void *ud, const uint8_t *data, size_t len) {
+static void on_pong(dx__session *s, const uint8_t *data, size_t len) {
   CHECK(len <= 125);
-  mix_event(ud, 3, 0, data, len);
+  mix_event(run_of(s), 3, 0, data, len);
 }
 
-static void on_close(void *ud, int code, const char *reason, size_t len) {
+static void on_close(dx__session *s, int code, const char *reason, size_t len) {
   CHECK(code == DX_CLOSE_NO_STATUS || dx__close_code_valid(code));
   CHECK(len == 0 || reason != NULL);
   CHECK(len <= 123);
   /* `len` bytes of UTF-8, not NUL-terminated: validating exactly those
    * bytes makes ASan catch a pointer that does not hold them. */
   CHECK(dx__utf8_validate((const uint8_t *)reason, len) == 0);
-  mix_event(ud, 4, code, (const uint8_t *)reason, len);
+  mix_event(run_of(s), 4, code, (const uint8_t *)reason, len);
 }
 
 static void *fuzz_realloc(void *ud, void *p, size_t n) {
@@ -139,17 +144,17 @@ static int run_start(run *r, uint8_t mode, uint8_t seed, long fail_at,
   r->cfg.allowed_rsv = (!(mode & 4) && (seed & 4)) ? DX__RSV2 | DX__RSV3 : 0;
   r->cfg.random = fake_random;
   r->cfg.random_ud = r;
-  r->cb.on_message = on_message;
-  r->cb.on_ping = on_ping;
-  r->cb.on_pong = on_pong;
-  r->cb.on_close = on_close;
-  r->alloc.realloc = fuzz_realloc;
-  r->alloc.ud = r;
+  r->ops.cb.on_message = on_message;
+  r->ops.cb.on_ping = on_ping;
+  r->ops.cb.on_pong = on_pong;
+  r->ops.cb.on_close = on_close;
+  r->ops.alloc.realloc = fuzz_realloc;
+  r->ops.alloc.ud = r;
   r->fail_at = fail_at;
   r->sticky = sticky;
   r->hash = UINT64_C(0xcbf29ce484222325);
   r->rnd = 12345;
-  r->s = dx__session_new(&r->cfg, &r->cb, r, &r->alloc);
+  r->s = dx__session_new(&r->cfg, &r->ops);
   if (!r->s) {
     CHECK(fail_at >= 0 && r->live == 0);
     return 0;
@@ -161,7 +166,7 @@ static int run_start(run *r, uint8_t mode, uint8_t seed, long fail_at,
     r->params.server_max_window_bits = 9 + (seed & 1) * 6;
     r->params.client_max_window_bits = 9 + (seed & 1) * 6;
     dx__pmd *d = dx__pmd_new(&r->params, NULL, r->role == DX__ROLE_SERVER,
-                             &r->alloc);
+                             &r->ops.alloc);
     if (d) {
       dx__session_set_pmd(r->s, d);
       r->pmd = 1;
@@ -275,7 +280,7 @@ static void check_output(const run *r) {
   CHECK(run_start(&peer, r->role == DX__ROLE_CLIENT ? 0 : 1, 0, -1, 0));
   if (r->pmd) {
     dx__pmd *d = dx__pmd_new(&r->params, NULL, r->role != DX__ROLE_SERVER,
-                             &peer.alloc);
+                             &peer.ops.alloc);
     CHECK(d);
     dx__session_set_pmd(peer.s, d);
   }

@@ -57,8 +57,8 @@ static int is_relay(const void *p, size_t n) { return p && p == relay.p && n == 
 
 /* ---- session events ----------------------------------------------------- */
 
-static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
-  dx_conn *c = ud;
+static void ev_message(dx__session *s, int opcode, uint8_t *data, size_t len) {
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   c->last_msg = c->last_rx; /* the loop time of this read */
   dx__stats *st = dx__endpoint_stats(c->ep);
   dx__count(&st->msgs_in, 1);
@@ -76,12 +76,12 @@ static void ev_message(void *ud, int opcode, uint8_t *data, size_t len) {
   relay.p = NULL;
   relay.n = 0;
 }
-static void ev_ping(void *ud, const uint8_t *data, size_t len) {
-  dx_conn *c = ud;
+static void ev_ping(dx__session *s, const uint8_t *data, size_t len) {
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   if (c->phase != DX__P_DONE && c->ep->opt.on_ping) c->ep->opt.on_ping(c, data, len);
 }
-static void ev_pong(void *ud, const uint8_t *data, size_t len) {
-  dx_conn *c = ud;
+static void ev_pong(dx__session *s, const uint8_t *data, size_t len) {
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   if (c->phase == DX__P_DONE) return;
   /* Our heartbeat pings carry the loop time they left at. */
   uint32_t sent;
@@ -91,9 +91,9 @@ static void ev_pong(void *ud, const uint8_t *data, size_t len) {
   }
   if (c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
 }
-static void ev_close(void *ud, int code, const char *reason, size_t len) {
+static void ev_close(dx__session *s, int code, const char *reason, size_t len) {
   (void)code, (void)reason, (void)len;
-  dx_conn *c = ud;
+  dx_conn *c = CONTAINER(s, dx_conn, sess);
   /* Unless we started the close (or failed the connection), the peer did. */
   if (!c->why_set) {
     c->why = DX_WHY_PEER;
@@ -101,7 +101,10 @@ static void ev_close(void *ud, int code, const char *reason, size_t len) {
   }
 }
 
-static const dx__session_callbacks session_events = {ev_message, ev_ping, ev_pong, ev_close};
+/* Every connection's session shares these (static: they outlive any
+ * endpoint, so the session's memory can go after its server did). */
+static const dx__session_ops session_ops = {{ev_message, ev_ping, ev_pong, ev_close},
+                                            {dx__std_realloc, NULL}};
 
 /* ---- shared output (pub/sub) -------------------------------------------- */
 
@@ -207,7 +210,7 @@ static void run_release(dx__task *t) {
   dx__session_deinit(&c->sess);
   shq_free(c);
   free(c->hs);
-  free(c->path);
+  if (!c->path_inline) free(c->path);
   free(c->protocol);
   /* Only an endpoint of its own may be read here: a server may have been
    * freed, its endpoint with it, since this connection finished. */
@@ -248,7 +251,7 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   dx__timer_init(&c->timer, on_timer);
   dx__timer_init(&c->hb_timer, on_heartbeat);
   c->rtt = -1;
-  dx__session_init(&c->sess, &ep->scfg, &session_events, c, &dx__alloc_std);
+  dx__session_init(&c->sess, &ep->scfg, &session_ops);
   /* Room in the timer heap for both embedded timers, taken now, so that
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */
@@ -1006,7 +1009,23 @@ void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) { return buffered(c); }
 int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
-const char *dx_conn_path(const dx_conn *c) { return c->path ? c->path : "/"; }
+int dx__conn_set_path(dx_conn *c, const char *p, size_t n) {
+  n = strnlen(p, n);
+  if (n < sizeof c->path_in) {
+    memcpy(c->path_in, p, n);
+    c->path_in[n] = '\0';
+    c->path_inline = 1;
+    return 0;
+  }
+  if (!(c->path = strndup(p, n))) return DX_ENOMEM;
+  c->path_inline = 0;
+  return 0;
+}
+
+const char *dx_conn_path(const dx_conn *c) {
+  if (c->path_inline) return c->path_in;
+  return c->path ? c->path : "/";
+}
 const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }

@@ -248,7 +248,11 @@ struct dx_conn {
   dx_server *server;     /* NULL on a client connection */
   dx__handle handle;     /* on the loop's list of connections */
   void *user;
-  char *path;
+  union { /* dx_conn_path: path_inline tells which */
+    char *path;          /* allocated (NULL: "/") */
+    char path_in[8];     /* a path of up to 7 bytes ("/", "/ws"), NUL-terminated:
+                          * the common short path costs no allocation */
+  };
   char *protocol;        /* the negotiated subprotocol, or NULL */
   union { /* one or the other: no byte more per WebSocket connection */
     char *hs;            /* handshaking: a head split across reads */
@@ -281,6 +285,7 @@ struct dx_conn {
                               * its request gets 503, it never opens */
   uint8_t stat_state : 3;    /* server: the DX__ST_* it is counted in */
   uint8_t is_http : 1;       /* server: serves HTTP requests (src/http/) */
+  uint8_t path_inline : 1;   /* the path is in path_in, not allocated */
   int16_t http_status;
 };
 
@@ -332,6 +337,9 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
 /* Ends the connection now without any callback (dx_loop_free,
  * dx_client_free). */
 void dx__conn_cut(dx_conn *c);
+/* Keeps p[0..n) (up to a NUL) as the connection's path (dx_conn_path).
+ * 0 or DX_ENOMEM. */
+int dx__conn_set_path(dx_conn *c, const char *p, size_t n);
 /* Queues raw bytes (HTTP) and has them flushed; with `then_close` the
  * connection shuts down once they are written. */
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close);

@@ -591,8 +591,7 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     server_refuse(c, 403, why);
     return -1;
   }
-  c->path = strndup(req.path, req.path_len);
-  int bad = c->path ? select_protocol(c, &req) : 500;
+  int bad = dx__conn_set_path(c, req.path, req.path_len) ? 500 : select_protocol(c, &req);
   if (bad == 400) {
     server_refuse(c, 400, "Sec-WebSocket-Protocol: an offered name is not a token");
     return -1;

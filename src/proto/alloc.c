@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 
-static void *std_realloc(void *ud, void *p, size_t n) {
+void *dx__std_realloc(void *ud, void *p, size_t n) {
   (void)ud;
   if (n == 0) {
     free(p);
@@ -11,4 +11,4 @@ static void *std_realloc(void *ud, void *p, size_t n) {
   return realloc(p, n);
 }
 
-const dx__alloc dx__alloc_std = {std_realloc, NULL};
+const dx__alloc dx__alloc_std = {dx__std_realloc, NULL};

@@ -11,8 +11,10 @@ typedef struct dx__alloc {
   void *ud;
 } dx__alloc;
 
-/* The C library's allocator. */
+/* The C library's allocator, and its function (for a table that embeds an
+ * allocator by value: dx__alloc_std is no constant expression). */
 extern const dx__alloc dx__alloc_std;
+void *dx__std_realloc(void *ud, void *p, size_t n);
 
 static inline void *dx__mem_alloc(const dx__alloc *a, size_t n) {
   return a->realloc(a->ud, NULL, n);

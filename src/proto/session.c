@@ -8,38 +8,40 @@
 #include "proto/deflate.h"
 
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
-                      const dx__session_callbacks *cb, void *ud,
-                      const dx__alloc *alloc) {
+                      const dx__session_ops *ops) {
   memset(s, 0, sizeof *s);
   s->cfg = cfg;
-  s->cb = cb;
-  s->ud = ud;
-  s->alloc = alloc;
+  s->ops = ops;
 }
 
 void dx__session_deinit(dx__session *s) {
+  /* Zeroed and never initialised (its owner failed before, e.g. at TLS
+   * setup): it holds nothing, and has no allocator to name. */
+  if (!s->ops) return;
   dx__pmd_free(s->pmd);
   s->pmd = NULL;
-  dx__mem_free(s->alloc, s->msg);
-  dx__mem_free(s->alloc, s->ctl);
-  dx__mem_free(s->alloc, s->out);
-  dx__mem_free(s->alloc, s->recv_reason);
-  dx__mem_free(s->alloc, s->sent_reason);
-  s->msg = s->ctl = s->out = NULL;
-  s->recv_reason = s->sent_reason = NULL;
+  dx__mem_free(&s->ops->alloc, s->msg);
+  dx__mem_free(&s->ops->alloc, s->out);
+  if (s->rare) {
+    dx__mem_free(&s->ops->alloc, s->rare->ctl);
+    dx__mem_free(&s->ops->alloc, s->rare->recv_reason);
+    dx__mem_free(&s->ops->alloc, s->rare->sent_reason);
+    dx__mem_free(&s->ops->alloc, s->rare);
+  }
+  s->msg = NULL;
+  s->rare = NULL;
+  s->out = NULL;
 }
 
-dx__session *dx__session_new(const dx__session_config *cfg,
-                             const dx__session_callbacks *cb, void *ud,
-                             const dx__alloc *alloc) {
-  dx__session *s = dx__mem_alloc(alloc, sizeof *s);
-  if (s) dx__session_init(s, cfg, cb, ud, alloc);
+dx__session *dx__session_new(const dx__session_config *cfg, const dx__session_ops *ops) {
+  dx__session *s = dx__mem_alloc(&ops->alloc, sizeof *s);
+  if (s) dx__session_init(s, cfg, ops);
   return s;
 }
 
 void dx__session_free(dx__session *s) {
   if (!s) return;
-  const dx__alloc *a = s->alloc;
+  const dx__alloc *a = &s->ops->alloc;
   dx__session_deinit(s);
   dx__mem_free(a, s);
 }
@@ -53,26 +55,39 @@ int dx__close_code_valid(int code) {
 
 /* ---- output ------------------------------------------------------------ */
 
-/* Makes room for n more output bytes; returns where they go or NULL. */
-static uint8_t *out_reserve(dx__session *s, size_t n) {
-  if (s->out_off > 0 && s->out_len + n > s->out_cap) {
+/* out_reserve's slow path: allocates, reclaims or grows the block. */
+static __attribute__((noinline)) uint8_t *out_grow(dx__session *s, size_t n) {
+  dx__session_out *o = s->out;
+  if (o && o->off > 0) {
     /* Reclaim the written prefix before growing. */
-    memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
-    s->out_len -= s->out_off;
-    s->out_off = 0;
+    memmove(o->data, o->data + o->off, o->len - o->off);
+    o->len -= o->off;
+    o->off = 0;
   }
-  if (s->out_len + n > s->out_cap) {
+  if (!o || o->len + n > o->cap) {
     /* 1 KiB first: a read event's replies to a pipelining peer (16 small
      * messages) fit without two reallocs per flush; the buffer is freed
      * once written, so an idle connection still holds none. */
-    size_t cap = s->out_cap ? s->out_cap * 2 : 1024;
-    if (cap < s->out_len + n) cap = s->out_len + n;
-    uint8_t *p = s->alloc->realloc(s->alloc->ud, s->out, cap);
+    size_t len = o ? o->len : 0;
+    size_t cap = o ? o->cap * 2 : 1024;
+    if (cap < len + n) cap = len + n;
+    if (cap > SIZE_MAX - sizeof *o) return NULL;
+    dx__session_out *p = s->ops->alloc.realloc(s->ops->alloc.ud, o, sizeof *o + cap);
     if (!p) return NULL;
-    s->out = p;
-    s->out_cap = cap;
+    if (!o) p->off = p->len = 0;
+    p->cap = cap;
+    s->out = o = p;
   }
-  return s->out + s->out_len;
+  return o->data + o->len;
+}
+
+/* Makes room for n more output bytes; returns where they go or NULL. The
+ * room is usually there already (a send while others wait to be written):
+ * one test, and the rest out of line. */
+static inline uint8_t *out_reserve(dx__session *s, size_t n) {
+  dx__session_out *o = s->out;
+  if (o && n <= o->cap - o->len) return o->data + o->len;
+  return out_grow(s, n);
 }
 
 /* Queues one frame; masked with a fresh key in the client role. */
@@ -88,7 +103,7 @@ static int queue_frame_rsv(dx__session *s, unsigned opcode, unsigned rsv,
     dx__mask_copy(p + h, data, len, key, 0);
   else if (len)
     memcpy(p + h, data, len);
-  s->out_len += h + len;
+  s->out->len += h + len;
   return 0;
 }
 
@@ -106,23 +121,25 @@ int dx__session_queue_raw(dx__session *s, const void *data, size_t len) {
   uint8_t *p = out_reserve(s, len);
   if (!p) return DX_ENOMEM;
   memcpy(p, data, len);
-  s->out_len += len;
+  s->out->len += len;
   return 0;
 }
 
 size_t dx__session_pending(dx__session *s, const uint8_t **out) {
-  *out = s->out ? s->out + s->out_off : NULL;
-  return s->out_len - s->out_off;
+  dx__session_out *o = s->out;
+  *out = o ? o->data + o->off : NULL;
+  return o ? o->len - o->off : 0;
 }
 
 void dx__session_consumed(dx__session *s, size_t n) {
-  s->out_off += n;
-  if (s->out_off >= s->out_len) {
+  dx__session_out *o = s->out;
+  if (!o) return;
+  o->off += n;
+  if (o->off >= o->len) {
     /* Nothing pending: give the buffer back so an idle connection holds no
      * output memory. */
-    dx__mem_free(s->alloc, s->out);
+    dx__mem_free(&s->ops->alloc, o);
     s->out = NULL;
-    s->out_off = s->out_len = s->out_cap = 0;
   }
 }
 
@@ -139,10 +156,18 @@ int dx__session_close_received(const dx__session *s) { return !!(s->flags & DX__
 int dx__session_sent_code(const dx__session *s) { return s->sent_code; }
 int dx__session_received_code(const dx__session *s) { return s->recv_code; }
 const char *dx__session_received_reason(const dx__session *s) {
-  return s->recv_reason ? s->recv_reason : "";
+  return s->rare && s->rare->recv_reason ? s->rare->recv_reason : "";
 }
 const char *dx__session_sent_reason(const dx__session *s) {
-  return s->sent_reason ? s->sent_reason : "";
+  return s->rare && s->rare->sent_reason ? s->rare->sent_reason : "";
+}
+
+/* The session's block of rarely needed state, allocated (zeroed) at the
+ * first call; NULL when out of memory. */
+static dx__session_rare *rare(dx__session *s) {
+  if (!s->rare && (s->rare = dx__mem_alloc(&s->ops->alloc, sizeof *s->rare)))
+    *s->rare = (dx__session_rare){0};
+  return s->rare;
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -204,16 +229,16 @@ int dx__session_close(dx__session *s, int code, const char *reason, size_t rlen)
    * is sent at all. */
   char *kept = NULL;
   if (rlen) {
-    if (!(kept = dx__mem_alloc(s->alloc, rlen + 1))) return DX_ENOMEM;
+    if (!rare(s) || !(kept = dx__mem_alloc(&s->ops->alloc, rlen + 1))) return DX_ENOMEM;
     memcpy(kept, reason, rlen);
     kept[rlen] = '\0';
   }
   int r = send_close(s, code, reason, rlen);
   if (r) {
-    dx__mem_free(s->alloc, kept);
+    dx__mem_free(&s->ops->alloc, kept);
     return r;
   }
-  s->sent_reason = kept;
+  if (kept) s->rare->sent_reason = kept;
   return 0;
 }
 
@@ -303,19 +328,18 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
   s->flags |= DX__SF_CLOSE_RECEIVED;
   s->recv_code = (uint16_t)code;
   size_t rlen = len > 2 ? len - 2 : 0;
-  if (rlen) {
-    s->recv_reason = dx__mem_alloc(s->alloc, rlen + 1);
-    if (s->recv_reason) {
-      memcpy(s->recv_reason, p + 2, rlen);
-      s->recv_reason[rlen] = '\0';
-    }
+  char *kept = rlen && rare(s) ? dx__mem_alloc(&s->ops->alloc, rlen + 1) : NULL;
+  if (kept) {
+    memcpy(kept, p + 2, rlen);
+    kept[rlen] = '\0';
+    s->rare->recv_reason = kept;
   }
   /* Echo the code (§5.5.1) unless we already sent our own close. */
   int echo_failed = !(s->flags & DX__SF_CLOSE_SENT) &&
                     send_close(s, code == DX_CLOSE_NO_STATUS ? 0 : code, NULL, 0) != 0;
   /* The callback gets the reason from the frame itself, so a failed copy
    * above costs only the later dx__session_received_reason(). */
-  if (s->cb->on_close) s->cb->on_close(s->ud, code, rlen ? (const char *)p + 2 : "", rlen);
+  if (s->ops->cb.on_close) s->ops->cb.on_close(s, code, rlen ? (const char *)p + 2 : "", rlen);
   if (echo_failed) {
     /* No memory for the echo: the session is over all the same, and the
      * owner closes the transport now instead of at the close timeout. */
@@ -332,10 +356,10 @@ static int on_control(dx__session *s, const uint8_t *p, size_t len) {
         int r = queue_frame(s, DX__OP_PONG, p, len);
         if (r) return fail(s, r, DX_CLOSE_INTERNAL);
       }
-      if (s->cb->on_ping) s->cb->on_ping(s->ud, p, len);
+      if (s->ops->cb.on_ping) s->ops->cb.on_ping(s, p, len);
       return 0;
     case DX__OP_PONG:
-      if (s->cb->on_pong) s->cb->on_pong(s->ud, p, len);
+      if (s->ops->cb.on_pong) s->ops->cb.on_pong(s, p, len);
       return 0;
     default:
       return on_close_frame(s, p, len);
@@ -348,10 +372,10 @@ static int deliver(dx__session *s, uint8_t *p, size_t len) {
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   s->msg_opcode = 0;
   s->msg_len = 0;
-  if (s->cb->on_message) s->cb->on_message(s->ud, op, p, len);
+  if (s->ops->cb.on_message) s->ops->cb.on_message(s, op, p, len);
   /* The buffer is released after every message: an idle connection holds
    * no reassembly memory, and the next message grows one as its bytes come. */
-  dx__mem_free(s->alloc, s->msg);
+  dx__mem_free(&s->ops->alloc, s->msg);
   s->msg = NULL;
   s->msg_cap = 0;
   return 0;
@@ -387,7 +411,7 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
      * counts), so `need` is within them; never give less than it. */
     if (cap < need) cap = need;
     if (cap != (size_t)cap) return DX_ENOMEM; /* a 32-bit build */
-    uint8_t *m = s->alloc->realloc(s->alloc->ud, s->msg, (size_t)cap);
+    uint8_t *m = s->ops->alloc.realloc(s->ops->alloc.ud, s->msg, (size_t)cap);
     if (!m) return DX_ENOMEM;
     s->msg = m;
     s->msg_cap = (size_t)cap;
@@ -448,13 +472,16 @@ static int on_payload(dx__session *s, uint8_t *p, size_t n) {
     dx__mask(p, n, mask, s->frame_got);
   if (dx__opcode_is_control(h->opcode)) {
     if (whole) return on_control(s, p, n);
-    if (!s->ctl && !(s->ctl = dx__mem_alloc(s->alloc, 125)))
+    dx__session_rare *rs = rare(s);
+    if (!rs || (!rs->ctl && !(rs->ctl = dx__mem_alloc(&s->ops->alloc, 125))))
       return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
-    memcpy(s->ctl + s->frame_got, p, n);
+    memcpy(rs->ctl + s->frame_got, p, n);
     if (!last) return 0;
-    int r = on_control(s, s->ctl, (size_t)h->len);
-    dx__mem_free(s->alloc, s->ctl);
-    s->ctl = NULL;
+    /* The block stays put (never reallocated), so rs is still valid after
+     * on_control, which may store the close reason in it. */
+    int r = on_control(s, rs->ctl, (size_t)h->len);
+    dx__mem_free(&s->ops->alloc, rs->ctl);
+    rs->ctl = NULL;
     return r;
   }
   if (s->flags & DX__SF_COMPRESSED) return on_compressed_payload(s, p, n, last);
@@ -518,7 +545,7 @@ static ssize_t small_message(dx__session *s, uint8_t *in, size_t len) {
   if (masked) dx__mask(p, n, in + 2, 0);
   if (b0 == (0x80 | DX__OP_TEXT) && dx__utf8_validate(p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
-  if (s->cb->on_message) s->cb->on_message(s->ud, (int)(b0 & 0xF), p, n);
+  if (s->ops->cb.on_message) s->ops->cb.on_message(s, (int)(b0 & 0xF), p, n);
   return (ssize_t)(h + n);
 }
 

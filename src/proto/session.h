@@ -19,20 +19,33 @@ typedef enum { DX__ROLE_SERVER = 0, DX__ROLE_CLIENT = 1 } dx__role;
 
 typedef struct dx__session dx__session;
 
+/* The events a session reports. Each gets the session itself: its owner
+ * finds its own state from it (an owner that embeds the session, as a
+ * connection does, by its offset), so a session holds no pointer for it. */
 typedef struct dx__session_callbacks {
   /* A complete text (opcode 1, valid UTF-8) or binary (2) message. `data`
    * may point into the buffer given to dx__session_recv (unmasked in place)
    * or into the session's reassembly buffer; valid until the callback
    * returns. The callee may send, but must not free the session. */
-  void (*on_message)(void *ud, int opcode, uint8_t *data, size_t len);
+  void (*on_message)(dx__session *s, int opcode, uint8_t *data, size_t len);
   /* A ping (its pong is already queued) or an unsolicited/answering pong. */
-  void (*on_ping)(void *ud, const uint8_t *data, size_t len);
-  void (*on_pong)(void *ud, const uint8_t *data, size_t len);
+  void (*on_ping)(dx__session *s, const uint8_t *data, size_t len);
+  void (*on_pong)(dx__session *s, const uint8_t *data, size_t len);
   /* The peer's close frame arrived (code 1005 when it carried none). The
    * reply, if one was due, is already queued. `reason` is valid UTF-8 of
    * `len` bytes, not NUL-terminated, valid until the callback returns. */
-  void (*on_close)(void *ud, int code, const char *reason, size_t len);
+  void (*on_close)(dx__session *s, int code, const char *reason, size_t len);
 } dx__session_callbacks;
+
+/* What every session of one kind shares and never changes: its events and
+ * its allocator. One table for all of them (a connection's is static), so
+ * that a session holds one pointer for both, and can free its memory
+ * through it even after its dx__session_config is gone (see
+ * dx__session_deinit). */
+typedef struct dx__session_ops {
+  dx__session_callbacks cb;
+  dx__alloc alloc;
+} dx__session_ops;
 
 typedef struct dx__session_config {
   dx__role role;
@@ -56,14 +69,32 @@ enum {
   DX__SF_BAD_DEFLATE = 16 /* we failed it for a corrupt deflate stream */
 };
 
+/* Pending output: one block, its counts and its bytes, allocated when a
+ * frame is queued and freed once all of it is written, so that an idle
+ * session holds a NULL pointer for it rather than four words. */
+typedef struct dx__session_out {
+  size_t off, len, cap; /* data[off..len) waits; cap bytes of room */
+  uint8_t data[];
+} dx__session_out;
+
+/* What a session needs rarely, behind one pointer allocated at the first
+ * need (a control frame split across reads, a close with a reason) and
+ * kept until the session is freed: an idle session holds a NULL pointer
+ * instead of three. */
+typedef struct dx__session_rare {
+  uint8_t *ctl;       /* a control payload split across reads */
+  char *recv_reason;  /* NUL-terminated, allocated only when non-empty */
+  char *sent_reason;  /* dx__session_close's, likewise */
+} dx__session_rare;
+
 /* The session's fields are private to session.c; the struct is visible only
  * so an owner can embed it (dx__session_init) and save an allocation per
  * connection. */
 struct dx__session {
-  const struct dx__session_config *cfg; /* borrowed: must outlive the session */
-  const struct dx__session_callbacks *cb; /* borrowed, likewise */
-  void *ud;
-  const dx__alloc *alloc;               /* borrowed, likewise */
+  /* Both borrowed, and shared by many sessions: an idle connection's
+   * bytes are what it holds per session (bench/README.md, idle memory). */
+  const struct dx__session_config *cfg; /* until dx__session_deinit */
+  const dx__session_ops *ops;           /* until the memory is freed */
   /* receive side */
   dx__frame_header fh;     /* header of the frame being read */
   uint64_t frame_got;      /* payload bytes of it read so far */
@@ -76,31 +107,33 @@ struct dx__session {
   dx__utf8_state utf8;     /* validator state of the open text message */
   uint8_t *msg;            /* reassembly buffer (NULL when none open) */
   size_t msg_len, msg_cap;
-  uint8_t *ctl;            /* a control payload split across reads */
   /* send side */
-  uint8_t *out;            /* pending output, freed when fully written */
-  size_t out_off, out_len, out_cap;
+  dx__session_out *out;    /* pending output, NULL when none */
+  dx__session_rare *rare;  /* split control frame, close reasons: NULL until needed */
   /* closing */
   uint16_t sent_code, recv_code;
-  char *recv_reason;       /* NUL-terminated, allocated only when non-empty */
-  char *sent_reason;       /* dx__session_close's, likewise */
   dx__pmd *pmd;            /* permessage-deflate state, when negotiated */
 };
 
-/* Initialises a session in caller-provided memory. cfg, cb and alloc are
- * borrowed and must outlive it. Cannot fail. */
+/* Initialises a session in caller-provided memory. cfg and ops are
+ * borrowed: cfg must outlive every other call on the session, ops its
+ * dx__session_deinit too. Cannot fail. */
 void dx__session_init(dx__session *s, const dx__session_config *cfg,
-                      const dx__session_callbacks *cb, void *ud,
-                      const dx__alloc *alloc);
-/* Frees what the session allocated (not the struct itself). */
+                      const dx__session_ops *ops);
+/* Frees what the session allocated (not the struct itself). Reads ops,
+ * never cfg: an owner may free the config first (a server ends, its
+ * connections' memory goes at the end of the loop iteration). A zeroed
+ * session that was never initialised is accepted (and holds nothing). */
 void dx__session_deinit(dx__session *s);
 
-/* Returns NULL when out of memory. cfg, cb and alloc are borrowed and must
- * outlive the session (dx__session_init in allocated memory). */
-dx__session *dx__session_new(const dx__session_config *cfg,
-                             const dx__session_callbacks *cb, void *ud,
-                             const dx__alloc *alloc);
+/* Returns NULL when out of memory (dx__session_init in memory from
+ * ops->alloc). */
+dx__session *dx__session_new(const dx__session_config *cfg, const dx__session_ops *ops);
 void dx__session_free(dx__session *s);
+/* The config the session was made with: lets an owner that gives each
+ * session a config of its own (tests, fuzzers) find itself from the
+ * session in a callback. */
+static inline const dx__session_config *dx__session_cfg(const dx__session *s) { return s->cfg; }
 
 /* Feeds received bytes; they may be modified (unmasked in place). Returns
  * len when everything was consumed, or a negative code when the peer broke
@@ -157,7 +190,7 @@ static inline int dx__session_state(const dx__session *s) {
 /* Bytes queued and not yet consumed: what dx__session_pending() would
  * return, without handing them out. Inline: every send asks. */
 static inline size_t dx__session_out_bytes(const dx__session *s) {
-  return s->out_len - s->out_off;
+  return s->out ? s->out->len - s->out->off : 0;
 }
 /* 1 when permessage-deflate was negotiated (dx__session_set_pmd). Inline:
  * every send asks. */

@@ -6,7 +6,9 @@
  *   woke up, on two listeners, answered at once, while the first one's
  *   on_open shuts the server down or frees it (the others must be dropped,
  *   and nothing touched after the free, the other listener's event in the
- *   same batch included: ASan checks that in the sanitizer run). */
+ *   same batch included: ASan checks that in the sanitizer run);
+ * - dx_conn_path, for paths kept inside the connection (up to 7 bytes) and
+ *   allocated ones, from on_open to on_close. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -40,10 +42,11 @@ static struct {
   int last_code;
   dx_why last_why;
   enum { NOTHING, SHUTDOWN_IN_OPEN, FREE_IN_OPEN } in_open;
+  char open_path[64], close_path[64]; /* dx_conn_path in the last on_open, on_close */
 } W;
 
 static void on_open(dx_conn *c) {
-  (void)c;
+  snprintf(W.open_path, sizeof W.open_path, "%s", dx_conn_path(c));
   if (W.opens++) return;
   if (W.in_open == SHUTDOWN_IN_OPEN) {
     assert_int_equal(dx_server_shutdown(W.srv, 2000), 0);
@@ -54,7 +57,8 @@ static void on_open(dx_conn *c) {
 }
 
 static void on_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {
-  (void)c, (void)reason, (void)status;
+  (void)reason, (void)status;
+  snprintf(W.close_path, sizeof W.close_path, "%s", dx_conn_path(c));
   W.closes++;
   W.last_code = code;
   W.last_why = why;
@@ -243,6 +247,30 @@ static void test_shutdown_in_open_during_accept_batch(void **state) {
   expect_batch(SHUTDOWN_IN_OPEN, 1);
 }
 
+/* The request path comes back from dx_conn_path as sent, query included,
+ * whether it fits inside the connection (7 bytes or fewer) or not, and
+ * stays valid until on_close. */
+static void test_conn_path(void **state) {
+  (void)state;
+  static const char *const paths[] = {"/", "/abcdef", "/abcdefg", "/rooms/x?y=1"};
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+    start_server(1);
+    int fd = connect_client(W.port);
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s%s", paths[i], REQUEST + 5); /* past "GET /" */
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    run_for(500);
+    assert_int_equal(W.opens, 1);
+    assert_string_equal(W.open_path, paths[i]);
+    expect_101(fd);
+    close(fd);
+    run_for(500);
+    assert_int_equal(W.closes, 1);
+    assert_string_equal(W.close_path, paths[i]);
+    stop_server();
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_silent_client_waits_in_the_kernel),
@@ -250,6 +278,7 @@ int main(void) {
       cmocka_unit_test(test_without_defer_silent_client_is_a_connection),
       cmocka_unit_test(test_free_in_open_during_accept_batch),
       cmocka_unit_test(test_shutdown_in_open_during_accept_batch),
+      cmocka_unit_test(test_conn_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,9 +45,8 @@ typedef struct tracker {
 
 typedef struct ctx {
   dx__role role;
-  dx__session_config cfg;
-  dx__session_callbacks cb;
-  dx__alloc alloc;
+  dx__session_config cfg; /* this context's own: how a callback finds it */
+  dx__session_ops ops;
   tracker t;
   dx__session *s;
   event ev[MAX_EVENTS];
@@ -104,27 +103,32 @@ static void record(ctx *c, int kind, int arg, const void *data, size_t len) {
   e->data[len] = 0;
 }
 
-static void cb_message(void *ud, int opcode, uint8_t *data, size_t len) {
-  ctx *c = ud;
+/* The context a session belongs to. */
+static ctx *ctx_of(dx__session *s) {
+  return (ctx *)((char *)dx__session_cfg(s) - offsetof(ctx, cfg));
+}
+
+static void cb_message(dx__session *s, int opcode, uint8_t *data, size_t len) {
+  ctx *c = ctx_of(s);
   record(c, EV_MSG, opcode, data, len);
   if (c->echo_messages)
     assert_int_equal(dx__session_send(c->s, opcode, data, len), 0);
   if (c->close_on_message)
     assert_int_equal(dx__session_close(c->s, 1000, "done", 4), 0);
 }
-static void cb_ping(void *ud, const uint8_t *data, size_t len) {
-  record(ud, EV_PING, 0, data, len);
+static void cb_ping(dx__session *s, const uint8_t *data, size_t len) {
+  record(ctx_of(s), EV_PING, 0, data, len);
 }
-static void cb_pong(void *ud, const uint8_t *data, size_t len) {
-  record(ud, EV_PONG, 0, data, len);
+static void cb_pong(dx__session *s, const uint8_t *data, size_t len) {
+  record(ctx_of(s), EV_PONG, 0, data, len);
 }
-static void cb_close(void *ud, int code, const char *reason, size_t len) {
+static void cb_close(dx__session *s, int code, const char *reason, size_t len) {
   /* `reason` is `len` bytes of UTF-8, not NUL-terminated (record() copies
    * exactly len bytes, so ASan catches a pointer that does not hold them). */
   if (len) assert_non_null(reason);
   if (len && dx__utf8_validate((const uint8_t *)reason, len) != 0)
     fail_msg("on_close: reason is not valid UTF-8");
-  record(ud, EV_CLOSE, code, reason, len);
+  record(ctx_of(s), EV_CLOSE, code, reason, len);
 }
 
 /* Deterministic "random" bytes for the client role's masking keys. */
@@ -149,14 +153,14 @@ static void ctx_init(ctx *c, dx__role role, uint64_t max_message,
   c->cfg.allowed_rsv = 0;
   c->cfg.random = fake_random;
   c->cfg.random_ud = c;
-  c->cb.on_message = cb_message;
-  c->cb.on_ping = cb_ping;
-  c->cb.on_pong = cb_pong;
-  c->cb.on_close = cb_close;
-  c->alloc.realloc = track_realloc;
-  c->alloc.ud = &c->t;
+  c->ops.cb.on_message = cb_message;
+  c->ops.cb.on_ping = cb_ping;
+  c->ops.cb.on_pong = cb_pong;
+  c->ops.cb.on_close = cb_close;
+  c->ops.alloc.realloc = track_realloc;
+  c->ops.alloc.ud = &c->t;
   c->rnd_seed = 42;
-  c->s = dx__session_new(&c->cfg, &c->cb, c, &c->alloc);
+  c->s = dx__session_new(&c->cfg, &c->ops);
   assert_non_null(c->s);
   c->base = c->t.bytes;
 }
@@ -1753,13 +1757,13 @@ static int alloc_scenario(dx__role role, long fail_at, int sticky) {
   c.cfg.max_frame = MIB;
   c.cfg.random = fake_random;
   c.cfg.random_ud = &c;
-  c.cb.on_message = cb_message;
-  c.cb.on_ping = cb_ping;
-  c.cb.on_pong = cb_pong;
-  c.cb.on_close = cb_close;
-  c.alloc.realloc = track_realloc;
-  c.alloc.ud = &c.t;
-  c.s = dx__session_new(&c.cfg, &c.cb, &c, &c.alloc);
+  c.ops.cb.on_message = cb_message;
+  c.ops.cb.on_ping = cb_ping;
+  c.ops.cb.on_pong = cb_pong;
+  c.ops.cb.on_close = cb_close;
+  c.ops.alloc.realloc = track_realloc;
+  c.ops.alloc.ud = &c.t;
+  c.s = dx__session_new(&c.cfg, &c.ops);
   if (!c.s) {
     assert_int_equal(c.t.live, 0);
     return 0;
