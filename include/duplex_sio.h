@@ -33,10 +33,8 @@
  * dx_sio_binary_get(), at any depth of the arguments; json_dumps() cannot
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
- * Not done yet (issue 13): a WebSocket probe that reaches another loop than
- * its session's is refused (the client stays on polling); open/close
- * callbacks for plain Engine.IO sessions; `duplex serve --socketio` and
- * its page; benchmarks.
+ * Not done yet (issue 13): open/close callbacks for plain Engine.IO
+ * sessions; `duplex serve --socketio` and its page; benchmarks.
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H
@@ -143,7 +141,10 @@ size_t dx_sio_sessions(const dx_sio *io);
  * publisher's order. Polling: a session's sid names its loop, and a
  * polling request that reaches another loop of the hub (SO_REUSEPORT
  * loops on one port) is forwarded to it and its answer brought back, held
- * GETs and their aborts included. Across nodes, route by sid (sticky
+ * GETs and their aborts included. The upgrade: a WebSocket probe that
+ * reaches another loop is handed, connection and all, to a server of the
+ * session's loop attached to that loop's dx_sio, which answers it (so each
+ * loop needs such a server: the same options on every loop). Across nodes, route by sid (sticky
  * sessions). Without a hub, rooms are this dx_sio's alone and its sessions'
  * requests must reach its loop. Call it before the first session. 0,
  * DX_EINVAL, DX_ESTATE (already, sessions exist, or another dx_sio of this

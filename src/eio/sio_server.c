@@ -1772,6 +1772,41 @@ static void conn_query(const dx_conn *c, query *q) {
   parse_query(qs ? qs + 1 : "", qs ? strlen(qs + 1) : 0, q);
 }
 
+/* ---- an upgrade that reached another loop than its session's ----------- */
+
+/* On the session's loop: the connection arrives, and a server of this loop
+ * attached to the Socket.IO server of the same hub adopts it; the upgrade
+ * is then decided here (sio_accept again), as if this loop had accepted it:
+ * a session gone meanwhile gets "Session ID unknown". When no server here
+ * takes it (freed, shutting down) the connection is closed. */
+static void handoff_arrive(dx_loop *loop, void *ud) {
+  dx__handoff *h = ud;
+  dx_hub *hub = dx__handoff_user(h);
+  for (dx_server *srv = dx__loop_server_next(loop, NULL); srv;
+       srv = dx__loop_server_next(loop, srv))
+    for (dx_sio *io = dx__server_options(srv)->sio; io; io = io->chain)
+      if (io->hub == hub && io->loop == loop && !io->freeing && dx__server_adopt(srv, h) == 0)
+        return;
+  dx__handoff_free(h);
+}
+
+/* The session's loop was freed before the connection's turn came. */
+static void handoff_drop(dx_loop *loop, void *ud) {
+  (void)loop;
+  dx__handoff_free(ud);
+}
+
+typedef struct handoff_to {
+  dx_sio *io;
+  unsigned bit;
+} handoff_to;
+
+static int handoff_post(dx__handoff *h, void *ud) {
+  handoff_to *t = ud;
+  dx__handoff_set_user(h, t->io->hub);
+  return dx__hub_post_tap(t->io->hub, t->bit, hub_tap, handoff_arrive, handoff_drop, h);
+}
+
 static int sio_accept(dx_conn *c, const dx_request *req) {
   dx_sio *head = dx__conn_sio(c);
   size_t n;
@@ -1783,9 +1818,23 @@ static int sio_accept(dx_conn *c, const dx_request *req) {
   const char *qs = memchr(path, '?', n);
   query q;
   parse_query(qs ? qs + 1 : "", qs ? n - (size_t)(qs + 1 - path) : 0, &q);
+  /* A probe for another loop's session moves there, connection and all.
+   * When that loop cannot be reached (its server is gone), the session is
+   * unknown here: answered below. */
+  handoff_to to = {io, 0};
+  if (is(q.transport, q.transport_len, "websocket") && other_loop(io, &q, &to.bit)) {
+    int r = dx__conn_hand_off(c, handoff_post, &to);
+    if (r == 0 || dx_conn_state(c) == DX_CLOSED) return 0;
+    if (r == DX_ENOMEM) return 503;
+  }
   sess *s;
-  /* A refused upgrade gets 400, as the reference's abortUpgrade. */
-  return verify(io, &q, 1, &s) >= 0 ? 400 : 0;
+  int code = verify(io, &q, 1, &s);
+  if (code < 0) return 0;
+  /* Refused as the reference's abortUpgrade: 400 and the code's message. */
+  const char *msg = "Bad request";
+  dx__eio_http_error(code, &msg);
+  dx__conn_refuse(c, 400, msg);
+  return 400;
 }
 
 static void sio_open(dx_conn *c) {

@@ -7,7 +7,10 @@ method), bad sids, overlapping GETs, maxPayload (413), CORS and the
 OPTIONS preflight, malformed Engine.IO and Socket.IO packets ("parse
 error"), the upgrade by hand (2probe/3probe, the noop that releases the
 held GET, 5, polling refused afterwards), the heartbeat on polling (the
-server's ping, then "ping timeout") and connectTimeout.
+server's ping, then "ping timeout") and connectTimeout. With three loops on
+one port: polling requests and upgrade probes that reach another loop than
+their session's, and probes for sessions that are gone. With
+--max-buffered: a client that does not GET, past the cap.
 
   /usr/bin/python3 tests/interop/test_eio_raw.py \\
       --server build/examples/example_socketio_conformance
@@ -123,6 +126,15 @@ class Client:
         o = json.loads(body[1:])
         return o
 
+    def connect(self):
+        """A new session joined to "/": its sid, and the body of the GET
+        that brought the CONNECT answer."""
+        sid = self.handshake()["sid"]
+        check(self.post(sid, b"40") == (200, b"ok"), "POST 40")
+        st, body = self.poll(sid)
+        check(st == 200 and body.startswith(b"40{"), f"CONNECT answer {st} {body!r}")
+        return sid, body
+
     def poll(self, sid):
         st, _, body = self.request("GET", f"EIO=4&transport=polling&sid={sid}")
         return st, body
@@ -146,12 +158,14 @@ def expect_error(got, status, code, what):
 class WS:
     """A minimal RFC 6455 client: text frames, masked, no fragmentation."""
 
-    def __init__(self, port, query, path="/socket.io/"):
+    def __init__(self, port, query, path="/socket.io/", early=None):
+        """early: a text frame sent in the same write as the request head."""
         self.s = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.s.sendall((f"GET {path}?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        req = (f"GET {path}?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.s.sendall(req + (self.frame(early) if early else b""))
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.s.recv(1)
@@ -160,8 +174,16 @@ class WS:
             head += chunk
         self.status = int(head.split(b" ")[1]) if head else 0
         self.buf = b""
+        self.body = b""
+        if self.status != 101:  # a refusal: its body, up to the server's close
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    break
+                self.body += chunk
 
-    def send(self, text, opcode=1):
+    @staticmethod
+    def frame(text, opcode=1):
         data = text.encode() if isinstance(text, str) else text
         mask = os.urandom(4)
         n = len(data)
@@ -172,7 +194,10 @@ class WS:
             hdr += bytes([0x80 | 126]) + struct.pack("!H", n)
         else:
             hdr += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        self.s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def send(self, text, opcode=1):
+        self.s.sendall(self.frame(text, opcode))
 
     def _need(self, n):
         while len(self.buf) < n:
@@ -232,10 +257,7 @@ def run_shared(srv, cl):
     kernel spreads them, and those for another loop's session are forwarded."""
     say("CHECK: --threads 3 on one port: a polling session whatever loop each request reaches")
     for n in range(3):
-        sid = cl.handshake()["sid"]
-        check(cl.post(sid, b"40") == (200, b"ok"), "POST 40")
-        st, body = cl.poll(sid)
-        check(st == 200 and body.startswith(b"40{"), f"CONNECT answer {st} {body!r}")
+        sid, _ = cl.connect()
         for i in range(12):
             check(cl.post(sid, b'421["message-with-ack",%d]' % i) == (200, b"ok"), f"POST {i}")
             while True:
@@ -273,6 +295,40 @@ def run_shared(srv, cl):
         c.close()
         srv.wait_line(r"^disconnect / transport error$")
         expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "after abort")
+    say("CHECK: --threads 3: a polling session's upgrade, whatever loop its probe reaches")
+    # Each probe is a fresh connection the kernel gives to any of the three
+    # loops: 15 that all land on their session's loop by luck would happen
+    # once in 3^15. Half of them send "2probe" in the same write as the
+    # request head: bytes read with the head move along with it.
+    for n in range(15):
+        sid, _ = cl.connect()
+        ws = WS(srv.port, f"EIO=4&transport=websocket&sid={sid}", early="2probe" if n % 2 else None)
+        check(ws.status == 101, f"probe {n} ({sid[0]}): status {ws.status} {ws.body!r}")
+        if n % 2 == 0:
+            ws.send("2probe")
+        check(ws.recv_text() == "3probe", f"probe {n}: 3probe")
+        ws.send("5")
+        ws.send('42["message","up %d"]' % n)
+        while True:
+            t = ws.recv_text()
+            if t == "2":
+                ws.send("3")
+                continue
+            check(t == '42["message-back","up %d"]' % n, f"probe {n}: over the upgraded ws: {t!r}")
+            break
+        expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 3,
+                     "poll after the upgrade")
+        srv.mark()
+        ws.close()
+        srv.wait_line(r"^disconnect / transport close$")
+    say("CHECK: --threads 3: a probe for a session gone, or for a loop that does not exist")
+    sid = cl.handshake()["sid"]
+    check(cl.post(sid, b"1") == (200, b"ok"), "close packet")
+    for q in [sid, "B" + sid[1:], "C" + sid[1:], "Z" + sid[1:]] * 3:
+        w = WS(srv.port, f"EIO=4&transport=websocket&sid={q}")
+        check(w.status == 400 and w.body.startswith(b"Session ID unknown"),
+              f"probe for {q}: {w.status} {w.body!r}")
+        w.close()
     say("CHECK: SIGTERM with three loops: clean exit")
     srv.stop()
 
