@@ -1,10 +1,14 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
  * example_socketio_conformance [PORT] [--test-hooks] [--redis URL]
- * [--threads N [--shared-port]] (port 3000 by default). pingInterval 300
+ * [--threads N [--shared-port]] [--max-buffered BYTES] (port 3000 by
+ * default). pingInterval 300
  * ms, pingTimeout 200 ms, maxPayload 1000000, connectTimeout 1000 ms,
  * CORS "*". Rooms go through a dx_hub, shared through Redis with --redis;
  * --threads runs N loops, loop i on port + i, or all on one port with
- * --shared-port (polling requests are then forwarded between loops).
+ * --shared-port (polling requests, and WebSocket upgrades, then reach
+ * their session's loop whichever loop the kernel gave them to).
+ * --max-buffered caps what a polling session may have queued
+ * (dx_sio_options_set_max_buffered).
  *
  * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
  * On /socket.io/: namespaces "/" and "/custom" accept every connection
@@ -39,6 +43,7 @@
 
 static int n_nodes;
 static int hooks;
+static size_t max_buffered; /* 0: the default */
 
 static void on_message(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
   (void)ud;
@@ -203,6 +208,7 @@ static int node_start(node *n, dx_hub *hub, int port, dx_reuseport share) {
   dx_sio_options_set_max_payload(so, 1000000);
   dx_sio_options_set_connect_timeout(so, 1000);
   dx_sio_options_cors_origin(so, "*");
+  if (max_buffered) dx_sio_options_set_max_buffered(so, max_buffered);
   n->io = dx_sio_new(n->loop, so);
   dx_sio_options_set_path(so, "/engine.io/");
   dx_sio_options_engine_only(so, on_engine_message, NULL);
@@ -245,6 +251,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--shared-port")) shared = 1;
+    else if (!strcmp(argv[i], "--max-buffered") && i + 1 < argc) max_buffered = strtoul(argv[++i], NULL, 10);
     else port = atoi(argv[i]);
   }
   if (threads < 1 || threads > MAX_THREADS) threads = 1;

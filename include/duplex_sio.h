@@ -85,6 +85,17 @@ int dx_sio_options_set_ping(dx_sio_options *o, uint32_t interval_ms,
  * WebSocket message above it closes the session. 0 or DX_EINVAL (0 or
  * above 1 GiB). */
 int dx_sio_options_set_max_payload(dx_sio_options *o, uint64_t bytes);
+/* The most bytes of packets a polling session may have queued for its
+ * client (their data, as queued): a client that stops coming for them
+ * (no GET) costs bounded memory. A packet that would pass the cap is
+ * refused (dx_sio_emit and dx_eio_send return DX_ECLOSED, a broadcast
+ * skips the session) and the session ends at the end of the loop
+ * iteration with DX_SIO_TRANSPORT_ERROR ("transport error", on_disconnect
+ * of each of its sockets); its client then gets 400 "Session ID unknown".
+ * Default: the larger of 16 MiB and 2 x maxPayload. A session on
+ * WebSocket is bounded by the server's dx_options_set_max_buffered
+ * instead. 0 or DX_EINVAL (0). */
+int dx_sio_options_set_max_buffered(dx_sio_options *o, size_t bytes);
 /* connectTimeout (default 45000 ms): a session that has joined no
  * namespace after it is closed. 0 or DX_EINVAL. */
 int dx_sio_options_set_connect_timeout(dx_sio_options *o, uint32_t ms);
@@ -231,7 +242,8 @@ void dx_sio_socket_on_disconnect(dx_sio_socket *s, dx_sio_on_disconnect cb,
 /* socket.emit(event, ...args). args as in dx_sio_emit_to. Packets queue on
  * the session: they wait for the client's next poll, or go out on its
  * WebSocket at the end of the loop iteration. 0, DX_ECLOSED (the socket
- * disconnected or its session is closing), DX_EINVAL, DX_ENOMEM. */
+ * disconnected or its session is closing, or its polling queue is full:
+ * see dx_sio_options_set_max_buffered), DX_EINVAL, DX_ENOMEM. */
 int dx_sio_emit(dx_sio_socket *s, const char *event, const json_t *args);
 
 /* The client's answer to an emit with ack: err 0 and its arguments (an
@@ -289,7 +301,8 @@ typedef void (*dx_eio_on_message)(dx_eio_session *s, dx_msg_type type,
 void dx_sio_options_engine_only(dx_sio_options *o, dx_eio_on_message cb,
                                 void *ud);
 /* Sends a message packet (text: UTF-8) to the session's client. 0,
- * DX_ECLOSED (the session is closing), DX_EINVAL, DX_EUTF8, DX_ENOMEM. */
+ * DX_ECLOSED (the session is closing, or its polling queue is full: see
+ * dx_sio_options_set_max_buffered), DX_EINVAL, DX_EUTF8, DX_ENOMEM. */
 int dx_eio_send(dx_eio_session *s, dx_msg_type type, const void *data,
                 size_t len);
 /* The session id (sid), NUL-terminated, owned by the session. */

@@ -81,6 +81,7 @@ struct dx_sio_options {
   char *path;
   uint32_t ping_interval, ping_timeout, connect_timeout;
   uint64_t max_payload;
+  size_t max_buffered; /* 0: the default (dx_sio_options_set_max_buffered) */
   char **cors;
   size_t n_cors;
   uint8_t cors_credentials, polling, websocket;
@@ -189,6 +190,7 @@ struct sess {
   dx_sio_socket *socks;
   uint8_t wait_pong, upgrading, closing, dead, timers;
   uint8_t close_queued; /* closing: the close packet is in the queue */
+  uint8_t overflow;     /* the queue reached its cap: closed at the end of the iteration */
 };
 
 static const char *const reason_names[] = {
@@ -257,6 +259,20 @@ int dx_sio_options_set_max_payload(dx_sio_options *o, uint64_t bytes) {
   if (!o || !bytes || bytes > (UINT64_C(1) << 30)) return DX_EINVAL;
   o->max_payload = bytes;
   return 0;
+}
+
+int dx_sio_options_set_max_buffered(dx_sio_options *o, size_t bytes) {
+  if (!o || !bytes) return DX_EINVAL;
+  o->max_buffered = bytes;
+  return 0;
+}
+
+/* The cap in force: the one set, or the larger of 16 MiB and two
+ * maxPayloads (room for two full responses). */
+static size_t max_buffered(const dx_sio_options *o) {
+  if (o->max_buffered) return o->max_buffered;
+  uint64_t two = 2 * o->max_payload;
+  return two > (16u << 20) ? (size_t)two : (size_t)16u << 20;
 }
 
 int dx_sio_options_set_connect_timeout(dx_sio_options *o, uint32_t ms) {
@@ -401,6 +417,20 @@ static int sess_send(sess *s, int type, int binary, const void *data, size_t len
     if (r) return r;
     return dx_send(s->ws, DX_TEXT, b->data, b->len) < 0 ? DX_ECLOSED : 0;
   }
+  /* A client that does not come for its packets must not make us hold
+   * unbounded memory. Past the cap the packet is refused and the session
+   * ends ("transport error", as a WebSocket peer that stops reading ends
+   * with its slow-consumer close), at the end of the iteration: the caller
+   * may be walking a list of sockets (a broadcast) that closing would
+   * change under it. */
+  size_t cap = max_buffered(&s->io->o);
+  if (s->overflow || s->q.bytes > cap || len > cap - s->q.bytes) {
+    if (!s->overflow) {
+      s->overflow = 1;
+      dx__task_queue(s->io->loop, &s->flush);
+    }
+    return DX_ECLOSED;
+  }
   int r = dx__eio_queue_push(&s->q, type, binary, data, len);
   if (r) return r;
   if (has_get(s)) dx__task_queue(s->io->loop, &s->flush);
@@ -409,7 +439,9 @@ static int sess_send(sess *s, int type, int binary, const void *data, size_t len
 
 static void flush_task(dx__task *t) {
   sess *s = CONTAINER(t, sess, flush);
-  if (has_get(s) && !s->dead) answer_get(s, 1);
+  if (s->dead) return;
+  if (s->overflow) sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
+  else if (has_get(s)) answer_get(s, 1);
 }
 
 /* The CORS headers a polling response carries: none unless origins were
@@ -742,7 +774,7 @@ void dx_sio_socket_on_disconnect(dx_sio_socket *k, dx_sio_on_disconnect cb, void
 }
 
 static int can_send(const dx_sio_socket *k) {
-  return k && k->connected && !k->gone && !k->s->closing;
+  return k && k->connected && !k->gone && !k->s->closing && !k->s->overflow;
 }
 
 int dx_sio_emit(dx_sio_socket *k, const char *event, const json_t *args) {
@@ -2083,7 +2115,7 @@ void dx_sio_options_engine_only(dx_sio_options *o, dx_eio_on_message cb, void *u
 int dx_eio_send(dx_eio_session *es, dx_msg_type type, const void *data, size_t len) {
   sess *s = (sess *)es;
   if (!s || (type != DX_TEXT && type != DX_BINARY) || (len && !data)) return DX_EINVAL;
-  if (s->closing || s->dead) return DX_ECLOSED;
+  if (s->closing || s->dead || s->overflow) return DX_ECLOSED;
   int r = sess_send(s, DX__EIO_MESSAGE, type == DX_BINARY, data, len);
   return r == DX_EUTF8 ? DX_EUTF8 : r;
 }

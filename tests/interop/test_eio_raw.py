@@ -250,6 +250,36 @@ def main(a):
     finally:
         if srv.p.poll() is None:
             srv.stop()
+    srv = Server(a.server, ["--max-buffered", "100000"])
+    try:
+        run_cap(srv, Client(srv.port))
+    finally:
+        if srv.p.poll() is None:
+            srv.stop()
+
+
+def run_cap(srv, cl):
+    """dx_sio_options_set_max_buffered: 100000 bytes of packets queued."""
+    say("CHECK: a polling client that does not GET: up to the cap its packets wait")
+    sid, body = cl.connect()
+    check(b'"auth"' in body, f"the auth event with the CONNECT answer: {body!r}")
+    # Each "message" is answered with a message-back whose packet data,
+    # 2["message-back","x..."], is 20 + 9980 = 10000 bytes: ten fill the cap.
+    msg = b'42["message","' + b"x" * 9980 + b'"]'
+    check(cl.post(sid, b"\x1e".join([msg] * 10)) == (200, b"ok"), "POST of 10 messages")
+    st, body = cl.poll(sid)
+    packets = body.split(b"\x1e")
+    backs = [p for p in packets if p.startswith(b'42["message-back","xxx')]
+    check(st == 200 and len(backs) == 10, f"the 10 answers in one GET: {st}, {len(backs)}")
+    if b"2" in packets:
+        check(cl.post(sid, b"3") == (200, b"ok"), "pong")
+    say("CHECK: past the cap the session ends with transport error")
+    srv.mark()
+    check(cl.post(sid, b"\x1e".join([msg] * 11)) == (200, b"ok"), "POST of 11 messages")
+    srv.wait_line(r"^disconnect / transport error$")
+    expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "GET after the cap")
+    say("CHECK: SIGTERM: clean exit")
+    srv.stop()
 
 
 def run_shared(srv, cl):
