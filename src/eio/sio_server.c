@@ -562,17 +562,20 @@ static int sock_packet(dx_sio_socket *k, int type, int64_t id, json_t *data) {
   return send_packet(k->s, &p);
 }
 
-/* ["event", ...args] as a new reference; NULL on a bad argument. */
-static json_t *event_array(const char *event, const json_t *args) {
-  if (!event || (args && !json_is_array(args))) return NULL;
-  if (dx__sio_reserved_event(event, strlen(event))) return NULL;
+/* ["event", ...args] in *out, a new reference. 0, DX_EINVAL (a bad
+ * argument) or DX_ENOMEM (jansson's allocations failed). */
+static int event_array(const char *event, const json_t *args, json_t **out) {
+  *out = NULL;
+  if (!event || (args && !json_is_array(args))) return DX_EINVAL;
+  if (dx__sio_reserved_event(event, strlen(event))) return DX_EINVAL;
   json_t *a = json_array();
   if (!a || json_array_append_new(a, json_string(event)) ||
       (args && json_array_extend(a, (json_t *)args))) {
     json_decref(a);
-    return NULL;
+    return DX_ENOMEM;
   }
-  return a;
+  *out = a;
+  return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -780,9 +783,10 @@ static int can_send(const dx_sio_socket *k) {
 int dx_sio_emit(dx_sio_socket *k, const char *event, const json_t *args) {
   if (!k) return DX_EINVAL;
   if (!can_send(k)) return DX_ECLOSED;
-  json_t *a = event_array(event, args);
-  if (!a) return DX_EINVAL;
-  int r = sock_packet(k, DX__SIO_EVENT, DX__SIO_NO_ID, a);
+  json_t *a;
+  int r = event_array(event, args, &a);
+  if (r) return r;
+  r = sock_packet(k, DX__SIO_EVENT, DX__SIO_NO_ID, a);
   json_decref(a);
   return r == DX_ENOMEM || r == DX_ECLOSED || r == 0 ? r : DX_EINVAL;
 }
@@ -804,8 +808,9 @@ int dx_sio_emit_ack(dx_sio_socket *k, const char *event, const json_t *args,
                     uint32_t timeout_ms, dx_sio_on_ack cb, void *ud) {
   if (!k || !cb) return DX_EINVAL;
   if (!can_send(k)) return DX_ECLOSED;
-  json_t *a = event_array(event, args);
-  if (!a) return DX_EINVAL;
+  json_t *a;
+  int r = event_array(event, args, &a);
+  if (r) return r;
   pending_ack *p = calloc(1, sizeof *p);
   dx_loop *loop = k->s->io->loop;
   if (!p || dx__timer_reserve(loop, 1)) {
@@ -818,7 +823,7 @@ int dx_sio_emit_ack(dx_sio_socket *k, const char *event, const json_t *args,
   p->cb = cb;
   p->ud = ud;
   dx__timer_init(&p->t, ack_timeout);
-  int r = sock_packet(k, DX__SIO_EVENT, p->id, a);
+  r = sock_packet(k, DX__SIO_EVENT, p->id, a);
   json_decref(a);
   if (r) {
     dx__timer_unreserve(loop, 1);
@@ -1097,13 +1102,14 @@ int dx_sio_broadcast(dx_sio_nsp *n, const dx_sio_target *t, const char *event,
     f.n_except = t->n_except_rooms;
     f.except_id = t->except ? t->except->id : NULL;
   }
-  json_t *a = event_array(event, args);
-  if (!a) return DX_EINVAL;
+  json_t *a;
+  int r = event_array(event, args, &a);
+  if (r) return r;
   dx__sio_encoded e;
   dx__sio_encoded_init(&e, &dx__alloc_std);
   dx__sio_packet p = {.type = DX__SIO_EVENT, .nsp = n->name, .nsp_len = strlen(n->name),
                       .id = DX__SIO_NO_ID, .data = a};
-  int r = dx__sio_encode(&p, 0, &e);
+  r = dx__sio_encode(&p, 0, &e);
   json_decref(a);
   if (r) {
     dx__sio_encoded_free(&e);
@@ -1174,21 +1180,26 @@ static void on_connect(sess *s, dx__sio_packet *p) {
     json_decref(auth);
     return;
   }
-  if (room_count(io, ns->name, NULL, 1)) {
+  /* The answer, the socket's own room and the namespace's count, before
+   * it counts as connected: when memory runs out for any of them it never
+   * connects (no on_connection), and the session ends, as the client
+   * could not be told otherwise. */
+  json_t *ans = json_pack("{ss}", "sid", k->id);
+  int r = ans ? sock_packet(k, DX__SIO_CONNECT, DX__SIO_NO_ID, ans) : DX_ENOMEM;
+  json_decref(ans);
+  if (!r) r = dx_sio_join(k, k->id);
+  if (!r) r = room_count(io, ns->name, NULL, 1);
+  if (r) {
     json_decref(auth);
-    connect_error(s, p->nsp, p->nsp_len, "Internal error", NULL);
     sock_gone(k, DX_SIO_SERVER_NAMESPACE_DISCONNECT);
+    sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
     return;
   }
   k->connected = 1;
-  dx_sio_join(k, k->id);
   k->nnext = ns->socks;
   if (ns->socks) ns->socks->nprev = k;
   ns->socks = k;
   dx__timer_stop(io->loop, &s->ctimer);
-  json_t *ans = json_pack("{ss}", "sid", k->id);
-  if (ans) sock_packet(k, DX__SIO_CONNECT, DX__SIO_NO_ID, ans);
-  json_decref(ans);
   if (ns->conn) ns->conn(k, auth, ns->conn_ud);
   json_decref(auth);
 }
@@ -1209,11 +1220,23 @@ static void on_event(dx_sio_socket *k, dx__sio_packet *p) {
   } else {
     args = json_array();
     for (size_t i = 1; args && i < json_array_size(p->data); i++)
-      json_array_append(args, json_array_get(p->data, i));
+      if (json_array_append(args, json_array_get(p->data, i))) {
+        json_decref(args);
+        args = NULL;
+      }
   }
-  if (!args) return;
   dx_sio_ack *a = NULL;
-  if (p->id != DX__SIO_NO_ID && (a = calloc(1, sizeof *a))) {
+  if (args && p->id != DX__SIO_NO_ID && !(a = calloc(1, sizeof *a))) {
+    json_decref(args);
+    args = NULL;
+  }
+  if (!args) {
+    /* Out of memory: the event cannot be handed over whole, and dropping
+     * it would leave a client waiting for its ack for ever. */
+    sess_close(k->s, DX_SIO_TRANSPORT_ERROR, 0);
+    return;
+  }
+  if (a) {
     a->s = k;
     a->id = p->id;
     a->next = k->given;
