@@ -1,14 +1,15 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
  * example_socketio_conformance [PORT] [--test-hooks] [--redis URL]
- * [--threads N [--shared-port]] [--max-buffered BYTES] (port 3000 by
- * default). pingInterval 300
+ * [--threads N [--shared-port]] [--max-buffered BYTES]
+ * [--ping INTERVAL,TIMEOUT] (port 3000 by default). pingInterval 300
  * ms, pingTimeout 200 ms, maxPayload 1000000, connectTimeout 1000 ms,
  * CORS "*". Rooms go through a dx_hub, shared through Redis with --redis;
  * --threads runs N loops, loop i on port + i, or all on one port with
  * --shared-port (polling requests, and WebSocket upgrades, then reach
  * their session's loop whichever loop the kernel gave them to).
  * --max-buffered caps what a polling session may have queued
- * (dx_sio_options_set_max_buffered).
+ * (dx_sio_options_set_max_buffered). --ping replaces the 300 and 200 ms
+ * (a test of many clients on a slow machine wants more).
  *
  * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
  * On /socket.io/: namespaces "/" and "/custom" accept every connection
@@ -44,6 +45,7 @@
 static int n_nodes;
 static int hooks;
 static size_t max_buffered; /* 0: the default */
+static unsigned ping_interval = 300, ping_timeout = 200;
 
 static void on_message(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
   (void)ud;
@@ -204,7 +206,7 @@ static void on_signal(int sig) {
 static int node_start(node *n, dx_hub *hub, int port, dx_reuseport share) {
   dx_sio_options *so = dx_sio_options_new();
   if (!(n->loop = dx_loop_new()) || !so) return -1;
-  dx_sio_options_set_ping(so, 300, 200);
+  dx_sio_options_set_ping(so, ping_interval, ping_timeout);
   dx_sio_options_set_max_payload(so, 1000000);
   dx_sio_options_set_connect_timeout(so, 1000);
   dx_sio_options_cors_origin(so, "*");
@@ -252,6 +254,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--shared-port")) shared = 1;
     else if (!strcmp(argv[i], "--max-buffered") && i + 1 < argc) max_buffered = strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--ping") && i + 1 < argc &&
+             sscanf(argv[++i], "%u,%u", &ping_interval, &ping_timeout) != 2)
+      return 2;
     else port = atoi(argv[i]);
   }
   if (threads < 1 || threads > MAX_THREADS) threads = 1;

@@ -358,7 +358,7 @@ async function main(a) {
     // the three loops; one that reaches another loop than its session's is
     // handed to that loop. 24 probes all landing on their session's loop
     // by luck would happen once in 3^24.
-    const t = new Server(a.server, 0, ['--threads', '3', '--shared-port']);
+    const t = new Server(a.server, 0, ['--threads', '3', '--shared-port', '--ping', '5000,10000']);
     const u = `http://127.0.0.1:${await t.start()}`;
     const socks = [];
     for (let i = 0; i < 24; i++) {
