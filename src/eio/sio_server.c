@@ -60,7 +60,8 @@ typedef struct preq {
  * request is, and where the answer goes back) and `to` (the session's).
  * Each loop is named by its bit in the hub, never by a pointer, so that a
  * dx_sio freed meanwhile is found missing instead of used: a loop's dx_sio
- * is its hub tap's ud. References: one for `from`'s pending list, one for
+ * is its hub tap's ud, and posts go through dx__hub_post_tap, which checks
+ * and posts under the hub's lock. References: one for `from`'s pending list, one for
  * `to` until it answers or lets go, each moved along with its post. */
 struct fwd {
   atomic_int refs;
@@ -1595,6 +1596,13 @@ static void fwd_unref(fwd *f) {
   free(f);
 }
 
+/* A post of f that its loop, freed first, never ran: the reference the
+ * post carried goes (every post of f carries one). */
+static void fwd_drop(dx_loop *loop, void *ud) {
+  (void)loop;
+  fwd_unref(ud);
+}
+
 static void pending_unlink(dx_sio *io, fwd *f) {
   if (f->prev) f->prev->next = f->next;
   else io->pending = f->next;
@@ -1632,9 +1640,7 @@ static void fwd_reply(fwd *f, int status, const char *type, const void *body, si
   }
   f->status = status;
   f->type = type;
-  dx_loop *l;
-  if (!dx__hub_tap_ud(f->hub, f->from, hub_tap, &l) || dx_loop_post(l, fwd_back, f))
-    fwd_unref(f);
+  if (dx__hub_post_tap(f->hub, f->from, hub_tap, fwd_back, fwd_drop, f)) fwd_unref(f);
 }
 
 /* On `to`'s loop: a request for one of its sessions. */
@@ -1677,8 +1683,7 @@ static void fwd_gone(dx_loop *loop, void *ud) {
 static void fwd_abort(dx_sio *io, fwd *f) {
   pending_unlink(io, f);
   atomic_store(&f->aborted, 1);
-  dx_loop *l;
-  if (!dx__hub_tap_ud(f->hub, f->to, hub_tap, &l) || dx_loop_post(l, fwd_gone, f)) fwd_unref(f);
+  if (dx__hub_post_tap(f->hub, f->to, hub_tap, fwd_gone, fwd_drop, f)) fwd_unref(f);
 }
 
 /* Hands a GET or POST for a session of loop `bit` over to that loop; the
@@ -1702,8 +1707,7 @@ static int fwd_send(dx_sio *io, dx_http_request *r, unsigned bit, const char *si
   f->r = r;
   f->post = post;
   memcpy(f->sid, sid, SID_LEN);
-  dx_loop *l;
-  if (!dx__hub_tap_ud(io->hub, bit, hub_tap, &l) || dx_loop_post(l, fwd_arrive, f)) {
+  if (dx__hub_post_tap(io->hub, bit, hub_tap, fwd_arrive, fwd_drop, f)) {
     free(f->body);
     free(f);
     return -1;
