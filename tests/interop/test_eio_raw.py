@@ -13,7 +13,7 @@ their session's, and probes for sessions that are gone. With
 --max-buffered: a client that does not GET, past the cap.
 
   /usr/bin/python3 tests/interop/test_eio_raw.py \\
-      --server build/examples/example_socketio_conformance
+      --server build/examples/example_socketio_conformance [--threads-only]
 """
 import argparse
 import base64
@@ -237,19 +237,22 @@ class WS:
 
 
 def main(a):
-    srv = Server(a.server)
-    cl = Client(srv.port)
-    try:
-        run(srv, cl)
-    finally:
-        if srv.p.poll() is None:
-            srv.stop()
+    if not a.threads_only:
+        srv = Server(a.server)
+        cl = Client(srv.port)
+        try:
+            run(srv, cl)
+        finally:
+            if srv.p.poll() is None:
+                srv.stop()
     srv = Server(a.server, ["--threads", "3", "--shared-port"])
     try:
         run_shared(srv, Client(srv.port))
     finally:
         if srv.p.poll() is None:
             srv.stop()
+    if a.threads_only:
+        return
     srv = Server(a.server, ["--max-buffered", "100000"])
     try:
         run_cap(srv, Client(srv.port))
@@ -351,6 +354,24 @@ def run_shared(srv, cl):
         srv.mark()
         ws.close()
         srv.wait_line(r"^disconnect / transport close$")
+    say("CHECK: --threads 3: probes whose client hangs up at once; the sessions poll on")
+    for n in range(8):
+        sid, _ = cl.connect()
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=IO_S)
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        s.close()
+        check(cl.post(sid, b'42["message","still %d"]' % n) == (200, b"ok"), f"POST after probe {n}")
+        while True:
+            st, body = cl.poll(sid)
+            check(st == 200, f"poll after probe {n}: {st} {body!r}")
+            if b'42["message-back","still %d"]' % n in body.split(b"\x1e"):
+                break
+            check(body == b"2" or body == b"6", f"poll after probe {n}: {body!r}")
+            if body == b"2":
+                check(cl.post(sid, b"3") == (200, b"ok"), "pong")
     say("CHECK: --threads 3: a probe for a session gone, or for a loop that does not exist")
     sid = cl.handshake()["sid"]
     check(cl.post(sid, b"1") == (200, b"ok"), "close packet")
@@ -586,6 +607,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
     ap.add_argument("--timeout", type=float, default=240)
+    ap.add_argument("--threads-only", action="store_true",
+                    help="only the three loops on one port (scripts/test runs it under TSan)")
     args = ap.parse_args()
     dog = threading.Timer(args.timeout, lambda: (say("FAIL: suite watchdog"), os._exit(2)))
     dog.daemon = True
