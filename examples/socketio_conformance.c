@@ -11,7 +11,9 @@
  * (dx_sio_options_set_max_buffered). --ping replaces the 300 and 200 ms
  * (a test of many clients on a slow machine wants more).
  *
- * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
+ * On /engine.io/: plain Engine.IO, every message echoed, text or binary;
+ * each session's start and end printed ("eio open SID", "eio close SID
+ * REASON").
  * On /socket.io/: namespaces "/" and "/custom" accept every connection
  * and emit "auth" with the handshake's auth payload; "message" is answered
  * with "message-back" and the same arguments (binaries included);
@@ -101,6 +103,18 @@ static void on_engine_message(dx_eio_session *s, dx_msg_type type, const uint8_t
                               size_t len, void *ud) {
   (void)ud;
   dx_eio_send(s, type, data, len);
+}
+
+static void on_engine_open(dx_eio_session *s, void *ud) {
+  (void)ud;
+  printf("eio open %s\n", dx_eio_session_id(s));
+  fflush(stdout);
+}
+
+static void on_engine_close(dx_eio_session *s, dx_sio_reason why, void *ud) {
+  (void)ud;
+  printf("eio close %s %s\n", dx_eio_session_id(s), dx_sio_reason_name(why));
+  fflush(stdout);
 }
 
 /* "join" ROOM; "leave" ROOM; "to" ROOM EVENT ...ARGS: a broadcast to the
@@ -214,6 +228,7 @@ static int node_start(node *n, dx_hub *hub, int port, dx_reuseport share) {
   n->io = dx_sio_new(n->loop, so);
   dx_sio_options_set_path(so, "/engine.io/");
   dx_sio_options_engine_only(so, on_engine_message, NULL);
+  dx_sio_options_engine_events(so, on_engine_open, on_engine_close, NULL);
   n->eio = dx_sio_new(n->loop, so);
   dx_sio_options_free(so);
   if (!n->io || !n->eio || dx_sio_use_hub(n->io, hub)) return -1;

@@ -33,8 +33,8 @@
  * dx_sio_binary_get(), at any depth of the arguments; json_dumps() cannot
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
- * Not done yet (issue 13): open/close callbacks for plain Engine.IO
- * sessions; `duplex serve --socketio` and its page; benchmarks.
+ * Not done yet (issue 13): `duplex serve --socketio` and its page;
+ * benchmarks.
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H
@@ -293,13 +293,27 @@ void dx_sio_socket_set_user(dx_sio_socket *s, void *user);
 
 /* A server made from options with dx_sio_options_engine_only serves plain
  * Engine.IO on its path: no Socket.IO, no namespaces, no connectTimeout;
- * every message a client sends goes to cb. The session handle is valid
- * until the callback returns (there are no open/close callbacks yet). */
+ * every message a client sends goes to cb. Without
+ * dx_sio_options_engine_events, the session handle is valid only until
+ * the callback returns. */
 typedef struct dx_eio_session dx_eio_session;
 typedef void (*dx_eio_on_message)(dx_eio_session *s, dx_msg_type type,
                                   const uint8_t *data, size_t len, void *ud);
 void dx_sio_options_engine_only(dx_sio_options *o, dx_eio_on_message cb,
                                 void *ud);
+/* Plain Engine.IO sessions' lifetime (with dx_sio_options_engine_only):
+ * on_open when a session is made (its open packet is queued; what
+ * dx_eio_send queues from here follows it), and on_close exactly once
+ * for every session on_open was told of, when it ends, with why (the
+ * reasons of dx_sio_reason that apply: transport close, transport error,
+ * ping timeout, parse error, server shutting down). The handle is valid
+ * from on_open until on_close returns; dx_eio_send from on_close returns
+ * DX_ECLOSED. on_close runs inside dx_sio_shutdown and dx_sio_free for
+ * the sessions they end. Either may be NULL. */
+typedef void (*dx_eio_on_open)(dx_eio_session *s, void *ud);
+typedef void (*dx_eio_on_close)(dx_eio_session *s, dx_sio_reason why, void *ud);
+void dx_sio_options_engine_events(dx_sio_options *o, dx_eio_on_open on_open,
+                                  dx_eio_on_close on_close, void *ud);
 /* Sends a message packet (text: UTF-8) to the session's client. 0,
  * DX_ECLOSED (the session is closing, or its polling queue is full: see
  * dx_sio_options_set_max_buffered), DX_EINVAL, DX_EUTF8, DX_ENOMEM. */

@@ -88,6 +88,9 @@ struct dx_sio_options {
   uint8_t cors_credentials, polling, websocket;
   dx_eio_on_message raw;
   void *raw_ud;
+  dx_eio_on_open raw_open; /* dx_sio_options_engine_events */
+  dx_eio_on_close raw_close;
+  void *raw_events_ud;
 };
 
 struct dx_sio {
@@ -192,6 +195,7 @@ struct sess {
   uint8_t wait_pong, upgrading, closing, dead, timers;
   uint8_t close_queued; /* closing: the close packet is in the queue */
   uint8_t overflow;     /* the queue reached its cap: closed at the end of the iteration */
+  uint8_t opened;       /* plain Engine.IO: raw_open ran, raw_close is owed */
 };
 
 static const char *const reason_names[] = {
@@ -1410,6 +1414,10 @@ static sess *sess_new(dx_sio *io, int transport) {
   }
   arm_ping(s);
   if (!io->raw) dx__timer_start(io->loop, &s->ctimer, io->o.connect_timeout);
+  if (io->raw && io->o.raw_open) {
+    s->opened = 1;
+    io->o.raw_open((dx_eio_session *)s, io->o.raw_events_ud);
+  }
   return s;
 }
 
@@ -1445,6 +1453,10 @@ static void sess_close(sess *s, dx_sio_reason why, int tell_client) {
   if (!s->closing) {
     s->closing = 1;
     while (s->socks) sock_gone(s->socks, why);
+    if (s->opened) {
+      s->opened = 0;
+      if (io->o.raw_close) io->o.raw_close((dx_eio_session *)s, why, io->o.raw_events_ud);
+    }
     if (s->dead) return; /* a callback closed it for good meanwhile */
     if (tell_client && !s->ws) {
       dx__timer_stop(io->loop, &s->hb);
@@ -2145,6 +2157,14 @@ int dx_eio_send(dx_eio_session *es, dx_msg_type type, const void *data, size_t l
   if (s->closing || s->dead || s->overflow) return DX_ECLOSED;
   int r = sess_send(s, DX__EIO_MESSAGE, type == DX_BINARY, data, len);
   return r == DX_EUTF8 ? DX_EUTF8 : r;
+}
+
+void dx_sio_options_engine_events(dx_sio_options *o, dx_eio_on_open open, dx_eio_on_close close,
+                                  void *ud) {
+  if (!o) return;
+  o->raw_open = open;
+  o->raw_close = close;
+  o->raw_events_ud = ud;
 }
 
 const char *dx_eio_session_id(const dx_eio_session *es) { return ((const sess *)es)->sid; }

@@ -571,9 +571,11 @@ def run(srv, cl):
     check(0.9 < time.monotonic() - t0 < 2.5, f"closed after {time.monotonic() - t0:.2f} s")
 
     say("CHECK: /engine.io/ echoes text and binary, over polling and WebSocket")
+    srv.mark()
     st, h, body = cl.request("GET", "EIO=4&transport=polling", path="/engine.io/")
     check(st == 200 and body[:1] == b"0", f"engine.io handshake {st} {body!r}")
     esid = json.loads(body[1:])["sid"]
+    srv.wait_line(r"^eio open " + re.escape(esid) + "$")
     q = f"EIO=4&transport=polling&sid={esid}"
     st, _, data = cl.request("POST", q, body=b"4h\xc3\xa9llo\x1eb" + base64.b64encode(b"\x00\xff"),
                              path="/engine.io/")
@@ -586,6 +588,9 @@ def run(srv, cl):
         check(st == 200 and data == b"2", f"engine.io: a ping expected, got {st} {data!r}")
         st, _, data = cl.request("POST", q, body=b"3", path="/engine.io/")
         check(st == 200, f"engine.io pong: {st}")
+    say("CHECK: /engine.io/ sessions: on_open, and on_close once with the reason")
+    check(cl.request("POST", q, body=b"1", path="/engine.io/")[0] == 200, "engine.io close packet")
+    srv.wait_line(r"^eio close " + re.escape(esid) + " transport close$")
     ws = WS(srv.port, "EIO=4&transport=websocket", path="/engine.io/")
     check(ws.status == 101, f"engine.io upgrade {ws.status}")
     check(ws.recv_text().startswith("0{"), "engine.io open over ws")
@@ -597,7 +602,9 @@ def run(srv, cl):
         ws.send("3")
         op, data = ws.recv()
     check(op == 2 and data == b"\x01\x02", f"engine.io ws binary echo {op} {data!r}")
+    srv.mark()
     ws.close()
+    srv.wait_line(r"^eio close \S+ transport close$")
 
     say("CHECK: SIGTERM: clean exit")
     srv.stop()
