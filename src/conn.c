@@ -678,7 +678,7 @@ static void http_begin(dx_conn *c, const char *head, size_t len, const uint8_t *
 /* The head being decided on this thread (by the owner's head hook, and
  * the on_accept it calls), with what followed it: what a hand-off to
  * another loop takes along. Per thread like `relay`. */
-static __thread struct {
+static __thread struct head_in_hand {
   dx_conn *c;
   const char *head;
   size_t head_len;
@@ -739,13 +739,15 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
   used = head_len - old;
 complete:
   if (head_len > limit) goto too_large;
+  /* Kept and put back: a callback may drive another connection's head. */
+  struct head_in_hand outer = deciding;
   deciding.c = c;
   deciding.head = head;
   deciding.head_len = head_len;
   deciding.rest = buf + used;
   deciding.n = n - used;
   int verdict = c->ep->owner->head(c, head, head_len);
-  deciding.c = NULL;
+  deciding = outer;
   switch (verdict) {
     case 0: dx__conn_opened(c, buf + used, n - used); break;
     case 1: http_begin(c, head, head_len, buf + used, n - used); break;
