@@ -163,3 +163,27 @@ start_results() { # PREFIX SERVER...
   RESULTS=$OUT/results.txt
   : >"$RESULTS"
 }
+
+# The frame of a run: begin_run prints the header lines it is given (to
+# the terminal and OUT/header.txt) and how busy the machine is, and starts
+# the clock; run_interleaved calls the caller's run_one ROW SERVER REP for
+# every rep, every row given and every server of SERVERS, in that order,
+# so that drift on the shared machine hits every server alike; end_run
+# says how long it took and how busy the machine is afterwards.
+begin_run() { # LINE...
+  printf '%s\n' "$@" | tee "$OUT/header.txt"
+  check_busy "before the run" | tee -a "$OUT/header.txt"
+  RUN_START=$(date +%s)
+}
+run_interleaved() { # ROW...
+  local rep row srv
+  for rep in $(seq "$REPS"); do
+    for row in "$@"; do
+      for srv in $SERVERS; do run_one "$row" "$srv" "$rep"; done
+    done
+  done
+}
+end_run() {
+  echo "ran in $(( $(date +%s) - RUN_START ))s; raw lines: $RESULTS"
+  check_busy "after the run" | tee -a "$OUT/header.txt"
+}

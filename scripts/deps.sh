@@ -5,10 +5,14 @@
 #   scripts/deps.sh serve   build the library and the tool (hiredis for
 #                           the pub/sub hub's Redis engine and jansson for
 #                           the Socket.IO layer's JSON included)
-#   scripts/deps.sh test    that, plus the test peers and tools: cmocka,
+#   scripts/deps.sh socketio  serve's, plus Node + npm and the official
+#                           Socket.IO client that the Socket.IO page loads
+#                           (npm ci in web/socketio)
+#   scripts/deps.sh test    serve's, plus the test peers and tools: cmocka,
 #                           clang (fuzzers), Python websockets, Node + npm
-#                           (ws), Chromium, redis-server (the Redis engine's
-#                           tests start, kill and restart their own)
+#                           (ws, socket.io-client), Chromium, redis-server
+#                           (the Redis engine's tests start, kill and
+#                           restart their own)
 # Every failure says what failed and how to retry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +26,9 @@ test=("${serve[@]}" libcmocka-dev libzstd-dev openssl python3 python3-websockets
       clang libclang-rt-dev nodejs npm chromium redis-server)
 case $job in
   serve) want=("${serve[@]}") ;;
+  socketio) want=("${serve[@]}" nodejs npm) ;;
   test) want=("${test[@]}") ;;
-  *) echo "usage: $0 serve|test" >&2; exit 2 ;;
+  *) echo "usage: $0 serve|socketio|test" >&2; exit 2 ;;
 esac
 
 fail() {
@@ -71,6 +76,15 @@ if [ "$job" = test ] && [ -f tests/interop/package.json ] &&
   echo "deps: npm ci in tests/interop (ws)" >&2
   if ! (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error); then
     fail "npm ci in tests/interop (is the npm registry reachable?)"
+  fi
+fi
+# The Socket.IO page's client (web/socketio/index.html loads it from
+# there), exactly as package-lock.json pins it; never committed.
+if { [ "$job" = socketio ] || [ "$job" = test ]; } &&
+   [ ! -f web/socketio/node_modules/socket.io-client/dist/socket.io.min.js ]; then
+  echo "deps: npm ci in web/socketio (socket.io-client, for the Socket.IO page)" >&2
+  if ! (cd web/socketio && npm ci --no-audit --no-fund --loglevel=error); then
+    fail "npm ci in web/socketio (is the npm registry reachable?)"
   fi
 fi
 exit 0

@@ -178,6 +178,7 @@ cli_parse_result cli_parse(const cli_command *cmd, int argc, char **argv,
         return CLI_PARSE_ERROR;
       }
       *(bool *)o->dest = true;
+      if (o->given) *o->given = true;
       continue;
     }
     const char *value;
@@ -190,6 +191,7 @@ cli_parse_result cli_parse(const cli_command *cmd, int argc, char **argv,
       return CLI_PARSE_ERROR;
     }
     if (store_value(cmd, o, value) != 0) return CLI_PARSE_ERROR;
+    if (o->given) *o->given = true;
   }
   if (*n_pos < cmd->min_pos) {
     cli_error(cmd->name, "missing argument: %s (see 'duplex %s --help')",

@@ -44,6 +44,7 @@ typedef struct {
   const char *def;      /* default as shown in --help; NULL for none */
   void *dest;
   char short_name;      /* 'v' for "-v" as well as the long name; 0: none */
+  bool *given;          /* set to true when the option appears; NULL: not kept */
 } cli_opt;
 
 typedef struct {

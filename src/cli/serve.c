@@ -13,13 +13,16 @@
 #include <unistd.h>
 
 #include <duplex.h>
+#include <duplex_sio.h>
 
 #include "args.h"
 #include "cli.h"
 #include "fmt.h"
 #include "serve_rooms.h"
 #include "serve_http.h"
+#include "serve_sio.h"
 #include "signals.h"
+#include "timer.h"
 
 #define MAX_THREADS 64
 
@@ -31,6 +34,9 @@ typedef struct {
   bool quiet;
   bool echo_self;  /* rooms: the sender gets its own messages too */
   dx_hub *hub;     /* rooms mode (--rooms), else NULL: echo */
+  dx_sio *io;      /* --socketio: this loop's Socket.IO server, else NULL */
+  cli_timer sio_wait;   /* the drain: waiting for Socket.IO sessions to end */
+  uint64_t drain_began; /* ms, monotonic */
   uint32_t drain_ms;
   serve_http *http;  /* the HTTP routes, shared by every worker */
   int rc;
@@ -102,10 +108,43 @@ static void on_http(dx_http_request *r) {
   serve_http_handle(w->http, r);
 }
 
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void drain_server(worker *w, uint32_t ms) {
+  w->draining = dx_server_connections(w->server);
+  dx_server_shutdown(w->server, ms);
+}
+
+/* Every 50 ms of a drain with --socketio: once no Socket.IO session is
+ * left, or the drain's time is up, the server drains (for what time is
+ * left). */
+static void sio_wait(cli_timer *t, void *ud) {
+  worker *w = ud;
+  uint64_t spent = now_ms() - w->drain_began;
+  if (dx_sio_sessions(w->io) && spent < w->drain_ms &&
+      cli_timer_start(t, 50, sio_wait, w) == 0)
+    return;
+  cli_timer_stop(t);
+  drain_server(w, spent < w->drain_ms ? w->drain_ms - (uint32_t)spent : 0);
+}
+
 static void drain(worker *w) {
   serve_http_set_draining(w->http); /* /healthz: 503 from now on, every worker */
-  w->draining = dx_server_connections(w->server);
-  dx_server_shutdown(w->server, w->drain_ms);
+  /* Socket.IO first: its sockets hear "server shutting down" and each
+   * client a close packet, which it reports as "transport close" (and
+   * reconnects). A polling client gets it on its next GET, so the server
+   * keeps serving until those sessions are gone (or the drain's time is
+   * up): shut down at once, it would cut that GET ("transport error"). */
+  if (w->io) {
+    dx_sio_shutdown(w->io);
+    w->drain_began = now_ms();
+    if (dx_sio_sessions(w->io) && cli_timer_start(&w->sio_wait, 50, sio_wait, w) == 0) return;
+  }
+  drain_server(w, w->drain_ms);
 }
 
 /* Posted to each loop by the main thread (the only thread-safe entry). */
@@ -124,12 +163,6 @@ static void *run_worker(void *arg) {
   worker *w = arg;
   w->rc = dx_loop_run(w->loop);
   return NULL;
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Runs worker 0's loop on this (the main) thread until a signal, drains
@@ -191,6 +224,21 @@ static const char serve_details[] =
     "away; meanwhile rooms work within this node, and what could not be\n"
     "sent to the others is counted and logged (\"redis: ...\" lines).\n"
     "\n"
+    "--socketio adds a Socket.IO (v5) chat on /socket.io/, namespace /chat;\n"
+    "every other path is served as without it (echo, or --rooms). A client\n"
+    "connects with auth {nick: NAME} (none: \"guest-XXXX\"; a bad one is\n"
+    "refused: \"invalid nick\") and emits, each with an optional ack answered\n"
+    "{ok: true, ...} or {ok: false, error: WHY}: join ROOM, leave ROOM,\n"
+    "\"chat message\" ROOM TEXT (to the room's other members), nick NAME, and\n"
+    "quit (the server then disconnects it: \"io server disconnect\"). A room\n"
+    "hears \"joined\", \"left\" (with why the member left) and \"nick\". Its\n"
+    "page is web/socketio/ (--static web, then open /socketio/), which loads\n"
+    "the official client from npm (npm ci in web/socketio; ./scripts/serve\n"
+    "--socketio does both). --threads is 1 by default with --socketio: with\n"
+    "more, a client whose upgrade reaches another thread than its session's\n"
+    "stays on long-polling. --redis shares its rooms with other nodes too\n"
+    "(each client's requests must then reach one node: sticky sessions).\n"
+    "\n"
     "Once listening it prints \"listening on HOST:PORT (ws|wss, N\n"
     "threads)\" to stderr with the port actually bound (so --port 0 can be\n"
     "used to pick a free one); the default host, every IPv4 and IPv6\n"
@@ -243,37 +291,48 @@ static const char serve_details[] =
     "SIZE is a number of bytes, optionally followed by K, M or G (x1024).\n"
     "SECONDS may have a fraction (0.5).\n";
 
-/* Builds the options every worker's server copies. NULL after reporting. */
-static dx_options *make_options(uint64_t max_message, bool no_deflate,
-                                const char *tls_cert, const char *tls_key,
-                                const cli_list *protocols, const cli_list *origins,
-                                uint32_t ping_ms, uint32_t ping_timeout_ms,
-                                unsigned max_conns, unsigned max_handshakes) {
+/* What the options of a worker's server are made from. */
+typedef struct settings {
+  uint64_t max_message, max_buffered;
+  bool no_deflate;
+  const char *tls_cert, *tls_key;
+  cli_list protocols, origins;
+  uint32_t ping_ms, ping_timeout_ms;
+  unsigned max_conns, max_handshakes;
+  dx_hub *rooms; /* --rooms' hub, else NULL */
+} settings;
+
+/* Builds the options a worker's server copies (every worker's, or with
+ * --socketio one worker's: see cli_serve). NULL after reporting. */
+static dx_options *make_options(const settings *st) {
   dx_options *o = dx_options_new();
   if (!o) {
     cli_error("serve", "out of memory");
     return NULL;
   }
-  int rc = dx_options_set_max_message(o, max_message);
+  int rc = dx_options_set_max_message(o, st->max_message);
   if (rc) cli_error("serve", "--max-message: %s", dx_strerror(rc));
-  if (rc == 0 && !tls_cert != !tls_key) {
+  if (rc == 0 && !st->tls_cert != !st->tls_key) {
     cli_error("serve", "--tls-cert and --tls-key go together");
     rc = DX_EINVAL;
   }
-  if (rc == 0 && tls_cert) rc = dx_options_set_tls_cert(o, tls_cert, tls_key);
-  if (rc == 0) rc = dx_options_set_deflate(o, !no_deflate);
+  if (rc == 0 && st->tls_cert) rc = dx_options_set_tls_cert(o, st->tls_cert, st->tls_key);
+  if (rc == 0) rc = dx_options_set_deflate(o, !st->no_deflate);
   /* Set once on the object every worker's server copies: the limits hold
    * for the process, whatever loop the kernel hands a connection to. */
-  if (rc == 0) rc = dx_options_set_max_connections(o, max_conns);
-  if (rc == 0) rc = dx_options_set_max_handshakes(o, max_handshakes);
-  if (rc == 0 && (rc = dx_options_set_ping(o, ping_ms, ping_timeout_ms)))
+  if (rc == 0) rc = dx_options_set_max_connections(o, st->max_conns);
+  if (rc == 0) rc = dx_options_set_max_handshakes(o, st->max_handshakes);
+  if (rc == 0 && (rc = dx_options_set_ping(o, st->ping_ms, st->ping_timeout_ms)))
     cli_error("serve", "--ping-timeout must be above 0 when pings are on");
-  for (int i = 0; rc == 0 && i < protocols->n; i++)
-    if ((rc = dx_options_add_protocol(o, protocols->items[i])))
-      cli_error("serve", "--protocol %s: not a valid name", protocols->items[i]);
-  for (int i = 0; rc == 0 && i < origins->n; i++)
-    if ((rc = dx_options_allow_origin(o, origins->items[i])))
-      cli_error("serve", "--origin %s: not a valid origin", origins->items[i]);
+  for (int i = 0; rc == 0 && i < st->protocols.n; i++)
+    if ((rc = dx_options_add_protocol(o, st->protocols.items[i])))
+      cli_error("serve", "--protocol %s: not a valid name", st->protocols.items[i]);
+  for (int i = 0; rc == 0 && i < st->origins.n; i++)
+    if ((rc = dx_options_allow_origin(o, st->origins.items[i])))
+      cli_error("serve", "--origin %s: not a valid origin", st->origins.items[i]);
+  if (rc == 0 && st->max_buffered &&
+      (rc = dx_options_set_max_buffered(o, (size_t)st->max_buffered, DX_SLOW_CLOSE)))
+    cli_error("serve", "--max-buffered: not a usable size");
   if (rc) {
     dx_options_free(o);
     return NULL;
@@ -282,21 +341,36 @@ static dx_options *make_options(uint64_t max_message, bool no_deflate,
   dx_options_on_message(o, on_message);
   dx_options_on_close(o, on_close);
   dx_options_on_http(o, on_http);
+  if (st->rooms) {
+    dx_options_set_hub(o, st->rooms);
+    dx_options_on_accept(o, serve_rooms_accept);
+  }
   return o;
 }
 
-/* Creates worker i's loop and server and listens. 0, or an exit status
- * after reporting. */
-static int start_worker(worker *w, const dx_options *o, const char *host,
+/* Creates worker i's loop and server and listens; with sio_hub (--socketio)
+ * a Socket.IO server on that loop too, its rooms on sio_hub, attached to o
+ * (which then serves this worker only). 0, or an exit status after
+ * reporting. */
+static int start_worker(worker *w, dx_options *o, dx_hub *sio_hub, const char *host,
                         uint16_t *port) {
   w->loop = dx_loop_new();
   if (!w->loop) {
     cli_error("serve", "cannot create an event loop: out of memory or file descriptors");
     return CLI_EXIT_FAIL;
   }
-  dx_options *mine = (dx_options *)o;
-  dx_options_set_user(mine, w); /* copied by dx_server_new */
-  w->server = dx_server_new(w->loop, mine);
+  cli_timer_init(&w->sio_wait, w->loop);
+  if (sio_hub) {
+    if (!(w->io = serve_sio_new(w->loop, sio_hub, w->quiet))) return CLI_EXIT_FAIL;
+    /* The routes serve.c set stay the application's: everything outside
+     * /socket.io/ reaches them as before. */
+    if (dx_sio_attach(w->io, o)) {
+      cli_error("serve", "--socketio: cannot attach the Socket.IO server");
+      return CLI_EXIT_FAIL;
+    }
+  }
+  dx_options_set_user(o, w); /* copied by dx_server_new */
+  w->server = dx_server_new(w->loop, o);
   if (!w->server) {
     cli_error("serve", "cannot create the server: %s", dx_last_error());
     return CLI_EXIT_FAIL;
@@ -331,18 +405,16 @@ static void report_drain(const worker *w, unsigned started) {
 int cli_serve(int argc, char **argv) {
   const char *host = "";
   uint16_t port = 8080;
-  uint64_t max_message = (uint64_t)16 << 20;
-  bool quiet = false, no_deflate = false, reuseport = false, rooms = false, echo_self = false;
-  uint64_t max_buffered = 0;
+  settings st = {.max_message = (uint64_t)16 << 20, .ping_ms = 25000, .ping_timeout_ms = 20000,
+                 .max_handshakes = 1024};
+  bool quiet = false, reuseport = false, rooms = false, echo_self = false, socketio = false;
   const char *redis_url = NULL;
-  const char *tls_cert = NULL, *tls_key = NULL;
-  cli_list protocols = {0}, origins = {0};
-  uint32_t ping_ms = 25000, ping_timeout_ms = 20000, drain_ms = 5000;
-  unsigned max_conns = 0, max_handshakes = 1024;
+  uint32_t drain_ms = 5000;
   bool metrics = false;
   const char *publish_token = NULL, *static_dir = NULL;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
+  bool threads_given = false, limits_given = false;
   const cli_opt opts[] = {
       {"host", CLI_OPT_STRING, "HOST",
        "address to listen on", "\"\", every IPv4 and IPv6 address", &host},
@@ -350,50 +422,54 @@ int cli_serve(int argc, char **argv) {
        &port},
       {"max-message", CLI_OPT_SIZE, "SIZE",
        "largest message accepted; larger ones close with 1009", "16M",
-       &max_message},
+       &st.max_message},
       {"quiet", CLI_OPT_FLAG, NULL,
        "do not log connections opening and closing", "off", &quiet},
       {"tls-cert", CLI_OPT_STRING, "FILE",
-       "serve wss://: certificate chain (PEM); needs --tls-key", "none", &tls_cert},
+       "serve wss://: certificate chain (PEM); needs --tls-key", "none", &st.tls_cert},
       {"tls-key", CLI_OPT_STRING, "FILE", "private key (PEM) for --tls-cert", "none",
-       &tls_key},
+       &st.tls_key},
       {"no-deflate", CLI_OPT_FLAG, NULL, "do not negotiate permessage-deflate",
-       "off (compression is negotiated)", &no_deflate},
+       "off (compression is negotiated)", &st.no_deflate},
       {"protocol", CLI_OPT_LIST, "NAME",
        "a subprotocol to speak (repeatable; the client's first match wins)",
-       "none", &protocols},
+       "none", &st.protocols},
       {"origin", CLI_OPT_LIST, "ORIGIN",
        "allow browsers from this Origin only (repeatable; *.example.com "
-       "wildcards)", "any Origin", &origins},
+       "wildcards)", "any Origin", &st.origins},
       {"ping-interval", CLI_OPT_SECONDS, "SECONDS",
-       "send a ping this often; 0 turns heartbeats off", "25", &ping_ms},
+       "send a ping this often; 0 turns heartbeats off", "25", &st.ping_ms},
       {"ping-timeout", CLI_OPT_SECONDS, "SECONDS",
        "close a peer silent this long after a ping (why: ping timeout)", "20",
-       &ping_timeout_ms},
+       &st.ping_timeout_ms},
       {"drain-timeout", CLI_OPT_SECONDS, "SECONDS",
        "on SIGINT/SIGTERM, wait this long for close replies", "5", &drain_ms},
       {"threads", CLI_OPT_UINT, "N", "event loops (threads) sharing the port",
-       "one per core", &threads},
+       "one per core; 1 with --socketio", &threads, 0, &threads_given},
       {"reuseport", CLI_OPT_FLAG, NULL,
        "join a port another duplex serve holds, sharing its connections",
        "off (a port in use is an error)", &reuseport},
       {"max-connections", CLI_OPT_UINT, "N",
        "connections at once, all threads; past it: HTTP 503; 0: no limit",
-       "0 (the descriptor limit)", &max_conns},
+       "0 (the descriptor limit)", &st.max_conns, 0, &limits_given},
       {"rooms", CLI_OPT_FLAG, NULL,
        "chat rooms instead of echo: /rooms/NAME, messages go to the room",
        "off (echo)", &rooms},
       {"echo-self", CLI_OPT_FLAG, NULL, "rooms: the sender gets its own messages too",
        "off", &echo_self},
+      {"socketio", CLI_OPT_FLAG, NULL,
+       "a Socket.IO chat on /socket.io/ (namespace /chat; page: web/socketio/)", "off",
+       &socketio},
       {"redis", CLI_OPT_STRING, "URL",
-       "rooms: share them with other nodes, redis://[[user]:pass@]host[:port][/db]",
+       "rooms, Socket.IO: share them with other nodes, "
+       "redis://[[user]:pass@]host[:port][/db]",
        "none (this process only)", &redis_url},
       {"max-buffered", CLI_OPT_SIZE, "SIZE",
        "output held for one slow client; past it: close 1008", "2 x --max-message",
-       &max_buffered},
+       &st.max_buffered},
       {"max-handshakes", CLI_OPT_UINT, "N",
        "connections whose request is not in yet; past it: HTTP 503; 0: no limit",
-       "1024", &max_handshakes},
+       "1024", &st.max_handshakes, 0, &limits_given},
       {"metrics", CLI_OPT_FLAG, NULL,
        "serve GET /metrics (Prometheus text format)", "off", &metrics},
       {"publish-token", CLI_OPT_STRING, "TOKEN",
@@ -412,36 +488,47 @@ int cli_serve(int argc, char **argv) {
     case CLI_PARSE_HELP: return CLI_EXIT_OK;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
   }
+  /* A Socket.IO client's upgrade probe is a new TCP connection, which the
+   * kernel may hand to another loop than its session's, and the library
+   * refuses such a probe (docs/socketio.md): one loop by default, so that
+   * every client can upgrade to WebSocket. */
+  if (socketio && !threads_given) threads = 1;
   if (threads < 1 || threads > MAX_THREADS) {
     cli_error("serve", "--threads: 1 to %d", MAX_THREADS);
     return CLI_EXIT_USAGE;
   }
-  dx_options *o = make_options(max_message, no_deflate, tls_cert, tls_key, &protocols,
-                               &origins, ping_ms, ping_timeout_ms, max_conns, max_handshakes);
-  if (!o) return CLI_EXIT_USAGE;
-  if (max_buffered && dx_options_set_max_buffered(o, (size_t)max_buffered, DX_SLOW_CLOSE)) {
-    cli_error("serve", "--max-buffered: not a usable size");
-    dx_options_free(o);
+  if (echo_self && !rooms) {
+    cli_error("serve", "--echo-self needs --rooms");
     return CLI_EXIT_USAGE;
   }
-  if ((echo_self || redis_url) && !rooms) {
-    cli_error("serve", "%s needs --rooms", echo_self ? "--echo-self" : "--redis");
-    dx_options_free(o);
+  if (redis_url && !rooms && !socketio) {
+    cli_error("serve", "--redis needs --rooms or --socketio");
     return CLI_EXIT_USAGE;
   }
-  dx_hub *hub = NULL;
-  if (rooms) {
-    if (!(hub = dx_hub_new())) {
-      cli_error("serve", "out of memory");
-      dx_options_free(o);
-      return CLI_EXIT_FAIL;
-    }
-    dx_options_set_hub(o, hub);
-    dx_options_on_accept(o, serve_rooms_accept);
+  /* Each loop's Socket.IO server is attached to options of its own, and
+   * the connection limits are shared only by servers made from one
+   * options object: over several loops they could not hold for the
+   * process as documented. */
+  if (socketio && threads > 1 && limits_given) {
+    cli_error("serve", "--max-connections and --max-handshakes with --socketio need "
+              "--threads 1 (with several threads the limits would hold per thread)");
+    return CLI_EXIT_USAGE;
   }
   if (publish_token && !*publish_token) {
     cli_error("serve", "--publish-token: the token may not be empty");
-    dx_options_free(o);
+    return CLI_EXIT_USAGE;
+  }
+  /* One hub for the process: --rooms' rooms and Socket.IO's, on every
+   * loop (and, with --redis, every node). */
+  dx_hub *hub = NULL;
+  if ((rooms || socketio) && !(hub = dx_hub_new())) {
+    cli_error("serve", "out of memory");
+    return CLI_EXIT_FAIL;
+  }
+  st.rooms = rooms ? hub : NULL;
+  dx_options *o = make_options(&st);
+  if (!o) {
+    dx_hub_free(hub);
     return CLI_EXIT_USAGE;
   }
   serve_http *http = serve_http_new(metrics, publish_token, static_dir);
@@ -450,7 +537,8 @@ int cli_serve(int argc, char **argv) {
     dx_hub_free(hub);
     return CLI_EXIT_USAGE;
   }
-  serve_http_set_hub(http, hub);
+  serve_http_set_hub(http, st.rooms);
+  if (socketio) serve_sio_check_page(static_dir);
 
   /* Threaded workers inherit a blocked SIGINT/SIGTERM, so the handler
    * only ever runs on the main thread (run_main unblocks them there). */
@@ -467,14 +555,22 @@ int cli_serve(int argc, char **argv) {
   unsigned started = 0;
   for (unsigned i = 0; i < threads && status == 0; i++) {
     workers[i].quiet = quiet;
-    workers[i].hub = hub;
+    workers[i].hub = st.rooms;
     workers[i].echo_self = echo_self;
     workers[i].http = http;
     workers[i].drain_ms = drain_ms;
+    /* With --socketio every worker's server gets options of its own (a
+     * dx_sio is attached to the options, one per loop); o is worker 0's. */
+    dx_options *mine = socketio && i > 0 ? make_options(&st) : o;
+    if (!mine) {
+      status = CLI_EXIT_FAIL;
+      break;
+    }
     /* The first loop binds the port as its owner (exclusively) and opens
      * it to the others; with --reuseport it joins whoever holds it. */
-    dx_options_set_reuseport(o, i > 0 || reuseport ? DX_REUSEPORT_JOIN : DX_REUSEPORT_OPEN);
-    status = start_worker(&workers[i], o, host, &port);
+    dx_options_set_reuseport(mine, i > 0 || reuseport ? DX_REUSEPORT_JOIN : DX_REUSEPORT_OPEN);
+    status = start_worker(&workers[i], mine, socketio ? hub : NULL, host, &port);
+    if (mine != o) dx_options_free(mine);
     if (status == 0 && i == 0) {
       started++; /* runs on this thread, in run_main */
     } else if (status == 0) {
@@ -499,10 +595,15 @@ int cli_serve(int argc, char **argv) {
   }
   if (status == 0) {
     char where[300];
+    /* ", rooms", ", Socket.IO", ", rooms and Socket.IO", each maybe
+     * "shared through Redis". */
+    char what[80];
+    snprintf(what, sizeof what, "%s%s%s%s%s", rooms || socketio ? ", " : "",
+             rooms ? "rooms" : "", rooms && socketio ? " and " : "",
+             socketio ? "Socket.IO" : "", redis_url ? " shared through Redis" : "");
     fprintf(stderr, "listening on %s (%s, %u thread%s%s%s)\n",
-            cli_hostport(where, sizeof where, host, port), tls_cert ? "wss" : "ws",
-            threads, threads == 1 ? "" : "s", reuseport ? ", port shared" : "",
-            rooms ? (redis_url ? ", rooms shared through Redis" : ", rooms") : "");
+            cli_hostport(where, sizeof where, host, port), st.tls_cert ? "wss" : "ws",
+            threads, threads == 1 ? "" : "s", reuseport ? ", port shared" : "", what);
     run_main(workers, started, drain_ms, &sigs);
   } else {
     for (unsigned i = 1; i < started; i++) dx_loop_post(workers[i].loop, post_stop, NULL);
@@ -516,10 +617,16 @@ int cli_serve(int argc, char **argv) {
       cli_error("serve", "event loop failed: %s", dx_strerror(workers[i].rc));
       status = CLI_EXIT_FAIL;
     }
+    /* Socket.IO's sockets hear "server shutting down" (if the drain did
+     * not tell them) before their server goes; the dx_sio after it. */
+    if (workers[i].io) dx_sio_shutdown(workers[i].io);
+    if (workers[i].loop) cli_timer_stop(&workers[i].sio_wait); /* a second signal */
     if (workers[i].server) dx_server_free(workers[i].server);
+    dx_sio_free(workers[i].io);
   }
-  /* The hub after the servers (their connections leave its rooms), before
-   * the loops (its engine runs on one). */
+  /* The hub after the servers and Socket.IO servers (their connections
+   * and sockets leave its rooms), before the loops (its engine runs on
+   * one). */
   dx_hub_free(hub);
   for (unsigned i = 0; i < threads; i++)
     if (workers[i].loop) dx_loop_free(workers[i].loop);

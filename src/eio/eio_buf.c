@@ -45,6 +45,23 @@ int dx__eio_buf_append(dx__eio_buf *b, const void *p, size_t n) {
   return 0;
 }
 
+int dx__eio_buf_put_int(dx__eio_buf *b, int64_t v) {
+  char tmp[20]; /* the digits of 2^63, backwards */
+  size_t n = 0;
+  /* Negated as unsigned, so INT64_MIN does not overflow. */
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  uint8_t *w = dx__eio_buf_reserve(b, n + 1);
+  if (!w) return DX_ENOMEM;
+  if (v < 0) *w++ = '-';
+  for (size_t i = 0; i < n; i++) w[i] = (uint8_t)tmp[n - 1 - i];
+  b->len += n + (v < 0);
+  return 0;
+}
+
 int dx__eio_buf_json_string(dx__eio_buf *b, const char *p, size_t n) {
   static const char hex[] = "0123456789abcdef";
   /* Worst case six bytes per input byte (\u00xx) plus the quotes; reserve

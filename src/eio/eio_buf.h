@@ -60,8 +60,19 @@ uint8_t *dx__eio_buf_reserve(dx__eio_buf *b, size_t n);
 /* Appends; 0 or DX_ENOMEM (the buffer unchanged). */
 int dx__eio_buf_append(dx__eio_buf *b, const void *p, size_t n);
 static inline int dx__eio_buf_putc(dx__eio_buf *b, char c) {
+  /* The encoder writes most punctuation a byte at a time: no call while
+   * there is room. */
+  if (b->len < b->cap) {
+    b->data[b->len++] = (uint8_t)c;
+    return 0;
+  }
   return dx__eio_buf_append(b, &c, 1);
 }
+/* Appends v in decimal ("-12", "0"); 0 or DX_ENOMEM (the buffer
+ * unchanged). Packet ids, counts and integers are written per packet:
+ * snprintf's format parsing was 5 % of a Socket.IO server's CPU on an
+ * acked echo. */
+int dx__eio_buf_put_int(dx__eio_buf *b, int64_t v);
 /* Appends p[0..n) as a quoted JSON string: '"' and '\\' and the controls
  * below 0x20 escaped (the short forms where JSON has them, \u00xx for the
  * others, NUL included), everything else as it is. p must be valid UTF-8

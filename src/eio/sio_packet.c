@@ -1,6 +1,5 @@
 #include "eio/sio_packet.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,14 +477,14 @@ static int write_value(dx__sio_encoded *e, const json_t *v) {
   const uint8_t *bp;
   size_t bn, i;
   json_t *el;
-  char num[32];
   int err = 0;
   if (dx__sio_binary_get(v, &bp, &bn)) {
-    snprintf(num, sizeof num, "%zu}", e->n_att);
+    int64_t num = (int64_t)e->n_att;
     if ((err = add_attachment(e, bp, bn))) return err;
     static const char ph[] = "{\"_placeholder\":true,\"num\":";
-    if ((err = dx__eio_buf_append(b, ph, sizeof ph - 1))) return err;
-    return dx__eio_buf_append(b, num, strlen(num));
+    if ((err = dx__eio_buf_append(b, ph, sizeof ph - 1)) || (err = dx__eio_buf_put_int(b, num)))
+      return err;
+    return dx__eio_buf_putc(b, '}');
   }
   switch (json_typeof(v)) {
     case JSON_OBJECT: {
@@ -512,8 +511,7 @@ static int write_value(dx__sio_encoded *e, const json_t *v) {
     case JSON_STRING:
       return dx__eio_buf_json_string(b, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
-      snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-      return dx__eio_buf_append(b, num, strlen(num));
+      return dx__eio_buf_put_int(b, (int64_t)json_integer_value(v));
     case JSON_REAL:
       return write_real(b, json_real_value(v));
     case JSON_TRUE:
@@ -532,7 +530,6 @@ int dx__sio_encode(const dx__sio_packet *p, unsigned max_attachments,
   const char *nsp = p->nsp ? p->nsp : "/";
   size_t nsp_len = p->nsp ? p->nsp_len : 1;
   size_t count = 0;
-  char head[64];
   int err;
 
   e->text.len = 0;
@@ -550,21 +547,21 @@ int dx__sio_encode(const dx__sio_packet *p, unsigned max_attachments,
   if (max_attachments && count > max_attachments) return DX__SIO_ETOOMANY;
 
   /* <type>[<attachments>-] */
-  if (count)
-    snprintf(head, sizeof head, "%d%zu-", type + 3, count); /* 5 or 6 */
-  else
-    snprintf(head, sizeof head, "%d", type);
-  if ((err = dx__eio_buf_append(&e->text, head, strlen(head)))) goto fail;
+  if (count) {
+    if ((err = dx__eio_buf_putc(&e->text, (char)('0' + type + 3))) || /* 5 or 6 */
+        (err = dx__eio_buf_put_int(&e->text, (int64_t)count)) ||
+        (err = dx__eio_buf_putc(&e->text, '-')))
+      goto fail;
+  } else if ((err = dx__eio_buf_putc(&e->text, (char)('0' + type)))) {
+    goto fail;
+  }
   /* [<namespace>,] */
   if (nsp_len != 1 &&
       ((err = dx__eio_buf_append(&e->text, nsp, nsp_len)) ||
        (err = dx__eio_buf_putc(&e->text, ','))))
     goto fail;
   /* [<id>] */
-  if (p->id != DX__SIO_NO_ID) {
-    snprintf(head, sizeof head, "%" PRId64, p->id);
-    if ((err = dx__eio_buf_append(&e->text, head, strlen(head)))) goto fail;
-  }
+  if (p->id != DX__SIO_NO_ID && (err = dx__eio_buf_put_int(&e->text, p->id))) goto fail;
   if (p->data && (err = write_value(e, p->data))) goto fail;
   return 0;
 fail:

@@ -6,7 +6,7 @@
 // one port and the page is told the WebSocket server with
 // ?ws=ws://127.0.0.1:PORT. Two pages (a light desktop one, a dark phone
 // one) join room "lobby" under different names and
-//   - the page asks for nothing but its own three files
+//   - the page asks for nothing but its own files (web/ only)
 //   - each page's badge reads OPEN; a message typed in one (Enter sends)
 //     shows in the other with its sender's name and time, both ways
 //   - markup from a peer (a raw non-JSON message, a JSON one with tags in
@@ -35,15 +35,16 @@
 
 const fs = require('fs');
 const http = require('http');
-const net = require('net');
-const os = require('os');
 const path = require('path');
-const { spawn, execFileSync } = require('child_process');
+const { execFileSync } = require('child_process');
 
 const {
-  CheckFailed, say, step, check, expectEq, runMain, withTimeout, track,
+  CheckFailed, say, step, check, expectEq, runMain, withTimeout, startRedis,
 } = require('../interop/interop_common.js');
-const { Browser, CdpError, HEADLESS_ARGS } = require('./cdp.js');
+const {
+  sleep, waitUntil, startServe, killNode, stopNode, checkChromium, withBrowser,
+  PAGE_FLAGS, PAGE_DEFAULTS, parseArgs, emulate, typeAndEnter: typeInto, screenshot,
+} = require('./browser_common.js');
 
 const ROOM = 'lobby';
 // Long enough for full jitter over a few doublings (0.5 + 1 + 2 s caps).
@@ -51,48 +52,11 @@ const LEAVE_WATCH_MS = 4000;
 // A reconnect comes within the backoff cap (10 s) of the server's return.
 const RECONNECT_MS = 30000;
 
-function parseArgs(argv) {
-  const args = {
-    duplex: null, chromium: '/usr/bin/chromium', timeout: 150, out: process.cwd(),
-    web: path.join(__dirname, '..', '..', 'web'), twoNodes: false,
-    redisServer: 'redis-server',
-  };
-  for (let i = 2; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--duplex') args.duplex = argv[++i];
-    else if (a === '--chromium') args.chromium = argv[++i];
-    else if (a === '--timeout') args.timeout = Number(argv[++i]);
-    else if (a === '--out') args.out = argv[++i];
-    else if (a === '--web') args.web = argv[++i];
-    else if (a === '--two-nodes') args.twoNodes = true;
-    else if (a === '--redis-server') args.redisServer = argv[++i];
-    else {
-      process.stderr.write(`unknown argument ${a}\n`);
-      process.exit(64);
-    }
-  }
-  if (!args.duplex) {
-    process.stderr.write('usage: node test_chat.js --duplex PATH [--chromium PATH] ' +
-      '[--out DIR] [--web DIR] [--timeout S] [--two-nodes [--redis-server PATH]]\n');
-    process.exit(64);
-  }
-  return args;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Polls fn (async) every 100 ms until it returns something truthy; on the
-// deadline fails with what, and the last thing describe() says.
-async function waitUntil(what, fn, ms, describe = async () => '') {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) {
-      throw new CheckFailed(`${what}: not within ${ms / 1000} s; ${await describe()}`);
-    }
-    await sleep(100);
-  }
+function parseChatArgs(argv) {
+  return parseArgs(argv, 'node test_chat.js --duplex PATH [--chromium PATH] [--out DIR] ' +
+    '[--web DIR] [--timeout S] [--two-nodes [--redis-server PATH]]',
+  { ...PAGE_DEFAULTS(), twoNodes: false, redisServer: 'redis-server' },
+  { ...PAGE_FLAGS, '--two-nodes': ['twoNodes', true], '--redis-server': 'redisServer' });
 }
 
 // ---------------------------------------------------------------------------
@@ -100,89 +64,9 @@ async function waitUntil(what, fn, ms, describe = async () => '') {
 
 // `duplex serve --rooms` on 127.0.0.1:port (0: a free one) plus extra
 // options; resolves once it says where it listens.
-async function startNode(duplex, label, port, extra = []) {
-  const argv = ['serve', '--rooms', '--host', '127.0.0.1', '--port', String(port), ...extra];
-  say(`starting ${label}: ${duplex} ${argv.join(' ')}`);
-  const proc = track(spawn(duplex, argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
-  const node = { label, proc, port: null, stderr: '', argv };
-  node.exited = new Promise((resolve) => proc.once('close', (code, signal) => {
-    resolve({ code, signal });
-  }));
-  node.alive = () => proc.exitCode === null && proc.signalCode === null;
-  // Connections the node accepted (one "open:" line each).
-  node.opens = () => node.stderr.split('\nopen: ').length - 1 +
-    (node.stderr.startsWith('open: ') ? 1 : 0);
-  node.port = await withTimeout(new Promise((resolve, reject) => {
-    proc.stderr.on('data', (d) => {
-      node.stderr += d.toString();
-      const m = /listening on \S+:(\d+)/.exec(node.stderr);
-      if (m && node.port === null) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code, sig) => reject(new CheckFailed(`${label} exited before ` +
-      `listening (status ${code}, signal ${sig}); stderr: ${node.stderr.trim()}`)));
-    proc.once('error', (e) => reject(new CheckFailed(`cannot start ${duplex}: ${e.message}`)));
-  }), 10000, `${label} printing 'listening on HOST:PORT'`);
-  say(`${label} listens on 127.0.0.1:${node.port} (pid ${proc.pid})`);
-  return node;
-}
-
-async function killNode(node) {
-  say(`SIGKILL to ${node.label} (pid ${node.proc.pid})`);
-  node.proc.kill('SIGKILL');
-  const how = await withTimeout(node.exited, 10000, `${node.label} exiting after SIGKILL`);
-  expectEq(how.signal, 'SIGKILL', `${node.label}: how it ended`);
-}
-
-// SIGTERM (a drain), then a check that it exited 0 with nothing from a
-// sanitizer on its stderr.
-async function stopNode(node) {
-  if (!node.alive()) return;
-  node.proc.kill('SIGTERM');
-  const how = await withTimeout(node.exited, 15000, `${node.label} draining after SIGTERM`);
-  expectEq(how.code, 0, `${node.label}: exit status after SIGTERM`);
-  const bad = node.stderr.split('\n').find((l) =>
-    /runtime error:|AddressSanitizer|LeakSanitizer|ThreadSanitizer/.test(l));
-  check(!bad, `${node.label}: sanitizer report: ${bad}`);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-// A throwaway redis-server on 127.0.0.1: no persistence, its own temporary
-// directory (removed at exit).
-async function startRedis(executable) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duplex-chat-redis-'));
-  process.on('exit', () => {
-    try { fs.rmSync(dir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-  });
-  const port = await freePort();
-  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--daemonize', 'no'];
-  say(`starting redis: ${executable} ${argv.map((a) => a || "''").join(' ')}`);
-  const proc = track(spawn(executable, argv, { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  await withTimeout(new Promise((resolve, reject) => {
-    const onData = (d) => {
-      out += d.toString();
-      if (/Ready to accept connections/.test(out)) resolve();
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.once('exit', (code, sig) => reject(new CheckFailed(`redis-server exited at start ` +
-      `(status ${code}, signal ${sig}): ${out.trim().split('\n').slice(-5).join(' | ')}`)));
-    proc.once('error', (e) => reject(new CheckFailed(`cannot start ${executable}: ` +
-      `${e.message} (apt-get install -y redis-server)`)));
-  }), 15000, 'redis-server getting ready');
-  say(`redis-server ready on 127.0.0.1:${port}`);
-  return { proc, port, url: `redis://127.0.0.1:${port}` };
+function startNode(duplex, label, port, extra = []) {
+  return startServe(duplex, label,
+    ['serve', '--rooms', '--host', '127.0.0.1', '--port', String(port), ...extra]);
 }
 
 // ---------------------------------------------------------------------------
@@ -219,8 +103,6 @@ function startWebServer(webDir) {
 // ---------------------------------------------------------------------------
 // The pages.
 
-const consoleLines = [];
-
 // A tab sized like a desktop window or (phone) a phone, light or dark,
 // that records every URL it asks for.
 async function openPage(browser, label, { phone = false, dark = false } = {}) {
@@ -232,12 +114,7 @@ async function openPage(browser, label, { phone = false, dark = false } = {}) {
     return false;
   });
   await page.send('Network.enable');
-  await page.send('Emulation.setDeviceMetricsOverride', phone
-    ? { width: 390, height: 760, deviceScaleFactor: 2, mobile: true }
-    : { width: 960, height: 700, deviceScaleFactor: 1, mobile: false });
-  await page.send('Emulation.setEmulatedMedia', {
-    features: [{ name: 'prefers-color-scheme', value: dark ? 'dark' : 'light' }],
-  });
+  await emulate(page, { phone, dark });
   return page;
 }
 
@@ -315,16 +192,9 @@ async function join(page, name, room) {
   return s;
 }
 
-// Types text into the message field of a page in front and presses Enter,
-// as a person would.
-async function typeAndEnter(page, text) {
-  await page.send('Page.bringToFront');
-  await page.evaluate(() => document.querySelector('[data-testid="message-input"]').focus());
-  await page.send('Input.insertText', { text });
-  await page.send('Input.dispatchKeyEvent', { type: 'keyDown', key: 'Enter', code: 'Enter',
-    windowsVirtualKeyCode: 13, nativeVirtualKeyCode: 13, text: '\r' });
-  await page.send('Input.dispatchKeyEvent', { type: 'keyUp', key: 'Enter', code: 'Enter',
-    windowsVirtualKeyCode: 13, nativeVirtualKeyCode: 13 });
+// Types text into the message field and presses Enter.
+function typeAndEnter(page, text) {
+  return typeInto(page, 'message-input', text);
 }
 
 // from types text and presses Enter: it shows as its own at once, and
@@ -392,11 +262,6 @@ async function expectReconnect(page) {
   say(`    ${page.label}: OPEN ${((Date.now() - t0) / 1000).toFixed(1)} s after the restart, ` +
     `${s.connects} sockets so far`);
   expectEq(s.attempts, 0, `${page.label}: attempts once OPEN again`);
-}
-
-async function screenshot(page, out, name) {
-  const file = await page.screenshot(path.join(out, name));
-  say(`screenshot: ${path.resolve(file)}`);
 }
 
 // Markup from a peer: page `from` opens a raw socket to the room and sends
@@ -560,13 +425,7 @@ async function twoNodes(browser, args) {
 }
 
 async function main(args) {
-  step(`Chromium is installed at ${args.chromium}`);
-  try {
-    fs.accessSync(args.chromium, fs.constants.X_OK);
-  } catch (e) {
-    throw new CheckFailed(`chromium not found or not executable at ${args.chromium} ` +
-      `(${e.code}): install Debian's chromium (apt-get install -y chromium)`);
-  }
+  checkChromium(args);
   say(`node ${process.version}; web/ at ${args.web}; screenshots into ${path.resolve(args.out)}`);
   fs.mkdirSync(args.out, { recursive: true });
   const cluster = supportsCluster(args.duplex);
@@ -578,43 +437,7 @@ async function main(args) {
       'when configured with -DDX_BROWSER_CHAT_TWO_NODES=ON' +
       (cluster ? '' : '; two-node test: needs --static and --redis (not in this build)'));
   }
-
-  // An inner deadline before runMain's watchdog, so that a hang still ends
-  // with Chromium closed properly and its profile removed.
-  const innerMs = args.timeout * 1000 - Math.min(20000, args.timeout * 400);
-  let innerTimer;
-  const deadline = new Promise((_, reject) => {
-    innerTimer = setTimeout(() => reject(new CheckFailed(`suite deadline: still running ` +
-      `after ${innerMs / 1000} s`)), innerMs);
-  });
-  deadline.catch(() => {}); // raced only once Chromium is up
-  let browser;
-  try {
-    browser = await Browser.launch(args.chromium, { args: HEADLESS_ARGS });
-  } catch (e) {
-    clearTimeout(innerTimer);
-    throw new CheckFailed(e.message);
-  }
-  say(`browser: ${browser.version.product}, pid ${browser.pid}`);
-  browser.on('page', (p) => {
-    p.on('console', (line) => consoleLines.push(`${p.label || 'page'}: ${line}`));
-    p.on('pageerror', (msg) => consoleLines.push(`[pageerror] ${p.label || 'page'}: ${msg}`));
-  });
-  const run = (args.twoNodes ? twoNodes : oneNode)(browser, args);
-  run.catch(() => {});
-  try {
-    await Promise.race([run, deadline]);
-    step('no uncaught error in the pages');
-    const errors = consoleLines.filter((l) => l.startsWith('[pageerror]'));
-    expectEq(errors.length, 0, `page errors ${JSON.stringify(errors)}; count`);
-  } catch (e) {
-    for (const l of consoleLines.slice(-20)) say(`  console: ${l}`);
-    if (e instanceof CdpError) throw new CheckFailed(e.message);
-    throw e;
-  } finally {
-    clearTimeout(innerTimer);
-    await browser.close(15000);
-  }
+  await withBrowser(args, (browser) => (args.twoNodes ? twoNodes : oneNode)(browser, args));
 }
 
-runMain(main, parseArgs(process.argv));
+runMain(main, parseChatArgs(process.argv));

@@ -42,6 +42,7 @@ const {
   CheckFailed, say, step, check, expectEq, runMain, withTimeout, startServer,
 } = require('../interop/interop_common.js');
 const { Browser, CdpError, HEADLESS_ARGS } = require('./cdp.js');
+const { COMMON_FLAGS, parseArgs, checkChromium } = require('./browser_common.js');
 
 // cdp.js adds --remote-debugging-pipe and --user-data-dir (a fresh
 // temporary profile it removes again).
@@ -54,26 +55,6 @@ const CHROMIUM_ARGS = [
 // control the page is also loaded as http://allowed.example:PORT, which this
 // rule resolves to loopback without any DNS.
 const ALLOWED_HOST = 'allowed.example';
-
-function parseArgs(argv) {
-  const args = { duplex: null, chromium: '/usr/bin/chromium', timeout: 150 };
-  for (let i = 2; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--duplex') args.duplex = argv[++i];
-    else if (a === '--chromium') args.chromium = argv[++i];
-    else if (a === '--timeout') args.timeout = Number(argv[++i]);
-    else {
-      process.stderr.write(`unknown argument ${a}\n`);
-      process.exit(64);
-    }
-  }
-  if (!args.duplex) {
-    process.stderr.write('usage: node test_chromium.js --duplex PATH [--chromium PATH] ' +
-      '[--timeout S]\n');
-    process.exit(64);
-  }
-  return args;
-}
 
 // ---------------------------------------------------------------------------
 // Shared between this process and the page (the page gets their source), so
@@ -500,14 +481,7 @@ async function main(args) {
       `${innerMs / 1000} s (the watchdog is at ${args.timeout} s)`)), innerMs);
   });
   innerDog.catch(() => {}); // raced only once Chromium is up
-  step(`Chromium is installed at ${args.chromium}`);
-  try {
-    fs.accessSync(args.chromium, fs.constants.X_OK);
-  } catch (e) {
-    throw new CheckFailed(`chromium not found or not executable at ${args.chromium} ` +
-      `(${e.code}): install Debian's chromium (apt-get install -y chromium, or ` +
-      'scripts/deps.sh); this suite never downloads a browser');
-  }
+  checkChromium(args);
   say(`node ${process.version}`);
 
   const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'duplex-browser-certs-'));
@@ -591,4 +565,5 @@ async function exercise(browser, args, pagePort, pageUrl, certDir) {
   expectEq(pageErrors.length, 0, `page errors ${JSON.stringify(pageErrors)}; count`);
 }
 
-runMain(main, parseArgs(process.argv));
+runMain(main, parseArgs(process.argv, 'node test_chromium.js --duplex PATH [--chromium PATH] ' +
+  '[--timeout S]', { duplex: null, chromium: '/usr/bin/chromium', timeout: 150 }, COMMON_FLAGS));

@@ -5,6 +5,7 @@
 // bounds the whole suite so a hung peer can never hang CTest.
 
 const fs = require('fs');
+const net = require('net');
 const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
@@ -278,15 +279,61 @@ function runClientPeer(peer, url, script, timeoutMs = 60000, opts = []) {
 
 // The pinned ws from tests/interop/node_modules; exits with a FAIL line
 // when it is not installed.
-function requireWs() {
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// A throwaway redis-server on 127.0.0.1: no persistence, its own temporary
+// directory (removed at exit).
+async function startRedis(executable) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duplex-redis-'));
+  process.on('exit', () => {
+    try { fs.rmSync(dir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
+  });
+  const port = await freePort();
+  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', dir, '--daemonize', 'no'];
+  say(`starting redis: ${executable} ${argv.map((a) => a || "''").join(' ')}`);
+  const proc = track(spawn(executable, argv, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  await withTimeout(new Promise((resolve, reject) => {
+    const onData = (d) => {
+      out += d.toString();
+      if (/Ready to accept connections/.test(out)) resolve();
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.once('exit', (code, sig) => reject(new CheckFailed(`redis-server exited at start ` +
+      `(status ${code}, signal ${sig}): ${out.trim().split('\n').slice(-5).join(' | ')}`)));
+    proc.once('error', (e) => reject(new CheckFailed(`cannot start ${executable}: ` +
+      `${e.message} (apt-get install -y redis-server)`)));
+  }), 15000, 'redis-server getting ready');
+  say(`redis-server ready on 127.0.0.1:${port}`);
+  return { proc, port, url: `redis://127.0.0.1:${port}` };
+}
+
+// An npm package of tests/interop/node_modules (npm ci there installs
+// them as package-lock.json pins them), or a FAIL saying how to get it.
+function requireNpm(name) {
   try {
-    return require(path.join(__dirname, 'node_modules', 'ws'));
+    return require(path.join(__dirname, 'node_modules', name));
   } catch (e) {
-    say('FAIL: the ws package is not installed: run `npm ci` in tests/interop');
+    say(`FAIL: ${name === 'ws' ? 'the ws package' : name} is not installed: run \`npm ci\` in tests/interop`);
     process.exit(1);
   }
   return null;
 }
+
+const requireWs = () => requireNpm('ws');
+// The official Socket.IO client.
+const requireSocketIoClient = () => requireNpm('socket.io-client');
 
 function wsVersion() {
   return require(path.join(__dirname, 'node_modules', 'ws', 'package.json')).version;
@@ -442,5 +489,5 @@ module.exports = {
   CheckFailed, say, step, check, expectEq, short, parseArgs, runMain, withTimeout,
   startServer, runConnect, runClientPeer, parseCloseLine, track,
   requireWs, wsVersion, makeCerts, openClient, waitEvent, roundTrip, closeWith, bytesOf, textOf,
-  startWsPeer,
+  startWsPeer, freePort, startRedis, requireSocketIoClient,
 };

@@ -17,15 +17,11 @@
 
 const path = require('path');
 const { spawn } = require('child_process');
-const { CheckFailed, say, step, check, runMain, withTimeout, track } = require('./interop_common');
+const {
+  CheckFailed, say, step, check, runMain, withTimeout, track, requireSocketIoClient,
+} = require('./interop_common');
 
-let ioc;
-try {
-  ioc = require(path.join(__dirname, 'node_modules', 'socket.io-client'));
-} catch (e) {
-  say('FAIL: socket.io-client is not installed: run `npm ci` in tests/interop');
-  process.exit(1);
-}
+const ioc = requireSocketIoClient();
 
 const IO_MS = 10000;
 
@@ -290,6 +286,28 @@ async function main(a) {
     srv.mark();
     s.io.engine.close();
     await srv.waitLine(/^disconnect \/ transport close$/, 'transport close on the server');
+    s.close();
+  }
+
+  // The client learns maxPayload (1,000,000 here) from the open packet and
+  // splits its polling batches by it, but a single packet over it still
+  // goes: the server refuses it (413 on polling, a close on WebSocket) and
+  // the session ends, on both sides, with a reason.
+  step('maxPayload: a packet over it ends the session, with the reasons');
+  for (const [transports, clientWhy] of [[['polling'], 'transport error'],
+    [['websocket'], 'transport close']]) {
+    const s = connect(url, { transports });
+    await connected(s, `maxPayload ${transports}`);
+    await exchange(s, 9, `under maxPayload (${transports})`);
+    srv.mark();
+    const disc = once(s, 'disconnect', `maxPayload ${transports}: disconnect`);
+    s.emit('message', 'x'.repeat(1000001));
+    const [why] = await disc;
+    check(why === clientWhy, `maxPayload ${transports}: client reason ${why}, expected ${clientWhy}`);
+    // Polling: the 413 fails the client's POST; the client then closes
+    // its transport, which on polling sends a close packet.
+    const serverWhy = transports[0] === 'websocket' ? 'transport error' : 'transport close';
+    await srv.waitLine(new RegExp(`^disconnect / ${serverWhy}$`), 'maxPayload: the server reason');
     s.close();
   }
 

@@ -454,6 +454,10 @@ static void test_huge_numbers(void **state) {
   assert_true(json_integer_value(json_array_get(f->p.data, 1)) == INT64_MAX);
   assert_true(json_integer_value(json_array_get(f->p.data, 2)) == INT64_MIN);
   assert_encodes_to(f, "2[\"x\",9223372036854775807,-9223372036854775808]");
+  /* The integer writer's edges: zero, one digit, a carry, negatives; and
+   * the largest ack id. */
+  assert_int_equal(text(f, "39007199254740991[0,-1,9,10,-10,1000000]"), 1);
+  assert_encodes_to(f, "39007199254740991[0,-1,9,10,-10,1000000]");
   /* Past them (JavaScript writes 1e20 as digits), the value is read with
    * reals, as JavaScript reads it. */
   assert_int_equal(text(f, "2[\"x\",100000000000000000000,7]"), 1);
