@@ -1,12 +1,19 @@
 /* The Socket.IO server the protocol repositories' test suites expect:
  * example_socketio_conformance [PORT] [--test-hooks] [--redis URL]
- * [--threads N [--shared-port]] (port 3000 by default). pingInterval 300
+ * [--threads N [--shared-port]] [--max-buffered BYTES]
+ * [--ping INTERVAL,TIMEOUT] (port 3000 by default). pingInterval 300
  * ms, pingTimeout 200 ms, maxPayload 1000000, connectTimeout 1000 ms,
  * CORS "*". Rooms go through a dx_hub, shared through Redis with --redis;
  * --threads runs N loops, loop i on port + i, or all on one port with
- * --shared-port (polling requests are then forwarded between loops).
+ * --shared-port (polling requests, and WebSocket upgrades, then reach
+ * their session's loop whichever loop the kernel gave them to).
+ * --max-buffered caps what a polling session may have queued
+ * (dx_sio_options_set_max_buffered). --ping replaces the 300 and 200 ms
+ * (a test of many clients on a slow machine wants more).
  *
- * On /engine.io/: plain Engine.IO, every message echoed, text or binary.
+ * On /engine.io/: plain Engine.IO, every message echoed, text or binary;
+ * each session's start and end printed ("eio open SID", "eio close SID
+ * REASON").
  * On /socket.io/: namespaces "/" and "/custom" accept every connection
  * and emit "auth" with the handshake's auth payload; "message" is answered
  * with "message-back" and the same arguments (binaries included);
@@ -39,6 +46,8 @@
 
 static int n_nodes;
 static int hooks;
+static size_t max_buffered; /* 0: the default */
+static unsigned ping_interval = 300, ping_timeout = 200;
 
 static void on_message(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
   (void)ud;
@@ -94,6 +103,18 @@ static void on_engine_message(dx_eio_session *s, dx_msg_type type, const uint8_t
                               size_t len, void *ud) {
   (void)ud;
   dx_eio_send(s, type, data, len);
+}
+
+static void on_engine_open(dx_eio_session *s, void *ud) {
+  (void)ud;
+  printf("eio open %s\n", dx_eio_session_id(s));
+  fflush(stdout);
+}
+
+static void on_engine_close(dx_eio_session *s, dx_sio_reason why, void *ud) {
+  (void)ud;
+  printf("eio close %s %s\n", dx_eio_session_id(s), dx_sio_reason_name(why));
+  fflush(stdout);
 }
 
 /* "join" ROOM; "leave" ROOM; "to" ROOM EVENT ...ARGS: a broadcast to the
@@ -199,13 +220,15 @@ static void on_signal(int sig) {
 static int node_start(node *n, dx_hub *hub, int port, dx_reuseport share) {
   dx_sio_options *so = dx_sio_options_new();
   if (!(n->loop = dx_loop_new()) || !so) return -1;
-  dx_sio_options_set_ping(so, 300, 200);
+  dx_sio_options_set_ping(so, ping_interval, ping_timeout);
   dx_sio_options_set_max_payload(so, 1000000);
   dx_sio_options_set_connect_timeout(so, 1000);
   dx_sio_options_cors_origin(so, "*");
+  if (max_buffered) dx_sio_options_set_max_buffered(so, max_buffered);
   n->io = dx_sio_new(n->loop, so);
   dx_sio_options_set_path(so, "/engine.io/");
   dx_sio_options_engine_only(so, on_engine_message, NULL);
+  dx_sio_options_engine_events(so, on_engine_open, on_engine_close, NULL);
   n->eio = dx_sio_new(n->loop, so);
   dx_sio_options_free(so);
   if (!n->io || !n->eio || dx_sio_use_hub(n->io, hub)) return -1;
@@ -245,6 +268,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--shared-port")) shared = 1;
+    else if (!strcmp(argv[i], "--max-buffered") && i + 1 < argc) max_buffered = strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--ping") && i + 1 < argc &&
+             sscanf(argv[++i], "%u,%u", &ping_interval, &ping_timeout) != 2)
+      return 2;
     else port = atoi(argv[i]);
   }
   if (threads < 1 || threads > MAX_THREADS) threads = 1;

@@ -33,10 +33,8 @@
  * dx_sio_binary_get(), at any depth of the arguments; json_dumps() cannot
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
- * Not done yet (issue 13): a WebSocket probe that reaches another loop than
- * its session's is refused (the client stays on polling); open/close
- * callbacks for plain Engine.IO sessions; `duplex serve --socketio` and
- * its page; benchmarks.
+ * Not done yet (issue 13): `duplex serve --socketio` and its page;
+ * benchmarks.
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H
@@ -87,6 +85,17 @@ int dx_sio_options_set_ping(dx_sio_options *o, uint32_t interval_ms,
  * WebSocket message above it closes the session. 0 or DX_EINVAL (0 or
  * above 1 GiB). */
 int dx_sio_options_set_max_payload(dx_sio_options *o, uint64_t bytes);
+/* The most bytes of packets a polling session may have queued for its
+ * client (their data, as queued): a client that stops coming for them
+ * (no GET) costs bounded memory. A packet that would pass the cap is
+ * refused (dx_sio_emit and dx_eio_send return DX_ECLOSED, a broadcast
+ * skips the session) and the session ends at the end of the loop
+ * iteration with DX_SIO_TRANSPORT_ERROR ("transport error", on_disconnect
+ * of each of its sockets); its client then gets 400 "Session ID unknown".
+ * Default: the larger of 16 MiB and 2 x maxPayload. A session on
+ * WebSocket is bounded by the server's dx_options_set_max_buffered
+ * instead. 0 or DX_EINVAL (0). */
+int dx_sio_options_set_max_buffered(dx_sio_options *o, size_t bytes);
 /* connectTimeout (default 45000 ms): a session that has joined no
  * namespace after it is closed. 0 or DX_EINVAL. */
 int dx_sio_options_set_connect_timeout(dx_sio_options *o, uint32_t ms);
@@ -143,7 +152,10 @@ size_t dx_sio_sessions(const dx_sio *io);
  * publisher's order. Polling: a session's sid names its loop, and a
  * polling request that reaches another loop of the hub (SO_REUSEPORT
  * loops on one port) is forwarded to it and its answer brought back, held
- * GETs and their aborts included. Across nodes, route by sid (sticky
+ * GETs and their aborts included. The upgrade: a WebSocket probe that
+ * reaches another loop is handed, connection and all, to a server of the
+ * session's loop attached to that loop's dx_sio, which answers it (so each
+ * loop needs such a server: the same options on every loop). Across nodes, route by sid (sticky
  * sessions). Without a hub, rooms are this dx_sio's alone and its sessions'
  * requests must reach its loop. Call it before the first session. 0,
  * DX_EINVAL, DX_ESTATE (already, sessions exist, or another dx_sio of this
@@ -230,7 +242,8 @@ void dx_sio_socket_on_disconnect(dx_sio_socket *s, dx_sio_on_disconnect cb,
 /* socket.emit(event, ...args). args as in dx_sio_emit_to. Packets queue on
  * the session: they wait for the client's next poll, or go out on its
  * WebSocket at the end of the loop iteration. 0, DX_ECLOSED (the socket
- * disconnected or its session is closing), DX_EINVAL, DX_ENOMEM. */
+ * disconnected or its session is closing, or its polling queue is full:
+ * see dx_sio_options_set_max_buffered), DX_EINVAL, DX_ENOMEM. */
 int dx_sio_emit(dx_sio_socket *s, const char *event, const json_t *args);
 
 /* The client's answer to an emit with ack: err 0 and its arguments (an
@@ -280,15 +293,30 @@ void dx_sio_socket_set_user(dx_sio_socket *s, void *user);
 
 /* A server made from options with dx_sio_options_engine_only serves plain
  * Engine.IO on its path: no Socket.IO, no namespaces, no connectTimeout;
- * every message a client sends goes to cb. The session handle is valid
- * until the callback returns (there are no open/close callbacks yet). */
+ * every message a client sends goes to cb. Without
+ * dx_sio_options_engine_events, the session handle is valid only until
+ * the callback returns. */
 typedef struct dx_eio_session dx_eio_session;
 typedef void (*dx_eio_on_message)(dx_eio_session *s, dx_msg_type type,
                                   const uint8_t *data, size_t len, void *ud);
 void dx_sio_options_engine_only(dx_sio_options *o, dx_eio_on_message cb,
                                 void *ud);
+/* Plain Engine.IO sessions' lifetime (with dx_sio_options_engine_only):
+ * on_open when a session is made (its open packet is queued; what
+ * dx_eio_send queues from here follows it), and on_close exactly once
+ * for every session on_open was told of, when it ends, with why (the
+ * reasons of dx_sio_reason that apply: transport close, transport error,
+ * ping timeout, parse error, server shutting down). The handle is valid
+ * from on_open until on_close returns; dx_eio_send from on_close returns
+ * DX_ECLOSED. on_close runs inside dx_sio_shutdown and dx_sio_free for
+ * the sessions they end. Either may be NULL. */
+typedef void (*dx_eio_on_open)(dx_eio_session *s, void *ud);
+typedef void (*dx_eio_on_close)(dx_eio_session *s, dx_sio_reason why, void *ud);
+void dx_sio_options_engine_events(dx_sio_options *o, dx_eio_on_open on_open,
+                                  dx_eio_on_close on_close, void *ud);
 /* Sends a message packet (text: UTF-8) to the session's client. 0,
- * DX_ECLOSED (the session is closing), DX_EINVAL, DX_EUTF8, DX_ENOMEM. */
+ * DX_ECLOSED (the session is closing, or its polling queue is full: see
+ * dx_sio_options_set_max_buffered), DX_EINVAL, DX_EUTF8, DX_ENOMEM. */
 int dx_eio_send(dx_eio_session *s, dx_msg_type type, const void *data,
                 size_t len);
 /* The session id (sid), NUL-terminated, owned by the session. */

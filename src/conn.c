@@ -228,22 +228,19 @@ void dx__conn_cut(dx_conn *c) {
 
 static void cut(dx__handle *h) { dx__conn_cut(CONTAINER(h, dx_conn, handle)); }
 
-int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
-                   uint32_t events, const char *tls_host) {
+/* What starting a connection takes once its transport is set: the role's
+ * bits, the timers, the epoll registration, the loop's list. 0, DX_ENOMEM
+ * or DX_EIO with nothing held (the transport is the caller's to undo). */
+static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events) {
   c->loop = l;
   c->ep = ep;
   c->user = ep->opt.user;
-  c->tr.ops = &dx__tcp_ops;
-  c->tr.fd = fd;
-  c->tr.impl = NULL;
   const dx__conn_owner *owner = ep->owner;
   c->masks = owner->role == DX__ROLE_CLIENT;
   c->closes_first = owner->closes_first != 0;
   c->close_owed = owner->held_from_start != 0;
   c->owns_ep = owner->conn_owns_endpoint != 0;
-  if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, owner->role == DX__ROLE_SERVER, tls_host))
-    return DX_ENOMEM;
-  c->io.fd = fd;
+  c->io.fd = c->tr.fd;
   c->io.cb = on_io;
   c->flush_task.run = run_flush;
   c->release_task.run = run_release;
@@ -255,17 +252,10 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   /* Room in the timer heap for both embedded timers, taken now, so that
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */
-  int r = dx__timer_reserve(l, 2) ? DX_ENOMEM : 0;
-  if (r == 0 && dx__io_start(l, &c->io, events)) {
+  if (dx__timer_reserve(l, 2)) return DX_ENOMEM;
+  if (dx__io_start(l, &c->io, events)) {
     dx__timer_unreserve(l, 2);
-    r = DX_EIO;
-  }
-  if (r) {
-    /* Undo the TLS state but leave the descriptor to the caller. */
-    c->tr.fd = -1;
-    c->tr.ops->close(&c->tr);
-    c->tr.fd = fd;
-    return r;
+    return DX_EIO;
   }
   dx__loop_ref(l);
   if (!c->masks) { /* a server's connection: its counters */
@@ -276,6 +266,23 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   dx__handle_add(l, &c->handle);
   dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
   return 0;
+}
+
+int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
+                   uint32_t events, const char *tls_host) {
+  c->tr.ops = &dx__tcp_ops;
+  c->tr.fd = fd;
+  c->tr.impl = NULL;
+  int server = ep->owner->role == DX__ROLE_SERVER;
+  if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, server, tls_host)) return DX_ENOMEM;
+  int r = begin(c, l, ep, events);
+  if (r) {
+    /* Undo the TLS state but leave the descriptor to the caller. */
+    c->tr.fd = -1;
+    c->tr.ops->close(&c->tr);
+    c->tr.fd = fd;
+  }
+  return r;
 }
 
 void dx__conn_read_now(dx_conn *c) { on_io(&c->io, EPOLLIN); }
@@ -305,7 +312,7 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->ext) c->ext->release(c);
   if (!c->masks) {
     dx__conn_set_stat_state(c, DX__ST_NONE);
-    if (!c->is_http) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
+    if (!c->is_http && !c->handed_off) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
   }
   /* An HTTP connection: its layer lets go (and tells the application of a
    * request it still holds). */
@@ -671,6 +678,17 @@ static void http_begin(dx_conn *c, const char *head, size_t len, const uint8_t *
   free(hs);
 }
 
+/* The head being decided on this thread (by the owner's head hook, and
+ * the on_accept it calls), with what followed it: what a hand-off to
+ * another loop takes along. Per thread like `relay`. */
+static __thread struct head_in_hand {
+  dx_conn *c;
+  const char *head;
+  size_t head_len;
+  const uint8_t *rest;
+  size_t n;
+} deciding;
+
 /* Collects the HTTP head. The common case (the whole head in one read) is
  * parsed straight from the loop's buffer; only a head split across reads
  * is copied. */
@@ -724,7 +742,16 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
   used = head_len - old;
 complete:
   if (head_len > limit) goto too_large;
-  switch (c->ep->owner->head(c, head, head_len)) {
+  /* Kept and put back: a callback may drive another connection's head. */
+  struct head_in_hand outer = deciding;
+  deciding.c = c;
+  deciding.head = head;
+  deciding.head_len = head_len;
+  deciding.rest = buf + used;
+  deciding.n = n - used;
+  int verdict = c->ep->owner->head(c, head, head_len);
+  deciding = outer;
+  switch (verdict) {
     case 0: dx__conn_opened(c, buf + used, n - used); break;
     case 1: http_begin(c, head, head_len, buf + used, n - used); break;
   }
@@ -733,6 +760,87 @@ too_large:;
   char why[80];
   snprintf(why, sizeof why, "%s head exceeds the %zu-byte limit", c->ep->owner->head_name, limit);
   c->ep->owner->refuse(c, 431, why);
+}
+
+/* ---- handing off to another loop (endpoint.h) ---------------------------- */
+
+struct dx__handoff {
+  dx__transport tr;
+  void *user;
+  size_t len; /* the head, then the bytes that followed it */
+  uint8_t data[];
+};
+
+static const dx__transport no_transport = {&dx__tcp_ops, -1, NULL};
+
+int dx__conn_refuse(dx_conn *c, int status, const char *why) {
+  if (c->phase != DX__P_HANDSHAKE) return DX_ESTATE;
+  c->ep->owner->refuse(c, status, why);
+  return 0;
+}
+
+int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
+  if (deciding.c != c || c->masks || c->phase != DX__P_HANDSHAKE) return DX_ESTATE;
+  size_t n = deciding.head_len + deciding.n;
+  dx__handoff *h = malloc(sizeof *h + n);
+  if (!h) return DX_ENOMEM;
+  memcpy(h->data, deciding.head, deciding.head_len);
+  if (deciding.n) memcpy(h->data + deciding.head_len, deciding.rest, deciding.n);
+  h->len = n;
+  h->user = NULL;
+  /* Off this loop's epoll before the other loop may see the socket: from
+   * the post on, it is that loop's alone. */
+  uint32_t events = c->io.events;
+  dx__io_stop(c->loop, &c->io);
+  h->tr = c->tr;
+  int r = post(h, ud);
+  if (r) {
+    free(h);
+    if (dx__io_start(c->loop, &c->io, events)) {
+      dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, "cannot watch the socket");
+      return DX_EIO;
+    }
+    return r;
+  }
+  /* What is left here is a husk: no socket, no TLS, nothing to report. */
+  c->tr = no_transport;
+  c->io.fd = -1;
+  c->handed_off = 1;
+  c->silent = 1;
+  dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "handed off to another loop");
+  return 0;
+}
+
+void dx__handoff_set_user(dx__handoff *h, void *user) { h->user = user; }
+void *dx__handoff_user(const dx__handoff *h) { return h->user; }
+
+void dx__handoff_free(dx__handoff *h) {
+  if (!h) return;
+  h->tr.ops->close(&h->tr);
+  free(h);
+}
+
+int dx__conn_adopt(dx_conn *c, dx_loop *l, const dx__endpoint *ep, dx__handoff *h) {
+  if ((h->tr.impl != NULL) != (ep->tls != NULL)) return DX_EINVAL;
+  c->tr = h->tr;
+  int r = begin(c, l, ep, EPOLLIN);
+  if (r) {
+    c->tr = no_transport;
+    return r;
+  }
+  h->tr = no_transport;
+  return 0;
+}
+
+void dx__conn_adopted_input(dx_conn *c, dx__handoff *h) {
+  c->last_rx = (uint32_t)dx__loop_now(c->loop);
+  handshake_input(c, h->data, h->len);
+  free(h);
+  /* TLS may hold decrypted input already, which epoll cannot see. */
+  if (c->phase != DX__P_DONE && c->tr.impl) {
+    c->read_more = 1;
+    dx__task_queue_next(c->loop, &c->flush_task);
+  }
 }
 
 static void on_eof(dx_conn *c) {

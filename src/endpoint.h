@@ -286,6 +286,7 @@ struct dx_conn {
   uint8_t stat_state : 3;    /* server: the DX__ST_* it is counted in */
   uint8_t is_http : 1;       /* server: serves HTTP requests (src/http/) */
   uint8_t path_inline : 1;   /* the path is in path_in, not allocated */
+  uint8_t handed_off : 1;    /* server: given to another loop (dx__conn_hand_off) */
   int16_t http_status;
 };
 
@@ -379,6 +380,66 @@ static inline int dx__conn_deflate_window(const dx_conn *c) {
 static inline dx_server *dx__conn_server(const dx_conn *c) { return c->server; }
 /* The endpoint's options. */
 static inline const dx_options *dx__conn_options(const dx_conn *c) { return &c->ep->opt; }
+/* From on_accept only: refuses the upgrade with `status` (400-599) and
+ * `why` as the body's line, in place of on_accept's return value (which
+ * gives a fixed line). 0, or DX_ESTATE outside the opening handshake. */
+int dx__conn_refuse(dx_conn *c, int status, const char *why);
+
+/* ---- handing a connection to another loop -------------------------------
+ *
+ * Loops that share a port (SO_REUSEPORT) get their connections from the
+ * kernel, which knows nothing of what a request is for. A layer above may
+ * find, deciding an upgrade in on_accept, that it belongs on another loop
+ * (Socket.IO: a probe for a session that loop holds). Then the connection
+ * moves there whole, before anything is answered: its socket, its TLS
+ * state (OpenSSL through memory BIOs: what it buffered moves with it), the
+ * request head and the bytes read behind it. On the other loop a server
+ * adopts it and handles the head from the start, as if it had accepted the
+ * connection itself: the upgrade checks and on_accept run again there.
+ *
+ * The counters: the connection counts as accepted by both servers, as
+ * closed by neither for the move, and as opened and closed by the one that
+ * adopted it. Connection limits: the adopting server admits it like a
+ * connection it accepted (503 at its limit); the first one's slot is free
+ * once the move is done. */
+typedef struct dx__handoff dx__handoff;
+/* Carries h to the other loop's thread and returns 0 (dx_loop_post or
+ * dx__loop_post_owned: h is then that side's, to give to
+ * dx__server_adopt or dx__handoff_free), or anything else when it could
+ * not (h is still the caller's: dx__conn_hand_off takes it back). Runs on
+ * the connection's thread, inside dx__conn_hand_off. */
+typedef int (*dx__handoff_post)(dx__handoff *h, void *ud);
+/* From on_accept of a server connection only: takes the connection off
+ * this loop and hands it to post. 0: it is gone from here (no callback
+ * about it runs here, and on_accept's return value is ignored). Else the
+ * connection stays as it was, to be decided here: DX_ESTATE (not inside
+ * on_accept), DX_ENOMEM, or post's non-zero return; or, in the rare case
+ * that the socket cannot be watched again, the connection has ended
+ * (DX_EIO; dx_conn_state is DX_CLOSED). */
+int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud);
+/* A pointer the layer above carries along with h (NULL at first). */
+void dx__handoff_set_user(dx__handoff *h, void *user);
+void *dx__handoff_user(const dx__handoff *h);
+/* Closes the socket (and TLS state) of a connection nobody adopts, and
+ * frees h. Any thread (the connection belongs to none while it moves). */
+void dx__handoff_free(dx__handoff *h);
+/* On s's loop thread: s adopts the connection and handles its request
+ * head (callbacks of s's options run before this returns, on_accept among
+ * them). 0: h is consumed. DX_ESTATE (s is shutting down), DX_EINVAL (h
+ * is over TLS and s is not, or the reverse), DX_ENOMEM, DX_EIO: h is
+ * still the caller's. */
+int dx__server_adopt(dx_server *s, dx__handoff *h);
+/* The servers of a loop, newest first: the one after prev (NULL: the
+ * first), NULL after the last. Loop thread only. */
+dx_server *dx__loop_server_next(dx_loop *l, const dx_server *prev);
+/* The server's options (its copy). */
+const dx_options *dx__server_options(const dx_server *s);
+/* conn.c's half of dx__server_adopt: starts c on ep's loop over h's
+ * transport (0: c owns it; else h keeps it: DX_EINVAL, DX_ENOMEM,
+ * DX_EIO), then dx__conn_adopted_input feeds it h's bytes and frees h. */
+int dx__conn_adopt(dx_conn *c, dx_loop *l, const dx__endpoint *ep, dx__handoff *h);
+void dx__conn_adopted_input(dx_conn *c, dx__handoff *h);
+
 /* Records the reason dx_last_error() gives on this thread. */
 void dx__set_last_error(const char *msg);
 /* Buffered random bytes from OpenSSL's CSPRNG (masking keys, client keys). */

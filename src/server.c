@@ -43,6 +43,7 @@ struct dx_server {
   dx__timer deadline;     /* graceful drain: cut what is left */
   dx__timer accept_pause; /* out of descriptors: listen again later */
   dx__task release;       /* dx_server_free: the memory goes at the end of the iteration */
+  dx_server *lnext;       /* the loop's servers (dx__loop_servers), newest first */
 };
 
 struct dx_request {
@@ -92,8 +93,17 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
     free(s);
     return NULL;
   }
+  dx_server **head = (dx_server **)dx__loop_servers(loop);
+  s->lnext = *head;
+  *head = s;
   return s;
 }
+
+dx_server *dx__loop_server_next(dx_loop *l, const dx_server *prev) {
+  return prev ? prev->lnext : *(dx_server **)dx__loop_servers(l);
+}
+
+const dx_options *dx__server_options(const dx_server *s) { return &s->ep.opt; }
 
 size_t dx_server_connections(const dx_server *s) { return s->nconns; }
 
@@ -250,6 +260,28 @@ static void on_accept(dx__io *io, uint32_t events) {
   for (int i = 0; i < n; i++) dx__conn_read_now(got[i]);
 }
 
+/* A connection another loop's server took and handed over (endpoint.h):
+ * admitted as if accepted here, then its head is handled. */
+int dx__server_adopt(dx_server *s, dx__handoff *h) {
+  if (s->shutting_down) return DX_ESTATE;
+  dx_conn *c = calloc(1, sizeof *c);
+  if (!c) return DX_ENOMEM;
+  int full = admit(s);
+  int r = dx__conn_adopt(c, s->loop, &s->ep, h);
+  if (r) {
+    if (!full) unadmit(s);
+    free(c);
+    return r;
+  }
+  c->server = s;
+  c->has_conn_slot = c->has_hs_slot = !full;
+  c->refusing = (uint8_t)full & 3u;
+  s->nrefusing += !!full;
+  s->nconns++;
+  dx__conn_adopted_input(c, h);
+  return 0;
+}
+
 int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
   dx__set_last_error("");
   if (!s) return DX_EINVAL;
@@ -369,6 +401,11 @@ static void release_server(dx__task *t) {
 
 void dx_server_free(dx_server *s) {
   if (!s) return;
+  for (dx_server **pp = (dx_server **)dx__loop_servers(s->loop); *pp; pp = &(*pp)->lnext)
+    if (*pp == s) {
+      *pp = s->lnext;
+      break;
+    }
   stop_listening(s);
   dx__timer_stop(s->loop, &s->deadline);
   dx__timer_stop(s->loop, &s->accept_pause);
@@ -603,7 +640,9 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
   if (c->ep->opt.on_accept) {
     dx_request r = {&req};
     int refuse = c->ep->opt.on_accept(c, &r);
-    if (c->phase == DX__P_DONE) return -1;
+    /* Refused with a reason of its own (dx__conn_refuse), handed to
+     * another loop, or ended. */
+    if (c->phase != DX__P_HANDSHAKE) return -1;
     if (refuse) {
       if (refuse < 400 || refuse > 599) refuse = 403;
       server_refuse(c, refuse, "refused by the server");

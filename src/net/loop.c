@@ -58,6 +58,7 @@ struct dx_loop {
   dx__task *next, **next_tail; /* for the next iteration: dx__task_queue_next */
   dx__watch *watches;
   dx__handle *handles;
+  void *servers;        /* dx__loop_servers */
   dx__io wake_io;
   uint8_t *rbuf;
   /* dx_loop_post: the only state other threads touch, under `mu`. */
@@ -67,7 +68,7 @@ struct dx_loop {
 };
 
 typedef struct dx__post {
-  dx_post_fn fn;
+  dx_post_fn fn, drop;
   void *ud;
 } dx__post;
 
@@ -120,6 +121,10 @@ static void wake(dx_loop *l) {
 }
 
 int dx_loop_post(dx_loop *l, dx_post_fn fn, void *ud) {
+  return dx__loop_post_owned(l, fn, NULL, ud);
+}
+
+int dx__loop_post_owned(dx_loop *l, dx_post_fn fn, dx_post_fn drop, void *ud) {
   if (!l || !fn) return DX_EINVAL;
   atomic_fetch_add(&l->wakers, 1);
   pthread_mutex_lock(&l->mu);
@@ -134,7 +139,7 @@ int dx_loop_post(dx_loop *l, dx_post_fn fn, void *ud) {
     l->posted = p;
     l->capposted = cap;
   }
-  l->posted[l->nposted++] = (dx__post){fn, ud};
+  l->posted[l->nposted++] = (dx__post){fn, drop, ud};
   pthread_mutex_unlock(&l->mu);
   wake(l);
   return 0;
@@ -184,6 +189,9 @@ void dx_loop_free(dx_loop *l) {
   }
   if (l->epfd >= 0) close(l->epfd);
   if (l->wakefd >= 0) close(l->wakefd);
+  /* Functions posted but never run: those that own something let go. */
+  for (size_t i = 0; i < l->nposted; i++)
+    if (l->posted[i].drop) l->posted[i].drop(NULL, l->posted[i].ud);
   free(l->heap);
   free(l->rbuf);
   free(l->posted);
@@ -217,6 +225,7 @@ void dx__handle_remove(dx_loop *l, dx__handle *h) {
 }
 
 dx__handle *dx__loop_handles(dx_loop *l) { return l->handles; }
+void **dx__loop_servers(dx_loop *l) { return &l->servers; }
 
 void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }

@@ -86,6 +86,14 @@ uint64_t dx__loop_now(const dx_loop *l);
  * lets a thread-safe entry point tell "on this loop's thread, inside it"
  * from "any other thread". */
 dx_loop *dx__loop_current(void);
+/* dx_loop_post with a `drop` for the case fn never runs: dx_loop_free
+ * calls drop(NULL, ud) for each such function still queued (fn and drop
+ * are never both called), so what ud owns (a descriptor, memory) is not
+ * lost with a loop that stopped before its turn came. 0 or DX_ENOMEM. */
+int dx__loop_post_owned(dx_loop *l, dx_post_fn fn, dx_post_fn drop, void *ud);
+/* A pointer the endpoint layer keeps per loop (the head of its list of
+ * the loop's servers); NULL at first. Loop thread only. */
+void **dx__loop_servers(dx_loop *l);
 /* Handles that keep dx_loop_run() going (servers, connections, watches). */
 void dx__loop_ref(dx_loop *l);
 void dx__loop_unref(dx_loop *l);

@@ -95,6 +95,16 @@ void *dx__hub_tap_ud(dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_loop **loop)
   return ud;
 }
 
+int dx__hub_post_tap(dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_post_fn run,
+                     dx_post_fn drop, void *ud) {
+  int r = DX_ECLOSED;
+  pthread_mutex_lock(&h->mu);
+  if (bit < h->nlocals && h->locals[bit]->tap == fn)
+    r = dx__loop_post_owned(h->locals[bit]->loop, run, drop, ud);
+  pthread_mutex_unlock(&h->mu);
+  return r;
+}
+
 void dx__hub_clear_tap(dx__local *lo) {
   pthread_mutex_lock(&lo->hub->mu);
   lo->tap = NULL;

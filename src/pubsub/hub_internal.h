@@ -130,6 +130,13 @@ int dx__hub_set_tap(struct dx_hub *h, dx_loop *loop, dx__hub_tap_fn fn, void *ud
  * *loop; NULL when that loop has no such tap (never had, or its owner went
  * away). Any thread. */
 void *dx__hub_tap_ud(struct dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_loop **loop);
+/* Posts run(loop, ud) (drop(NULL, ud) if that loop is freed first, see
+ * dx__loop_post_owned) to the loop whose bit is `bit`, if its tap is still
+ * `fn`; under the hub's lock, so the tap's owner cannot go away (and its
+ * loop be freed) between the check and the post. 0, DX_ECLOSED (no such
+ * tap), DX_ENOMEM. Any thread. */
+int dx__hub_post_tap(struct dx_hub *h, unsigned bit, dx__hub_tap_fn fn, dx_post_fn run,
+                     dx_post_fn drop, void *ud);
 /* The loop's bit (its index in the hub). */
 static inline unsigned dx__hub_bit(const dx__local *lo) { return lo->bit; }
 

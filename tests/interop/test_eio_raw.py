@@ -7,10 +7,13 @@ method), bad sids, overlapping GETs, maxPayload (413), CORS and the
 OPTIONS preflight, malformed Engine.IO and Socket.IO packets ("parse
 error"), the upgrade by hand (2probe/3probe, the noop that releases the
 held GET, 5, polling refused afterwards), the heartbeat on polling (the
-server's ping, then "ping timeout") and connectTimeout.
+server's ping, then "ping timeout") and connectTimeout. With three loops on
+one port: polling requests and upgrade probes that reach another loop than
+their session's, and probes for sessions that are gone. With
+--max-buffered: a client that does not GET, past the cap.
 
   /usr/bin/python3 tests/interop/test_eio_raw.py \\
-      --server build/examples/example_socketio_conformance
+      --server build/examples/example_socketio_conformance [--threads-only]
 """
 import argparse
 import base64
@@ -123,6 +126,15 @@ class Client:
         o = json.loads(body[1:])
         return o
 
+    def connect(self):
+        """A new session joined to "/": its sid, and the body of the GET
+        that brought the CONNECT answer."""
+        sid = self.handshake()["sid"]
+        check(self.post(sid, b"40") == (200, b"ok"), "POST 40")
+        st, body = self.poll(sid)
+        check(st == 200 and body.startswith(b"40{"), f"CONNECT answer {st} {body!r}")
+        return sid, body
+
     def poll(self, sid):
         st, _, body = self.request("GET", f"EIO=4&transport=polling&sid={sid}")
         return st, body
@@ -146,12 +158,14 @@ def expect_error(got, status, code, what):
 class WS:
     """A minimal RFC 6455 client: text frames, masked, no fragmentation."""
 
-    def __init__(self, port, query, path="/socket.io/"):
+    def __init__(self, port, query, path="/socket.io/", early=None):
+        """early: a text frame sent in the same write as the request head."""
         self.s = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.s.sendall((f"GET {path}?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        req = (f"GET {path}?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.s.sendall(req + (self.frame(early) if early else b""))
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.s.recv(1)
@@ -160,8 +174,16 @@ class WS:
             head += chunk
         self.status = int(head.split(b" ")[1]) if head else 0
         self.buf = b""
+        self.body = b""
+        if self.status != 101:  # a refusal: its body, up to the server's close
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    break
+                self.body += chunk
 
-    def send(self, text, opcode=1):
+    @staticmethod
+    def frame(text, opcode=1):
         data = text.encode() if isinstance(text, str) else text
         mask = os.urandom(4)
         n = len(data)
@@ -172,7 +194,10 @@ class WS:
             hdr += bytes([0x80 | 126]) + struct.pack("!H", n)
         else:
             hdr += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        self.s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def send(self, text, opcode=1):
+        self.s.sendall(self.frame(text, opcode))
 
     def _need(self, n):
         while len(self.buf) < n:
@@ -212,19 +237,52 @@ class WS:
 
 
 def main(a):
-    srv = Server(a.server)
-    cl = Client(srv.port)
-    try:
-        run(srv, cl)
-    finally:
-        if srv.p.poll() is None:
-            srv.stop()
+    if not a.threads_only:
+        srv = Server(a.server)
+        cl = Client(srv.port)
+        try:
+            run(srv, cl)
+        finally:
+            if srv.p.poll() is None:
+                srv.stop()
     srv = Server(a.server, ["--threads", "3", "--shared-port"])
     try:
         run_shared(srv, Client(srv.port))
     finally:
         if srv.p.poll() is None:
             srv.stop()
+    if a.threads_only:
+        return
+    srv = Server(a.server, ["--max-buffered", "100000"])
+    try:
+        run_cap(srv, Client(srv.port))
+    finally:
+        if srv.p.poll() is None:
+            srv.stop()
+
+
+def run_cap(srv, cl):
+    """dx_sio_options_set_max_buffered: 100000 bytes of packets queued."""
+    say("CHECK: a polling client that does not GET: up to the cap its packets wait")
+    sid, body = cl.connect()
+    check(b'"auth"' in body, f"the auth event with the CONNECT answer: {body!r}")
+    # Each "message" is answered with a message-back whose packet data,
+    # 2["message-back","x..."], is 20 + 9980 = 10000 bytes: ten fill the cap.
+    msg = b'42["message","' + b"x" * 9980 + b'"]'
+    check(cl.post(sid, b"\x1e".join([msg] * 10)) == (200, b"ok"), "POST of 10 messages")
+    st, body = cl.poll(sid)
+    packets = body.split(b"\x1e")
+    backs = [p for p in packets if p.startswith(b'42["message-back","xxx')]
+    check(st == 200 and len(backs) == 10, f"the 10 answers in one GET: {st}, {len(backs)}")
+    if b"2" in packets:
+        check(cl.post(sid, b"3") == (200, b"ok"), "pong")
+    say("CHECK: past the cap the session ends with transport error")
+    srv.mark()
+    check(cl.post(sid, b"\x1e".join([msg] * 11)) == (200, b"ok"), "POST of 11 messages")
+    srv.wait_line(r"^disconnect / transport error$")
+    expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "GET after the cap")
+    say("CHECK: SIGTERM: clean exit")
+    srv.stop()
 
 
 def run_shared(srv, cl):
@@ -232,10 +290,7 @@ def run_shared(srv, cl):
     kernel spreads them, and those for another loop's session are forwarded."""
     say("CHECK: --threads 3 on one port: a polling session whatever loop each request reaches")
     for n in range(3):
-        sid = cl.handshake()["sid"]
-        check(cl.post(sid, b"40") == (200, b"ok"), "POST 40")
-        st, body = cl.poll(sid)
-        check(st == 200 and body.startswith(b"40{"), f"CONNECT answer {st} {body!r}")
+        sid, _ = cl.connect()
         for i in range(12):
             check(cl.post(sid, b'421["message-with-ack",%d]' % i) == (200, b"ok"), f"POST {i}")
             while True:
@@ -273,6 +328,58 @@ def run_shared(srv, cl):
         c.close()
         srv.wait_line(r"^disconnect / transport error$")
         expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "after abort")
+    say("CHECK: --threads 3: a polling session's upgrade, whatever loop its probe reaches")
+    # Each probe is a fresh connection the kernel gives to any of the three
+    # loops: 15 that all land on their session's loop by luck would happen
+    # once in 3^15. Half of them send "2probe" in the same write as the
+    # request head: bytes read with the head move along with it.
+    for n in range(15):
+        sid, _ = cl.connect()
+        ws = WS(srv.port, f"EIO=4&transport=websocket&sid={sid}", early="2probe" if n % 2 else None)
+        check(ws.status == 101, f"probe {n} ({sid[0]}): status {ws.status} {ws.body!r}")
+        if n % 2 == 0:
+            ws.send("2probe")
+        check(ws.recv_text() == "3probe", f"probe {n}: 3probe")
+        ws.send("5")
+        ws.send('42["message","up %d"]' % n)
+        while True:
+            t = ws.recv_text()
+            if t == "2":
+                ws.send("3")
+                continue
+            check(t == '42["message-back","up %d"]' % n, f"probe {n}: over the upgraded ws: {t!r}")
+            break
+        expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 3,
+                     "poll after the upgrade")
+        srv.mark()
+        ws.close()
+        srv.wait_line(r"^disconnect / transport close$")
+    say("CHECK: --threads 3: probes whose client hangs up at once; the sessions poll on")
+    for n in range(8):
+        sid, _ = cl.connect()
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=IO_S)
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        s.close()
+        check(cl.post(sid, b'42["message","still %d"]' % n) == (200, b"ok"), f"POST after probe {n}")
+        while True:
+            st, body = cl.poll(sid)
+            check(st == 200, f"poll after probe {n}: {st} {body!r}")
+            if b'42["message-back","still %d"]' % n in body.split(b"\x1e"):
+                break
+            check(body == b"2" or body == b"6", f"poll after probe {n}: {body!r}")
+            if body == b"2":
+                check(cl.post(sid, b"3") == (200, b"ok"), "pong")
+    say("CHECK: --threads 3: a probe for a session gone, or for a loop that does not exist")
+    sid = cl.handshake()["sid"]
+    check(cl.post(sid, b"1") == (200, b"ok"), "close packet")
+    for q in [sid, "B" + sid[1:], "C" + sid[1:], "Z" + sid[1:]] * 3:
+        w = WS(srv.port, f"EIO=4&transport=websocket&sid={q}")
+        check(w.status == 400 and w.body.startswith(b"Session ID unknown"),
+              f"probe for {q}: {w.status} {w.body!r}")
+        w.close()
     say("CHECK: SIGTERM with three loops: clean exit")
     srv.stop()
 
@@ -356,7 +463,7 @@ def run(srv, cl):
     check(st == 413, f"oversized POST: {st}")
     check(cl.post(sid, b'42["message",1]') == (200, b"ok"), "POST after 413")
     st, body = cl.poll(sid)
-    check(body == b'42["message-back",1]', f"after 413: {body!r}")
+    check(b'42["message-back",1]' in body.split(b"\x1e"), f"after 413: {body!r}")
 
     say("CHECK: malformed packets end the session with parse error")
     for bad in [b"9", b"4{", b'42["connect"]', b'451-["a"]', b"b!!!!", b"\x1e"]:
@@ -464,9 +571,11 @@ def run(srv, cl):
     check(0.9 < time.monotonic() - t0 < 2.5, f"closed after {time.monotonic() - t0:.2f} s")
 
     say("CHECK: /engine.io/ echoes text and binary, over polling and WebSocket")
+    srv.mark()
     st, h, body = cl.request("GET", "EIO=4&transport=polling", path="/engine.io/")
     check(st == 200 and body[:1] == b"0", f"engine.io handshake {st} {body!r}")
     esid = json.loads(body[1:])["sid"]
+    srv.wait_line(r"^eio open " + re.escape(esid) + "$")
     q = f"EIO=4&transport=polling&sid={esid}"
     st, _, data = cl.request("POST", q, body=b"4h\xc3\xa9llo\x1eb" + base64.b64encode(b"\x00\xff"),
                              path="/engine.io/")
@@ -479,6 +588,9 @@ def run(srv, cl):
         check(st == 200 and data == b"2", f"engine.io: a ping expected, got {st} {data!r}")
         st, _, data = cl.request("POST", q, body=b"3", path="/engine.io/")
         check(st == 200, f"engine.io pong: {st}")
+    say("CHECK: /engine.io/ sessions: on_open, and on_close once with the reason")
+    check(cl.request("POST", q, body=b"1", path="/engine.io/")[0] == 200, "engine.io close packet")
+    srv.wait_line(r"^eio close " + re.escape(esid) + " transport close$")
     ws = WS(srv.port, "EIO=4&transport=websocket", path="/engine.io/")
     check(ws.status == 101, f"engine.io upgrade {ws.status}")
     check(ws.recv_text().startswith("0{"), "engine.io open over ws")
@@ -490,7 +602,9 @@ def run(srv, cl):
         ws.send("3")
         op, data = ws.recv()
     check(op == 2 and data == b"\x01\x02", f"engine.io ws binary echo {op} {data!r}")
+    srv.mark()
     ws.close()
+    srv.wait_line(r"^eio close \S+ transport close$")
 
     say("CHECK: SIGTERM: clean exit")
     srv.stop()
@@ -500,6 +614,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
     ap.add_argument("--timeout", type=float, default=240)
+    ap.add_argument("--threads-only", action="store_true",
+                    help="only the three loops on one port (scripts/test runs it under TSan)")
     args = ap.parse_args()
     dog = threading.Timer(args.timeout, lambda: (say("FAIL: suite watchdog"), os._exit(2)))
     dog.daemon = True

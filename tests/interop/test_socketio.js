@@ -8,8 +8,9 @@
 // events and acks both ways with Buffers nested in objects, the server's
 // disconnect reasons (read from the example's stdout: server namespace
 // disconnect, forced close, client namespace disconnect, transport close,
-// ping timeout), no reconnection after "io server disconnect", and
-// reconnection after a server restart.
+// ping timeout), no reconnection after "io server disconnect",
+// reconnection after a server restart, and, with three loops on one port,
+// every client with the default transports upgraded to websocket.
 //
 //   (cd tests/interop && npm ci) &&
 //   node tests/interop/test_socketio.js --server build/examples/example_socketio_conformance
@@ -366,6 +367,35 @@ async function main(a) {
     const p0 = await t.start();
     const p1 = Number(/(\d+)$/.exec(l1)[1]);
     await roomsAcross(`http://127.0.0.1:${p0}`, `http://127.0.0.1:${p1}`, 'two loops');
+    await t.stop();
+  }
+
+  step('three loops on one port: every client with the default transports ends on websocket');
+  {
+    // Each client's probe is a new connection the kernel gives to any of
+    // the three loops; one that reaches another loop than its session's is
+    // handed to that loop. 24 probes all landing on their session's loop
+    // by luck would happen once in 3^24.
+    const t = new Server(a.server, 0, ['--threads', '3', '--shared-port', '--ping', '5000,10000']);
+    const u = `http://127.0.0.1:${await t.start()}`;
+    const socks = [];
+    for (let i = 0; i < 24; i++) {
+      const s = connect(u);
+      const upgraded = once(s.io.engine, 'upgrade', `client ${i}: upgrade`);
+      s.io.engine.on('upgradeError', (e) => say(`client ${i}: upgradeError ${e.message}`));
+      socks.push({ s, upgraded });
+    }
+    for (const [i, { s, upgraded }] of socks.entries()) {
+      await connected(s, `client ${i}`);
+      await upgraded;
+      check(s.io.engine.transport.name === 'websocket', `client ${i}: final transport ${s.io.engine.transport.name}`);
+    }
+    for (const [i, { s }] of socks.entries()) await exchange(s, 10 + i, `client ${i}, upgraded`);
+    t.mark();
+    for (const { s } of socks) s.disconnect();
+    for (let i = 0; i < 24; i++) {
+      await t.waitLine(/^disconnect \/ client namespace disconnect$/, `disconnect ${i}`);
+    }
     await t.stop();
   }
 

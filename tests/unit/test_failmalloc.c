@@ -13,7 +13,15 @@
  * over a raw socket, one answered at once, one later (dx_loop_post), a
  * POST echoed, a streamed body, and one with Connection: close. There
  * every request handed to on_http must be answered or aborted exactly
- * once, and every body producer released exactly once.
+ * once, and every body producer released exactly once. And "sio": a
+ * Socket.IO server (dx_sio) on the server's port, which a client thread
+ * drives over raw HTTP polling, each request on a connection of its own:
+ * the handshake, CONNECT to "/", an event the server answers with an emit,
+ * and the close packet. There every socket that got on_connection must get
+ * exactly one on_disconnect, and the calls return only what the header
+ * lists; jansson's allocations go through the wrapped allocator too
+ * (json_set_alloc_funcs), so the JSON the Socket.IO layer builds is
+ * failed and tracked like the rest.
  *
  * How allocations are failed: this program is linked with the linker's
  * --wrap for malloc, calloc, realloc, strdup, strndup and free (see
@@ -32,7 +40,7 @@
  * first found, DX_EIO and DX_EINVAL for out of memory, are fixed).
  *
  * Environment: DX_FAILMALLOC_ONLY=MODE:I runs one case (MODE one of plain,
- * deflate, tls, tls+deflate, http; I 0 for no failure), e.g. for LeakSanitizer's
+ * deflate, tls, tls+deflate, http, sio; I 0 for no failure), e.g. for LeakSanitizer's
  * stacks alone; DX_FAILMALLOC_VERBOSE=1 prints every run;
  * DX_FAILMALLOC_TRACE=1 prints each counted allocation's caller as an
  * offset for `addr2line -f -e test_failmalloc`. */
@@ -57,6 +65,7 @@
 
 #include "certs.h"
 #include "duplex.h"
+#include "duplex_sio.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DX_FM_LSAN 1
@@ -315,11 +324,14 @@ static int group_teardown(void **state) {
 
 /* ---- the scenario -------------------------------------------------------- */
 
-enum { M_DEFLATE = 1, M_TLS = 2, M_HTTP = 4 };
-#define N_MODES 5
+enum { M_DEFLATE = 1, M_TLS = 2, M_HTTP = 4, M_SIO = 8 };
+#define N_MODES 6
+static const int g_modes[N_MODES] = {0, M_DEFLATE, M_TLS, M_TLS | M_DEFLATE, M_HTTP, M_SIO};
 static const char *mode_name(int mode) {
-  static const char *names[N_MODES] = {"plain", "deflate", "tls", "tls+deflate", "http"};
-  return names[mode < N_MODES ? mode : 0];
+  static const char *names[N_MODES] = {"plain", "deflate", "tls", "tls+deflate", "http", "sio"};
+  for (int i = 0; i < N_MODES; i++)
+    if (g_modes[i] == mode) return names[i];
+  return "?";
 }
 
 /* What one connection saw. */
@@ -348,6 +360,9 @@ static struct {
   int http_client_ok;    /* the client read every response it expected */
   dx_http_request *outstanding[8]; /* handed to on_http, not yet answered */
   int http_seen, http_answered, http_aborted, producers, releases;
+  /* sio mode */
+  dx_sio *io;
+  int sio_connections, sio_disconnects, sio_echoes;
   char errors[1024]; /* broken promises seen inside callbacks */
   char notes[512];   /* what the run did (printed on failure) */
 } R;
@@ -658,6 +673,121 @@ static void *http_client(void *arg) {
   return NULL;
 }
 
+/* ---- the Socket.IO scenario ---------------------------------------------- */
+
+static void give_up(dx_sio_socket *s, const char *why) {
+  note("%s: out of memory, session closed", why);
+  int rc = dx_sio_disconnect(s, 1);
+  if (rc && rc != DX_ECLOSED) unexpected("dx_sio_disconnect", "server", rc);
+}
+
+static void sio_on_echo(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)ud;
+  int rc = dx_sio_emit(s, "echo-back", args);
+  if (rc == 0) R.sio_echoes++;
+  else if (rc != DX_ENOMEM && rc != DX_ECLOSED) unexpected("dx_sio_emit", "server", rc);
+  if (ack) dx_sio_ack_drop(ack);
+  /* As an application would: a client that cannot be answered is let go
+   * (it reconnects), rather than left waiting. */
+  if (rc == DX_ENOMEM) give_up(s, "dx_sio_emit");
+}
+
+static void sio_on_disconnect(dx_sio_socket *s, dx_sio_reason why, void *ud) {
+  (void)s, (void)ud;
+  note("disconnect: %s", dx_sio_reason_name(why));
+  if (++R.sio_disconnects > R.sio_connections) broken("on_disconnect without on_connection");
+}
+
+static void sio_on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
+  (void)auth, (void)ud;
+  R.sio_connections++;
+  dx_sio_socket_on_disconnect(s, sio_on_disconnect, NULL);
+  int rc = dx_sio_on(s, "echo", sio_on_echo, NULL);
+  if (rc && rc != DX_ENOMEM) unexpected("dx_sio_on", "server", rc);
+  if (rc == DX_ENOMEM) give_up(s, "dx_sio_on");
+}
+
+/* One polling request on a connection of its own: its status (0: no
+ * answer) and its body, NUL-terminated, in out. */
+static int sio_request(unsigned port, const char *method, const char *sid, const char *body,
+                       char *out, size_t cap) {
+  char req[512];
+  int n = snprintf(req, sizeof req,
+                   "%s /socket.io/?EIO=4&transport=polling%s%s HTTP/1.1\r\nHost: x\r\n"
+                   "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                   method, sid ? "&sid=" : "", sid ? sid : "", body ? strlen(body) : 0,
+                   body ? body : "");
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tv = {2, 0}; /* an answer that never comes: give up after 2 s */
+  size_t have = 0;
+  out[0] = 0;
+  if (fd < 0) return 0;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+      send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+    ssize_t r;
+    while (have + 1 < cap && (r = recv(fd, out + have, cap - 1 - have, 0)) > 0) have += (size_t)r;
+  }
+  close(fd);
+  out[have] = 0;
+  char *end = strstr(out, "\r\n\r\n");
+  int status = have > 12 && !strncmp(out, "HTTP/1.1 ", 9) ? atoi(out + 9) : 0;
+  if (!end) return 0;
+  memmove(out, end + 4, strlen(end + 4) + 1);
+  return status;
+}
+
+/* GETs until something other than a ping comes (answering the pings). */
+static int sio_poll(unsigned port, const char *sid, char *out, size_t cap) {
+  for (int i = 0; i < 4; i++) {
+    int st = sio_request(port, "GET", sid, NULL, out, cap);
+    if (st != 200 || strcmp(out, "2")) return st;
+    char ok[256];
+    if (sio_request(port, "POST", sid, "3", ok, sizeof ok) != 200) return 0;
+  }
+  return 0;
+}
+
+/* The client: the handshake, CONNECT to "/", an event and its answer, and
+ * the close packet, each request on a connection of its own. */
+static void *sio_client(void *arg) {
+  unsigned port = *(unsigned *)arg;
+  char b[2048], sid[21] = "";
+  int ok = 0;
+  if (sio_request(port, "GET", NULL, NULL, b, sizeof b) == 200 && !strncmp(b, "0{\"sid\":\"", 9) &&
+      strlen(b) >= 29) {
+    memcpy(sid, b + 9, 20);
+    ok = sio_request(port, "POST", sid, "40", b, sizeof b) == 200 && !strcmp(b, "ok") &&
+         sio_poll(port, sid, b, sizeof b) == 200 && !strncmp(b, "40{", 3) &&
+         sio_request(port, "POST", sid, "42[\"echo\",\"hello\"]", b, sizeof b) == 200 &&
+         sio_poll(port, sid, b, sizeof b) == 200 && !strcmp(b, "42[\"echo-back\",\"hello\"]") &&
+         sio_request(port, "POST", sid, "1", b, sizeof b) == 200;
+  }
+  if (!ok) note("sio client: last body \"%.60s\"", b);
+  R.http_client_ok = ok;
+  while (dx_loop_post(R.loop, post_finish, NULL)) {
+  }
+  return NULL;
+}
+
+/* The Socket.IO server on so: pings every 500 ms (a poll left hanging by a
+ * failure is answered soon), connectTimeout 2 s. 0 or the first error. */
+static int sio_setup(dx_options *so) {
+  dx_sio_options *o = dx_sio_options_new();
+  if (!o) return DX_ENOMEM;
+  int r = dx_sio_options_set_ping(o, 500, 500);
+  if (!r) r = dx_sio_options_set_connect_timeout(o, 2000);
+  if (!r && !(R.io = dx_sio_new(R.loop, o))) r = DX_ENOMEM;
+  dx_sio_options_free(o);
+  dx_sio_nsp *root = r ? NULL : dx_sio_of(R.io, "/");
+  if (!r && !root) r = DX_ENOMEM;
+  if (!r) dx_sio_nsp_on_connection(root, sio_on_connection, NULL);
+  if (!r) r = dx_sio_attach(R.io, so);
+  return r;
+}
+
 /* Common settings; 0, or the first error a setter returned. */
 static int base_options(dx_options *o, int mode) {
   int r = 0;
@@ -730,6 +860,7 @@ static run_result run_once(int mode, long fail_at) {
   }
   int r = base_options(so, mode);
   if (!r) r = base_options(co, mode);
+  if (!r && (mode & M_SIO)) r = sio_setup(so);
   if (!r && (mode & M_TLS)) r = dx_options_set_tls_cert(so, cert("server.pem"), cert("server.key"));
   if (!r && (mode & M_TLS)) r = dx_options_set_tls_ca(co, cert("ca.pem"));
   if (r) {
@@ -753,8 +884,8 @@ static run_result run_once(int mode, long fail_at) {
 
   static unsigned port;
   port = dx_server_port(R.srv);
-  if (mode & M_HTTP) {
-    if (pthread_create(&R.http_client, NULL, http_client, &port)) {
+  if (mode & (M_HTTP | M_SIO)) {
+    if (pthread_create(&R.http_client, NULL, mode & M_SIO ? sio_client : http_client, &port)) {
       broken("cannot start the client thread");
       goto cleanup;
     }
@@ -796,6 +927,7 @@ cleanup:
   }
   dx_options_free(so);
   dx_options_free(co);
+  dx_sio_free(R.io); /* after its servers; its sockets hear "server shutting down" */
   dx_loop_free(R.loop);
 done:
   res.allocs = disarm();
@@ -830,8 +962,12 @@ done:
            R.http_aborted);
   if (R.releases != R.producers)
     broken("http: %d bodies produced, %d released", R.producers, R.releases);
+  if (R.sio_disconnects != R.sio_connections)
+    broken("sio: %d connections, %d disconnects", R.sio_connections, R.sio_disconnects);
   if (mode & M_HTTP)
     res.complete = R.http_client_ok && R.http_seen == 5 && R.http_answered == 5;
+  else if (mode & M_SIO)
+    res.complete = R.http_client_ok && R.sio_connections == 1 && R.sio_echoes == 1;
   else
     res.complete = R.cli.opens == 1 && R.echoes == 2 && R.cli.code == DX_CLOSE_NORMAL &&
                  R.cli.why == DX_WHY_LOCAL && R.nsrv == 1 &&
@@ -859,6 +995,10 @@ static void print_run(int mode, long i, const run_result *res) {
     fprintf(stderr, "  http: %d requests, %d answered, %d aborted; %d bodies, %d released; "
             "client %s\n", R.http_seen, R.http_answered, R.http_aborted, R.producers, R.releases,
             R.http_client_ok ? "read every response" : "did not read every response");
+  if (mode & M_SIO)
+    fprintf(stderr, "  sio: %d connections, %d disconnects, %d echoes; client %s\n",
+            R.sio_connections, R.sio_disconnects, R.sio_echoes,
+            R.http_client_ok ? "completed" : "did not complete");
   for (int k = 0; k < R.nsrv; k++) {
     const peer *p = &R.srv_conns[k];
     fprintf(stderr, "  server conn %d: opens %d closes %d code %d why %s reason \"%s\"\n", k,
@@ -872,10 +1012,10 @@ static int only_case(int *mode, long *i) {
   if (!v || !*v) return 0;
   const char *colon = strrchr(v, ':');
   if (!colon) return 0;
-  for (int m = 0; m < N_MODES; m++)
-    if (strlen(mode_name(m)) == (size_t)(colon - v) &&
-        !strncmp(v, mode_name(m), (size_t)(colon - v))) {
-      *mode = m;
+  for (int k = 0; k < N_MODES; k++)
+    if (strlen(mode_name(g_modes[k])) == (size_t)(colon - v) &&
+        !strncmp(v, mode_name(g_modes[k]), (size_t)(colon - v))) {
+      *mode = g_modes[k];
       *i = atol(colon + 1);
       return 1;
     }
@@ -972,13 +1112,22 @@ static void test_http(void **state) {
   fail_each_allocation(M_HTTP);
 }
 
+static void test_sio(void **state) {
+  (void)state;
+  fail_each_allocation(M_SIO);
+}
+
 int main(void) {
+  /* jansson's memory through the wrapped allocator too: counted, failed
+   * and tracked like duplex's own (the Socket.IO layer's JSON). */
+  json_set_alloc_funcs(__wrap_malloc, __wrap_free);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plain),
       cmocka_unit_test(test_deflate),
       cmocka_unit_test(test_tls),
       cmocka_unit_test(test_tls_deflate),
       cmocka_unit_test(test_http),
+      cmocka_unit_test(test_sio),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -170,8 +170,43 @@ static void test_stop_keeps_errno(void **state) {
   dx_loop_free(loop);
 }
 
+/* dx__loop_post_owned: a function that runs is not dropped; one still
+ * queued when the loop is freed is dropped, once, with a NULL loop. */
+static int ran, dropped;
+static dx_loop *drop_loop_seen = (dx_loop *)1;
+static void owned_run(dx_loop *l, void *ud) {
+  (void)l;
+  ran += *(int *)ud;
+  dx_loop_stop(l);
+}
+static void owned_drop(dx_loop *l, void *ud) {
+  drop_loop_seen = l;
+  dropped += *(int *)ud;
+}
+
+static void test_post_owned_drop(void **state) {
+  (void)state;
+  int one = 1, ten = 10;
+  loop = dx_loop_new();
+  assert_non_null(loop);
+  assert_int_equal(dx__loop_post_owned(loop, owned_run, owned_drop, &one), 0);
+  dx__loop_ref(loop); /* something to run for until the posted stop */
+  assert_int_equal(dx_loop_run(loop), 0);
+  dx__loop_unref(loop);
+  assert_int_equal(ran, 1);
+  assert_int_equal(dropped, 0);
+  /* Posted, never run: dropped by dx_loop_free. */
+  assert_int_equal(dx__loop_post_owned(loop, owned_run, owned_drop, &ten), 0);
+  assert_int_equal(dx_loop_post(loop, owned_run, &ten), 0); /* no drop: forgotten */
+  dx_loop_free(loop);
+  assert_int_equal(ran, 1);
+  assert_int_equal(dropped, 10);
+  assert_null(drop_loop_seen);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_post_owned_drop),
       cmocka_unit_test(test_random_arm_stop_fire),
       cmocka_unit_test(test_stop_keeps_errno),
   };
