@@ -33,8 +33,9 @@
  * dx_sio_binary_get(), at any depth of the arguments; json_dumps() cannot
  * write it (see src/eio/sio_packet.h for why it is a json_t).
  *
- * Not done yet (issue 13): `duplex serve --socketio` and its page;
- * benchmarks.
+ * A whole application on this API: `duplex serve --socketio`
+ * (src/cli/serve_sio.c); its cost beside the Node reference server:
+ * bench/socketio.sh (bench/README.md).
  */
 #ifndef DUPLEX_SIO_H
 #define DUPLEX_SIO_H

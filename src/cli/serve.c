@@ -234,9 +234,9 @@ static const char serve_details[] =
     "hears \"joined\", \"left\" (with why the member left) and \"nick\". Its\n"
     "page is web/socketio/ (--static web, then open /socketio/), which loads\n"
     "the official client from npm (npm ci in web/socketio; ./scripts/serve\n"
-    "--socketio does both). --threads is 1 by default with --socketio: with\n"
-    "more, a client whose upgrade reaches another thread than its session's\n"
-    "stays on long-polling. --redis shares its rooms with other nodes too\n"
+    "--socketio does both). With several threads, a request or an upgrade\n"
+    "that reaches another thread than its session's is handed to that one.\n"
+    "--redis shares its rooms with other nodes too\n"
     "(each client's requests must then reach one node: sticky sessions).\n"
     "\n"
     "Once listening it prints \"listening on HOST:PORT (ws|wss, N\n"
@@ -414,7 +414,7 @@ int cli_serve(int argc, char **argv) {
   const char *publish_token = NULL, *static_dir = NULL;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
-  bool threads_given = false, limits_given = false;
+  bool limits_given = false;
   const cli_opt opts[] = {
       {"host", CLI_OPT_STRING, "HOST",
        "address to listen on", "\"\", every IPv4 and IPv6 address", &host},
@@ -445,7 +445,7 @@ int cli_serve(int argc, char **argv) {
       {"drain-timeout", CLI_OPT_SECONDS, "SECONDS",
        "on SIGINT/SIGTERM, wait this long for close replies", "5", &drain_ms},
       {"threads", CLI_OPT_UINT, "N", "event loops (threads) sharing the port",
-       "one per core; 1 with --socketio", &threads, 0, &threads_given},
+       "one per core", &threads, 0, NULL},
       {"reuseport", CLI_OPT_FLAG, NULL,
        "join a port another duplex serve holds, sharing its connections",
        "off (a port in use is an error)", &reuseport},
@@ -488,11 +488,6 @@ int cli_serve(int argc, char **argv) {
     case CLI_PARSE_HELP: return CLI_EXIT_OK;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
   }
-  /* A Socket.IO client's upgrade probe is a new TCP connection, which the
-   * kernel may hand to another loop than its session's, and the library
-   * refuses such a probe (docs/socketio.md): one loop by default, so that
-   * every client can upgrade to WebSocket. */
-  if (socketio && !threads_given) threads = 1;
   if (threads < 1 || threads > MAX_THREADS) {
     cli_error("serve", "--threads: 1 to %d", MAX_THREADS);
     return CLI_EXIT_USAGE;
