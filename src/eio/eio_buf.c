@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "proto/decimal.h"
+
 const char *dx__eio_strerror(int err) {
   switch (err) {
 #define DX__EIO_ERR_MSG(name, value, msg) case DX__##name: return msg;
@@ -46,19 +48,12 @@ int dx__eio_buf_append(dx__eio_buf *b, const void *p, size_t n) {
 }
 
 int dx__eio_buf_put_int(dx__eio_buf *b, int64_t v) {
-  char tmp[20]; /* the digits of 2^63, backwards */
-  size_t n = 0;
   /* Negated as unsigned, so INT64_MIN does not overflow. */
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    tmp[n++] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  uint8_t *w = dx__eio_buf_reserve(b, n + 1);
+  uint8_t *w = dx__eio_buf_reserve(b, DX__DECIMAL_MAX + 1);
   if (!w) return DX_ENOMEM;
   if (v < 0) *w++ = '-';
-  for (size_t i = 0; i < n; i++) w[i] = (uint8_t)tmp[n - 1 - i];
-  b->len += n + (v < 0);
+  b->len += dx__decimal((char *)w, u) + (v < 0);
   return 0;
 }
 
