@@ -4,6 +4,7 @@
  * it unless both ask with --reuseport). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ typedef struct {
   dx_hub *hub;     /* rooms mode (--rooms), else NULL: echo */
   dx_sio *io;      /* --socketio: this loop's Socket.IO server, else NULL */
   cli_timer sio_wait;   /* the drain: waiting for Socket.IO sessions to end */
+  bool sio_done;        /* the drain: this loop's sessions are gone (or time is up) */
+  atomic_uint *sio_busy; /* the drain: loops whose sessions are not all gone yet */
   uint64_t drain_began; /* ms, monotonic */
   uint32_t drain_ms;
   serve_http *http;  /* the HTTP routes, shared by every worker */
@@ -120,13 +123,19 @@ static void drain_server(worker *w, uint32_t ms) {
 }
 
 /* Every 50 ms of a drain with --socketio: once no Socket.IO session is
- * left, or the drain's time is up, the server drains (for what time is
- * left). */
+ * left on any loop, or the drain's time is up, the server drains (for
+ * what time is left). Every loop waits for all of them: a polling
+ * client's GET may come on a keep-alive connection that another loop
+ * holds (the request is forwarded to the session's loop), and that loop
+ * shutting down early would cut it ("transport error"). */
 static void sio_wait(cli_timer *t, void *ud) {
   worker *w = ud;
   uint64_t spent = now_ms() - w->drain_began;
-  if (dx_sio_sessions(w->io) && spent < w->drain_ms &&
-      cli_timer_start(t, 50, sio_wait, w) == 0)
+  if (!w->sio_done && (!dx_sio_sessions(w->io) || spent >= w->drain_ms)) {
+    w->sio_done = true;
+    atomic_fetch_sub(w->sio_busy, 1);
+  }
+  if (atomic_load(w->sio_busy) && spent < w->drain_ms && cli_timer_start(t, 50, sio_wait, w) == 0)
     return;
   cli_timer_stop(t);
   drain_server(w, spent < w->drain_ms ? w->drain_ms - (uint32_t)spent : 0);
@@ -142,7 +151,8 @@ static void drain(worker *w) {
   if (w->io) {
     dx_sio_shutdown(w->io);
     w->drain_began = now_ms();
-    if (dx_sio_sessions(w->io) && cli_timer_start(&w->sio_wait, 50, sio_wait, w) == 0) return;
+    sio_wait(&w->sio_wait, w);
+    return;
   }
   drain_server(w, w->drain_ms);
 }
@@ -186,6 +196,15 @@ static void run_main(worker *w, unsigned started, uint32_t drain_ms, const sigse
   if (w[0].rc == 0 && cli_signals_count() >= 1) {
     /* First signal: drain. Loop 0 returns once its connections are gone
      * (or on a second signal, which stops every loop at once). */
+    /* Counted before any loop starts its drain, so that none can find
+     * the count at 0 before the others have begun. */
+    static atomic_uint sio_busy;
+    unsigned with_sio = 0;
+    for (unsigned i = 0; i < started; i++) {
+      w[i].sio_busy = &sio_busy;
+      with_sio += w[i].io != NULL;
+    }
+    atomic_store(&sio_busy, with_sio);
     for (unsigned i = 1; i < started; i++) dx_loop_post(w[i].loop, post_drain, &w[i]);
     drain(&w[0]);
     if (cli_signals_count() < 2) w[0].rc = dx_loop_run(w[0].loop);
