@@ -32,7 +32,7 @@
 const { spawnSync } = require('child_process');
 const {
   CheckFailed, step, check, expectEq, parseArgs, runMain, withTimeout, startServer,
-  requireWs, startRedis, requireSocketIoClient,
+  requireWs, startRedis, requireSocketIoClient, makeCerts,
 } = require('./interop_common');
 
 const ioc = requireSocketIoClient();
@@ -41,8 +41,8 @@ const IO_MS = 10000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // A client of /chat that keeps every event it hears: s.heard.EVENT = [...].
-function client(port, opts = {}) {
-  const s = ioc.io(`http://localhost:${port}/chat`, { forceNew: true, reconnection: false, ...opts });
+function client(port, opts = {}, scheme = 'http') {
+  const s = ioc.io(`${scheme}://localhost:${port}/chat`, { forceNew: true, reconnection: false, ...opts });
   s.heard = {};
   s.onAny((ev, ...args) => { (s.heard[ev] = s.heard[ev] || []).push(args); });
   return s;
@@ -373,6 +373,43 @@ async function tThreads(duplex) {
   await stopClean(srv, 'the --threads 2 server');
 }
 
+// An upgrade that reaches another loop than its session's is handed over
+// with its TLS state (the SSL object and what it already decrypted): over
+// https on three loops, clients with the default transports all end on
+// websocket, whichever loop the kernel gave each connection, and talk.
+async function tTlsThreads(duplex) {
+  const fs = require('fs');
+  const certs = makeCerts();
+  const srv = await startServer(duplex, ['--socketio', '--threads', '3', '--quiet'],
+    { tls: certs.server });
+  const N = 24;
+  step(`TLS, --threads 3: ${N} clients with the default transports (polling, then the ` +
+    'upgrade) all end on websocket; a room message reaches every other member once');
+  const ca = fs.readFileSync(certs.ca);
+  const socks = [];
+  for (let i = 0; i < N; i++) {
+    const s = client(srv.port, { auth: { nick: `t${i}` }, ca }, 'https');
+    await connected(s, `t${i} over TLS`);
+    socks.push(s);
+  }
+  for (const [i, s] of socks.entries()) {
+    if (s.io.engine.transport.name !== 'websocket') {
+      await withTimeout(new Promise((res) => s.io.engine.once('upgrade', res)), IO_MS,
+        `t${i}'s upgrade to websocket`);
+    }
+    expectEq(s.io.engine.transport.name, 'websocket', `t${i}'s final transport`);
+    expectEq((await ask(s, 'join', 'vault')).ok, true, `t${i} joins`);
+  }
+  await ask(socks[0], 'chat message', 'vault', 'over TLS, across loops');
+  for (const s of socks.slice(1)) await heard(s, 'chat message');
+  await sleep(300);
+  for (const [i, s] of socks.entries()) {
+    expectEq((s.heard['chat message'] || []).length, i === 0 ? 0 : 1, `messages t${i} got`);
+  }
+  socks.forEach((s) => s.close());
+  await stopClean(srv, 'the TLS --threads 3 server');
+}
+
 async function tRedis(duplex) {
   step('--redis: two nodes sharing a redis-server; a message to a room crosses');
   const redis = await startRedis('redis-server');
@@ -430,6 +467,7 @@ async function main(args) {
   await tSamePort(srv, srv.port);
   await tDrain(srv, srv.port);
   await tThreads(args.duplex);
+  await tTlsThreads(args.duplex);
   await tRedis(args.duplex);
 }
 
