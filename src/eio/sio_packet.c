@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eio/sio_json.h"
 #include "proto/utf8.h"
 
 /* ------------------------------------------------------------------------ */
@@ -228,24 +229,6 @@ static int keep_nsp(dx__sio_decoder *d, const char *p, size_t n) {
   return 0;
 }
 
-/* jansson's flags: duplicate keys refused (a JavaScript peer never writes
- * them; which one wins is where parsers disagree), any value at the top
- * (CONNECT_ERROR's data may be a string), "\u0000" admitted in strings (a
- * JavaScript string may hold it). */
-#define JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
-
-static json_t *parse_json(const char *p, size_t n) {
-  json_error_t err;
-  json_t *v = json_loadb(p, n, JSON_FLAGS, &err);
-  /* Integers are json_int_t (64 bits) to keep ids and counters exact; one
-   * past that range is something JavaScript sent as a double, so read the
-   * value again the way JavaScript reads it. A real out of a double's
-   * range fails again. */
-  if (!v && json_error_code(&err) == json_error_numeric_overflow)
-    v = json_loadb(p, n, JSON_FLAGS | JSON_DECODE_INT_AS_REAL, &err);
-  return v;
-}
-
 /* The header and data of one text message, into *pk (data a new
  * reference). */
 static int parse_text(dx__sio_decoder *d, const char *p, size_t n,
@@ -286,7 +269,7 @@ static int parse_text(dx__sio_decoder *d, const char *p, size_t n,
   }
 
   if (i < n) {
-    pk->data = parse_json(p + i, n - i);
+    pk->data = dx__sio_json_parse(p + i, n - i);
     if (!pk->data) return DX__SIO_EJSON;
   }
   if (pk->type == DX__SIO_BINARY_EVENT) pk->type = DX__SIO_EVENT;
