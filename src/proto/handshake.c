@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "duplex_codes.h"
+#include "proto/http_chars.h"
 
 /* ------------------------------------------------------------------------ */
 /* Character classes (ASCII only; no locale)                                */
@@ -27,21 +28,7 @@ static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
-/* RFC 7230 §3.2.6 tchar. */
-static int is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
-    return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-/* field-vchar / obs-text plus SP and HTAB: what may appear inside a header
- * value or reason phrase. Excludes CR, LF, NUL, other controls and DEL. */
-static int is_field_char(unsigned char c) {
-  return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-/* request-target: visible ASCII only (URIs are ASCII, RFC 3986). */
-static int is_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
+/* tchar, field and target characters: proto/http_chars.h. */
 
 static int ci_equal(const char *a, size_t alen, const char *b, size_t blen) {
   if (alen != blen)
@@ -124,7 +111,7 @@ static int parse_headers(const char *p, const char *end, dx__http_header *h,
     if (n == DX__HTTP_MAX_HEADERS)
       return DX_EPROTO;
     const char *name = p;
-    while (p < end && is_tchar((unsigned char)*p))
+    while (p < end && dx__http_is_tchar((unsigned char)*p))
       p++;
     /* Empty name, a bad byte in it, whitespace before the colon, or no
      * colon. A line starting with whitespace (obs-fold, RFC 7230 §3.2.4)
@@ -137,7 +124,7 @@ static int parse_headers(const char *p, const char *end, dx__http_header *h,
     while (p < end && is_ows((unsigned char)*p))
       p++;
     const char *value = p;
-    while (p < end && is_field_char((unsigned char)*p))
+    while (p < end && dx__http_is_field_char((unsigned char)*p))
       p++;
     const char *vend = p;
     if (!eat_eol(&p, end))
@@ -159,7 +146,7 @@ int dx__http_parse_request(const char *buf, size_t len, dx__http_request *r) {
   r->num_headers = 0;
 
   r->method = p;
-  while (p < end && is_tchar((unsigned char)*p))
+  while (p < end && dx__http_is_tchar((unsigned char)*p))
     p++;
   r->method_len = (size_t)(p - r->method);
   if (r->method_len == 0 || p >= end || *p != ' ')
@@ -167,7 +154,7 @@ int dx__http_parse_request(const char *buf, size_t len, dx__http_request *r) {
   p++;
 
   r->path = p;
-  while (p < end && is_target_char((unsigned char)*p))
+  while (p < end && dx__http_is_target_char((unsigned char)*p))
     p++;
   r->path_len = (size_t)(p - r->path);
   if (r->path_len == 0 || p >= end || *p != ' ')
@@ -200,7 +187,7 @@ int dx__http_parse_response(const char *buf, size_t len,
     if (p >= end || *p != ' ')
       return DX_EPROTO;
     r->reason = ++p;
-    while (p < end && is_field_char((unsigned char)*p))
+    while (p < end && dx__http_is_field_char((unsigned char)*p))
       p++;
     r->reason_len = (size_t)(p - r->reason);
     if (!eat_eol(&p, end))
@@ -499,7 +486,7 @@ static int safe_value(const char *s) {
   if (s == NULL || *s == '\0')
     return 0;
   for (; *s; s++)
-    if (!is_field_char((unsigned char)*s))
+    if (!dx__http_is_field_char((unsigned char)*s))
       return 0;
   return 1;
 }
@@ -508,7 +495,7 @@ int dx__http_is_token(const char *s, size_t len) {
   if (s == NULL || len == 0)
     return 0;
   for (size_t i = 0; i < len; i++)
-    if (!is_tchar((unsigned char)s[i]))
+    if (!dx__http_is_tchar((unsigned char)s[i]))
       return 0;
   return 1;
 }
@@ -521,7 +508,7 @@ static int is_target(const char *s) {
   if (s == NULL || *s == '\0')
     return 0;
   for (; *s; s++)
-    if (!is_target_char((unsigned char)*s))
+    if (!dx__http_is_target_char((unsigned char)*s))
       return 0;
   return 1;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "duplex_codes.h"
+#include "proto/http_chars.h"
 
 void dx__pmd_config_defaults(dx__pmd_config *c) {
   memset(c, 0, sizeof *c);
@@ -47,13 +48,6 @@ typedef struct pvalue {
 
 static int is_ows(char c) { return c == ' ' || c == '\t'; }
 
-static int is_tchar(char ch) {
-  unsigned char c = (unsigned char)ch;
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-    return 1;
-  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static int span_is(span s, const char *lit) {
   size_t n = strlen(lit);
   if (s.n != n)
@@ -75,7 +69,7 @@ static void skip_ows(cursor *c) {
 
 static int read_token(cursor *c, span *t) {
   t->p = c->p;
-  while (c->p < c->end && is_tchar(*c->p))
+  while (c->p < c->end && dx__http_is_tchar((unsigned char)*c->p))
     c->p++;
   t->n = (size_t)(c->p - t->p);
   return t->n > 0;
