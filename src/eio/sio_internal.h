@@ -115,6 +115,9 @@ struct dx_sio {
   dx_sio_socket *dead_socks; /* disconnected sockets, freed by reap */
   dx__task reap;
   dx__eio_buf scratch;     /* a WebSocket frame's "<type><data>" */
+  dx__sio_encoded enc;     /* a packet being sent (send_packet), kept */
+  uint8_t enc_busy;        /* enc in use: a send made inside a send (a close
+                              handler run by a failed write) encodes apart */
   uint8_t shutting, freeing, attached;
   dx_sio *chain; /* the server attached to the same options before this one */
   dx_eio_on_message raw; /* plain Engine.IO: messages go here */

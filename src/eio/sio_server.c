@@ -152,6 +152,7 @@ dx_sio *dx_sio_new(dx_loop *loop, const dx_sio_options *o) {
   io->path_len = strlen(io->o.path);
   io->reap.run = dx__sio_reap_task;
   dx__eio_buf_init(&io->scratch, &dx__alloc_std);
+  dx__sio_encoded_init(&io->enc, &dx__alloc_std);
   if (!dx_sio_of(io, "/")) {
     dx_sio_free(io);
     return NULL;
@@ -242,6 +243,7 @@ void dx__sio_io_free(dx_sio *io) {
   }
   free(io->tab);
   dx__eio_buf_free(&io->scratch);
+  dx__sio_encoded_free(&io->enc);
   options_clear(&io->o);
   free(io);
 }

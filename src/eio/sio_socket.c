@@ -9,14 +9,30 @@
 /* ---------------------------------------------------------------------- */
 
 /* Encodes p and queues its text and attachments on s. */
+/* Past this the loop's encoding buffer is given back after a send rather
+ * than kept: one large emit must not pin its size for good. */
+#define ENC_KEEP (64 * 1024)
+
+/* Encodes into the loop's buffer, kept from one packet to the next (an
+ * allocation and two or three reallocations fewer per packet), unless a
+ * send is already using it. */
 static int send_packet(sess *s, const dx__sio_packet *p) {
-  dx__sio_encoded e;
-  dx__sio_encoded_init(&e, &dx__alloc_std);
-  int r = dx__sio_encode(p, 0, &e);
-  if (!r) r = dx__sio_sess_send(s, DX__EIO_MESSAGE, 0, e.text.data, e.text.len);
-  for (size_t i = 0; !r && i < e.n_att; i++)
-    r = dx__sio_sess_send(s, DX__EIO_MESSAGE, 1, e.att[i].p, e.att[i].n);
-  dx__sio_encoded_free(&e);
+  dx_sio *io = s->io;
+  dx__sio_encoded own, *e = &io->enc;
+  int nested = io->enc_busy;
+  if (nested) {
+    e = &own;
+    dx__sio_encoded_init(e, &dx__alloc_std);
+  }
+  io->enc_busy = 1;
+  int r = dx__sio_encode(p, 0, e);
+  if (!r) r = dx__sio_sess_send(s, DX__EIO_MESSAGE, 0, e->text.data, e->text.len);
+  for (size_t i = 0; !r && i < e->n_att; i++)
+    r = dx__sio_sess_send(s, DX__EIO_MESSAGE, 1, e->att[i].p, e->att[i].n);
+  if (nested || e->text.cap > ENC_KEEP) dx__sio_encoded_free(e);
+  /* The attachments point into p's data, which the caller owns. */
+  e->n_att = 0;
+  io->enc_busy = (uint8_t)nested;
   return r;
 }
 
