@@ -29,7 +29,8 @@
  * acked, or "answer-timeout" when nothing came within 2 s), "join" and
  * "leave" ROOM, "to" ROOM EVENT ...ARGS (a broadcast to the room, not to
  * the sender; ROOM null: the namespace) and "to-many" [ROOMS] [EXCEPT]
- * EVENT ...ARGS (dx_sio_broadcast), each acked with the return code; and,
+ * EVENT ...ARGS (dx_sio_broadcast), each acked with the return code,
+ * "rooms" (acked with socket.rooms, its id room included); and,
  * outside the Socket.IO paths, a WebSocket echo on any path and an HTTP
  * route /hello. Ctrl-C stops. */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
@@ -127,6 +128,25 @@ static void on_join(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void 
   json_decref(res);
 }
 
+/* "rooms": acked with socket.rooms (its own id room too), sorted. */
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void on_rooms(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)args, (void)ud;
+  size_t n = dx_sio_socket_rooms(s);
+  const char **v = malloc((n ? n : 1) * sizeof *v);
+  json_t *list = json_array();
+  for (size_t i = 0; v && i < n; i++) v[i] = dx_sio_socket_room(s, i);
+  if (v) qsort(v, n, sizeof *v, by_name);
+  for (size_t i = 0; v && i < n; i++) json_array_append_new(list, json_string(v[i]));
+  json_t *res = json_pack("[o]", list);
+  if (ack) dx_sio_ack_send(ack, res);
+  json_decref(res);
+  free(v);
+}
+
 static void on_to(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
   (void)ud;
   const char *room = json_string_value(json_array_get(args, 0));
@@ -184,6 +204,7 @@ static void on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
     dx_sio_on(s, "ask", on_ask, NULL);
     dx_sio_on(s, "join", on_join, NULL);
     dx_sio_on(s, "leave", on_join, (void *)1);
+    dx_sio_on(s, "rooms", on_rooms, NULL);
     dx_sio_on(s, "to", on_to, NULL);
     dx_sio_on(s, "to-many", on_to_many, NULL);
   }

@@ -281,6 +281,14 @@ int dx_sio_leave(dx_sio_socket *s, const char *room);
  * on_disconnect callbacks run before this returns. 0, DX_ECLOSED. */
 int dx_sio_disconnect(dx_sio_socket *s, int close);
 
+/* socket.rooms: the rooms s is in, the room named by its id included (as
+ * in Socket.IO: every socket is in it from the start). dx_sio_socket_room
+ * gives the i-th (i < dx_sio_socket_rooms), NUL-terminated, owned by s and
+ * valid until s leaves that room or is gone; NULL for any other i. The
+ * order is unspecified: a leave moves the last room into the gap. */
+size_t dx_sio_socket_rooms(const dx_sio_socket *s);
+const char *dx_sio_socket_room(const dx_sio_socket *s, size_t i);
+
 /* The socket id (as in CONNECT's answer), NUL-terminated, owned by s. */
 const char *dx_sio_socket_id(const dx_sio_socket *s);
 dx_sio_nsp *dx_sio_socket_nsp(const dx_sio_socket *s);

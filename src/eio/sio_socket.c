@@ -210,6 +210,12 @@ int dx_sio_leave(dx_sio_socket *k, const char *room) {
   return 0;
 }
 
+size_t dx_sio_socket_rooms(const dx_sio_socket *k) { return k ? k->n_rooms : 0; }
+
+const char *dx_sio_socket_room(const dx_sio_socket *k, size_t i) {
+  return k && i < k->n_rooms ? k->rooms[i] : NULL;
+}
+
 int dx_sio_on(dx_sio_socket *k, const char *event, dx_sio_on_event cb, void *ud) {
   if (!k || !event) return DX_EINVAL;
   for (handler **pp = &k->handlers; *pp; pp = &(*pp)->next)

@@ -218,6 +218,14 @@ async function main(a) {
     const got = { a: [], b: [], c: [] };
     for (const [k, s] of Object.entries({ a, b, c })) s.on('news', (...args) => got[k].push(args));
     check(await call(a, 'join', 'r') === 0 && await call(b, 'join', 'r') === 0, 'join');
+    check(await call(b, 'join', 'zz') === 0 && await call(b, 'join', 'r') === 0, 'join twice');
+    // socket.rooms holds the socket's own id room too, as in Socket.IO.
+    const rooms = async (s) => (await call(s, 'rooms')).sort();
+    const rb = await rooms(b);
+    check(deepEq(rb, [b.id, 'r', 'zz'].sort()), `socket.rooms after the joins: ${JSON.stringify(rb)}`);
+    check(await call(b, 'leave', 'zz') === 0, 'leave zz');
+    check(deepEq(await rooms(b), [b.id, 'r'].sort()) && deepEq(await rooms(c), [c.id]),
+      'socket.rooms after a leave, and of a socket in no other room');
     const bin = Buffer.from([1, 2, 3]);
     check(await call(a, 'to', 'r', 'news', { n: 1, bin }) === 0, 'to r');
     check(await call(c, 'to', 'r', 'news', 2) === 0, 'to r from outside');
