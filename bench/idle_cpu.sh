@@ -12,11 +12,14 @@
 # Loopback only; not part of the tests or CI (see bench/README.md).
 #
 # usage: bench/idle_cpu.sh [--conns N] [--window W] [--settle S]
-#                          [--intervals "25 1"] [--port P] [BUILD_DIR]
+#                          [--intervals "25 1"] [--port P] [--duplex BIN]
+#                          [BUILD_DIR]
 #   defaults: 10000 connections, W 60 s, S 5 s, intervals 25 s (the
 #   default) and 1 s; an interval of 0 turns heartbeats off (a baseline).
 #   The ping timeout is the interval, at most 20 s (the default).
-#   BUILD_DIR defaults to build in the repository.
+#   BUILD_DIR defaults to build in the repository. --duplex runs another
+#   duplex binary as the server (a copy of an older build, for a before /
+#   after comparison); soak still comes from BUILD_DIR.
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +31,7 @@ WINDOW=60
 SETTLE=5
 INTERVALS="25 1"
 PORT=${IDLE_CPU_PORT:-18591}
+DUPLEX=
 while [ $# -gt 0 ]; do
   case "$1" in
     --conns) shift; CONNS=${1:?--conns needs a value} ;;
@@ -35,7 +39,8 @@ while [ $# -gt 0 ]; do
     --settle) shift; SETTLE=${1:?--settle needs a value} ;;
     --intervals) shift; INTERVALS=${1:?--intervals needs a value} ;;
     --port) shift; PORT=${1:?--port needs a value} ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --duplex) shift; DUPLEX=${1:?--duplex needs a value} ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "idle_cpu.sh: unknown option $1" >&2; exit 2 ;;
     *) BUILD=$1 ;;
   esac
@@ -45,6 +50,8 @@ done
 bench_build_dir
 ensure soak "$BUILD/bench/soak" && ensure duplex "$BUILD/duplex" ||
   die "soak or duplex did not build: see $BUILD/bench-build.log"
+[ -n "$DUPLEX" ] || DUPLEX=$BUILD/duplex
+[ -x "$DUPLEX" ] || die "--duplex $DUPLEX: not an executable"
 
 # Both sides hold one descriptor per connection; the server inherits this.
 # Where the hard limit is lower (no CAP_SYS_RESOURCE), take the hard limit.
@@ -60,7 +67,7 @@ OUT=$BUILD/idle-cpu-results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT" || die "cannot create $OUT"
 
 echo "idle CPU: $CONNS connections, ${WINDOW}s window after ${SETTLE}s settle;" \
-  "build $BUILD ($BTYPE); ulimit -n $NOFILE; $(nproc) CPUs; results in $OUT"
+  "server $DUPLEX, build $BUILD ($BTYPE); ulimit -n $NOFILE; $(nproc) CPUs; results in $OUT"
 echo "machine busy before: $(busy_pct)% (other load is not counted in the server's CPU time, but adds noise)"
 
 SPID=
@@ -71,7 +78,7 @@ for iv in $INTERVALS; do
   to=$iv
   [ "$to" -gt 20 ] && to=20
   [ "$to" -lt 1 ] && to=1
-  "$BUILD/duplex" serve --threads 1 --quiet --host 127.0.0.1 --port "$PORT" \
+  "$DUPLEX" serve --threads 1 --quiet --host 127.0.0.1 --port "$PORT" \
     --ping-interval "$iv" --ping-timeout "$to" 2>"$OUT/server-$iv.log" &
   SPID=$!
   wait_listening duplex "$PORT" "$OUT/server-$iv.log" || exit 1

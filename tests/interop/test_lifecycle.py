@@ -921,6 +921,71 @@ def t_idle_timeout(args):
     p.finish()
 
 
+def t_ping_behind_output(args):
+    size = 24 << 20  # more than the two kernel buffers of loopback take
+    step("heartbeat behind unread output: --ping=200,400; the server sends %d MiB to a "
+         "client that reads nothing for 1.2 s, then reads, and sends a pong unasked "
+         "every 0.1 s throughout (any bytes count as life; the high-water mark is raised to "
+         "32 MiB so the server keeps reading them): the message arrives whole and the "
+         "heartbeat pings after it, never inside it" % (size >> 20))
+    p, c = served_client(args, ["--ping=200,400", "--quiet-pings",
+                                "--watermarks=%d,%d" % (32 << 20, 16 << 20)])
+    b = p.command("send %d" % size, "send", "big message")
+    check(b["rc"] == "OK" and b["buffered"] > 0,
+          "the %d MiB message: %r (it must wait in the output queue for the test to mean "
+          "anything)" % (size >> 20, b))
+    t0 = last = time.monotonic()
+
+    def keep_alive():
+        nonlocal last
+        if time.monotonic() - last >= 0.1:
+            c.send(frame(10, b"", mask=True))
+            last = time.monotonic()
+
+    while time.monotonic() - t0 < 1.2:
+        keep_alive()
+        time.sleep(0.05)
+    kinds = []  # (opcode, length) of each frame, the message read as it streams in
+    while not kinds or kinds[-1][0] != 9 or (2, size) not in kinds:
+        check(len(kinds) < 100, "no message and ping after it: %r" % kinds)
+        h = c.read_exact(2)
+        n = h[1] & 127
+        if n == 127:
+            n = struct.unpack("!Q", c.read_exact(8))[0]
+        elif n == 126:
+            n = struct.unpack("!H", c.read_exact(2))[0]
+        check(h[1] < 128 and n <= size, "frame header %s (length %d)" % (h.hex(), n))
+        if n <= 125:
+            payload = c.read_exact(n)
+        else:  # the message: counted as it comes, pongs sent between reads
+            left = n
+            while left:
+                keep_alive()
+                if not c.buf:
+                    c._fill(5)
+                took = min(left, len(c.buf))
+                c.buf = c.buf[took:]
+                left -= took
+        kinds.append((h[0] & 15, n))
+    say("  frames: %r" % kinds)
+    m = kinds.index((2, size))
+    check(all(k == (9, 4) for i, k in enumerate(kinds) if i != m),
+          "expected the %d-byte message once and otherwise heartbeat pings (4-byte "
+          "payload), got %r" % (size, kinds))
+    check(m <= 1, "%d pings came before a message that was queued before the second one" % m)
+    c.send(frame(10, payload, mask=True))
+    expect_eq(p.command("stats", "stats", "after the pong")["state"], OPEN,
+              "state after the queued ping was answered")
+    c.send(frame(8, close_payload(1000), mask=True))
+    fr = c.read_frame()
+    while fr[2] == 9:  # a heartbeat may still come before the close reply
+        fr = c.read_frame()
+    expect_close_frame(fr, 1000, "the close reply")
+    c.close()
+    expect_close(p.closed("ping behind output"), 1000, WHY_PEER, "client close")
+    p.finish()
+
+
 def t_cap_exact(args):
     step("cap: --max-buffered=1000: one 1000-byte message fits the cap; the queue must stay "
          "at or under it (dx_conn_buffered_amount)")
@@ -950,7 +1015,8 @@ SECTIONS = [("server", t_server_reasons), ("server_local", t_server_local),
             ("client_ping", t_client_ping_timeout), ("rtt", t_rtt),
             ("close_timeout", t_close_timeout), ("drain", t_drain_order),
             ("drop", t_backpressure_drop), ("slow_close", t_backpressure_close),
-            ("cap_exact", t_cap_exact), ("idle", t_idle_timeout)]
+            ("cap_exact", t_cap_exact), ("idle", t_idle_timeout),
+            ("ping_behind", t_ping_behind_output)]
 
 
 def main(args):
