@@ -28,12 +28,7 @@ PORT_BASE=${BENCH_PORT_BASE:-18490}
 NODE=${NODE:-node}
 
 # ---------------------------------------------------------------- build
-bench_build_dir -DBUILD_TESTING=OFF
-echo "building..."
-WSBENCH=$BUILD/bench/wsbench
-DUPLEX=$BUILD/duplex
-ensure wsbench "$WSBENCH" && ensure duplex "$DUPLEX" ||
-  die "wsbench or duplex did not build: see $BUILD/bench-build.log"
+build_wsbench_duplex
 HAVE_NODE=1
 if ! "$NODE" -e "require('$ROOT/tests/interop/node_modules/ws')" 2>/dev/null; then
   HAVE_NODE=0

@@ -62,6 +62,17 @@ ensure() { # TARGET PATH
   warn "$1 failed to build; using the older $2 ($(date -r "$2" '+%H:%M:%S'))"
 }
 
+# The build step of the scripts that need only wsbench and the duplex CLI:
+# configures BUILD if new (no tests), builds both, sets WSBENCH and DUPLEX.
+build_wsbench_duplex() {
+  bench_build_dir -DBUILD_TESTING=OFF
+  echo "building..."
+  WSBENCH=$BUILD/bench/wsbench
+  DUPLEX=$BUILD/duplex
+  ensure wsbench "$WSBENCH" && ensure duplex "$DUPLEX" ||
+    die "wsbench or duplex did not build: see $BUILD/bench-build.log"
+}
+
 # Both the client and the server hold one descriptor per connection; the
 # servers inherit the raised limit from this shell. Sets NOFILE.
 raise_nofile() {
@@ -147,6 +158,17 @@ function median(key,   k, i, j, t, a) {
   return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+# The median over reps of fig(a) / fig(b) within each rep, from
+# byrep[row, srv, fig, rep] (the caller fills it, and nrep); "-" if none.
+function rep_ratio(row, a, b, fig,   r, x, y, key) {
+  key = "ratio" SUBSEP row SUBSEP a SUBSEP b SUBSEP fig
+  cnt[key] = 0
+  for (r = 1; r <= nrep; r++) {
+    x = (row SUBSEP a SUBSEP fig SUBSEP r); y = (row SUBSEP b SUBSEP fig SUBSEP r)
+    if ((x in byrep) && (y in byrep) && byrep[y] > 0) val[key, ++cnt[key]] = byrep[x] / byrep[y]
+  }
+  return cnt[key] ? sprintf("%.2f", median(key)) : "-"
+}
 '
 
 # Checks that no server's port (port_of, the caller's) is taken, then makes

@@ -52,7 +52,9 @@ static void usage(void) {
           "  server_no_context_takeover and client_no_context_takeover;\n"
           "  --deflate-level L (-1..9, default -1) is our compressor's zlib level.\n"
           "--json makes text messages JSON-like; --variants K of them rotate (8).\n"
-          "--tls speaks TLS (wss://) without verifying the certificate.\n");
+          "--tls speaks TLS (wss://) without verifying the certificate;\n"
+          "  --tls-groups LIST offers only these key exchange groups, in this order\n"
+          "  (OpenSSL's names: X25519, P-256, ...): the server takes the first it has.\n");
   exit(2);
 }
 
@@ -67,7 +69,7 @@ static double parse_num(const char *s, const char *name) {
 }
 
 static struct {
-  const char *host, *path;
+  const char *host, *path, *groups;
   int port, conns, inflight, burst, variants, zlevel;
   double size, seconds, warmup, settle, pid;
   int binary, raw, no_verify, deflate, no_takeover, json, tls, echo_once;
@@ -109,6 +111,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--json")) opt.json = 1;
     else if (ARG("--variants")) opt.variants = (int)parse_num(argv[++i], a);
     else if (!strcmp(a, "--tls")) opt.tls = 1;
+    else if (ARG("--tls-groups")) opt.groups = argv[++i];
     else if (!strcmp(a, "--echo-once")) opt.echo_once = 1;
     else usage();
 #undef ARG
@@ -129,6 +132,10 @@ static void parse_args(int argc, char **argv) {
   if (opt.mode == BENCH_IDLE) opt.inflight = 1;
   if (opt.json && (opt.binary || opt.size < 2)) {
     fprintf(stderr, "wsbench: --json is text and needs --size of at least 2\n");
+    usage();
+  }
+  if (opt.groups && !opt.tls) {
+    fprintf(stderr, "wsbench: --tls-groups goes with --tls\n");
     usage();
   }
   if (opt.raw && (opt.deflate || opt.tls)) {
@@ -227,7 +234,7 @@ int main(int argc, char **argv) {
   parse_args(argc, argv);
   bench_config cfg = {
       .mode = opt.mode, .path = opt.path, .raw = opt.raw, .tls = opt.tls,
-      .insecure = true, .conns = (unsigned)opt.conns, .inflight = (unsigned)opt.inflight,
+      .insecure = true, .tls_groups = opt.groups, .conns = (unsigned)opt.conns, .inflight = (unsigned)opt.inflight,
       .burst = (unsigned)opt.burst, .size = (size_t)opt.size, .binary = opt.binary,
       .verify = !opt.no_verify, .deflate = opt.deflate, .no_takeover = opt.no_takeover,
       .zlevel = opt.zlevel, .json_variants = opt.json ? (unsigned)opt.variants : 0,

@@ -71,6 +71,8 @@ typedef struct {
   const char *tls_host;     /* SNI and the name checked; NULL for neither */
   const char *ca;           /* CA file; NULL: the system's */
   bool insecure;            /* no certificate check */
+  const char *tls_groups;   /* key exchange groups offered, OpenSSL's
+                               "X25519:P-256" form; NULL: OpenSSL's list */
   /* What: the load. */
   unsigned conns;           /* connections (handshake: concurrent cycles) */
   unsigned inflight;        /* echo: messages in flight per connection */
@@ -129,7 +131,7 @@ typedef struct {
   unsigned first;           /* idle: open at rss_first_kb */
   long rss_before_kb, rss_first_kb, rss_after_kb; /* -1: unknown */
   double open_per_s;        /* idle: upgrades/s after the first tenth */
-  char tls_info[96];        /* protocol/cipher of the first TLS connection */
+  char tls_info[96];        /* protocol/cipher/group of the first TLS connection */
   uint64_t errors;          /* failed connections or cycles */
   int n_kinds;
   bench_error kinds[BENCH_ERROR_KINDS]; /* most frequent first after the run */

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "bench_engine.h"
@@ -33,6 +35,13 @@ int bench_tls_init(bench_ctx *b) {
                   e ? ERR_reason_error_string(e) : "unknown error");
       return -1;
     }
+  }
+  /* The client's offer decides the group: OpenSSL's server takes the
+   * first one it supports, in the client's order. */
+  if (cfg->tls_groups && SSL_CTX_set1_groups_list(b->tls, cfg->tls_groups) != 1) {
+    ERR_clear_error();
+    bench_fatal(b, "unknown TLS group in %s", cfg->tls_groups);
+    return -1;
   }
   SSL_CTX_set_mode(b->tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -66,9 +75,12 @@ void bench_tls_step(bench_conn *c) {
   ERR_clear_error();
   int r = SSL_do_handshake(c->ssl);
   if (r == 1) {
-    if (!b->res->tls_info[0])
-      snprintf(b->res->tls_info, sizeof b->res->tls_info, "%s/%s",
-               SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+    if (!b->res->tls_info[0]) {
+      int group = SSL_get_negotiated_group(c->ssl);
+      snprintf(b->res->tls_info, sizeof b->res->tls_info, "%s/%s/%s",
+               SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+               group ? OBJ_nid2sn(group) : "?");
+    }
     bench_on_connected(c);
     return;
   }

@@ -1,17 +1,20 @@
-/* TLS (OpenSSL 3) under the transport table. The SSL object talks only to
- * a pair of memory BIOs; this file moves ciphertext between them and the
- * non-blocking socket itself, so the socket stays ours: no OpenSSL socket
- * BIO, no SIGPIPE, and the event loop sees the same fd semantics as plain
- * TCP. */
+/* TLS (OpenSSL 3) under the transport table. The SSL object talks to a BIO
+ * of our own (below) rather than OpenSSL's socket BIO: reads go straight
+ * from the non-blocking socket into OpenSSL's record buffer, and records
+ * collect in a buffer of ours that this file sends, so the socket stays
+ * ours (MSG_NOSIGNAL, one send() per batch of records, the FIN after the
+ * last one) and the event loop sees the same fd semantics as plain TCP. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -21,10 +24,10 @@
 
 /* Ciphertext the socket has not taken beyond which writev() stops
  * accepting plaintext: the owner's own queue is the place for backlog, and
- * a bounded BIO keeps the memory per connection predictable. */
+ * a bounded buffer keeps the memory per connection predictable. */
 #define TLS_WBIO_HIGH (64 * 1024)
-/* One maximal TLS record plus header and expansion. */
-#define TLS_IO_CHUNK (16 * 1024 + 512)
+/* The plaintext of one maximal TLS record. */
+#define TLS_RECORD_MAX 16384
 
 struct dx__tls_ctx {
   SSL_CTX *ssl_ctx;
@@ -33,19 +36,140 @@ struct dx__tls_ctx {
 
 typedef struct {
   SSL *ssl;
-  BIO *rbio, *wbio; /* owned by ssl */
   int fd;
   unsigned hs_done : 1;    /* handshake completed */
   unsigned peer_bytes : 1; /* the peer sent at least one byte */
   unsigned tcp_eof : 1;    /* recv() returned 0 */
+  unsigned drained : 1;    /* a recv() in this call came back short */
+  unsigned eagain : 1;     /* a recv() in this call said EAGAIN */
   unsigned notified : 1;   /* the peer's close_notify arrived */
-  unsigned fin_wanted : 1; /* shutdown() called: FIN once the BIO drains */
+  unsigned fin_wanted : 1; /* shutdown() called: FIN once `out` drains */
   unsigned fin_sent : 1;
   unsigned failed : 1; /* read/write side is dead; err/fault say why */
+  unsigned oom : 1;    /* a record could not be buffered */
+  int rdead;           /* errno of a failed recv(), 0 while it works */
   int wdead;           /* errno of a failed send(), 0 while sending works */
-  dx__tr_fault fault;  /* for error() */
+  /* Records not yet sent: bytes [off, len) of a block of cap bytes,
+   * allocated when the first record is written and freed once the socket
+   * has taken them all, so an idle connection holds none. */
+  char *out;
+  size_t off, len, cap;
+  dx__tr_fault fault; /* for error() */
   char err[256]; /* "TLS handshake failed: " and a reason of up to 231 bytes */
 } tls_state;
+
+static size_t out_bytes(const tls_state *st) { return st->len - st->off; }
+
+static void out_free(tls_state *st) {
+  free(st->out);
+  st->out = NULL;
+  st->off = st->len = st->cap = 0;
+}
+
+/* ---- the BIO ------------------------------------------------------------- */
+
+/* OpenSSL reads ciphertext here, straight from the socket. With read-ahead
+ * on it asks for as much as its record buffer holds, so a recv() that
+ * returns less has emptied the socket: the next one in the same read call
+ * would only say EAGAIN, and is not made (the fd is level-triggered; what
+ * arrives later wakes the loop again). */
+static int bio_read(BIO *b, char *buf, int cap) {
+  tls_state *st = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (st->rdead) return -1; /* a socket error is reported once: keep it */
+  if (st->tcp_eof) return 0;
+  if (st->drained || cap <= 0) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  for (;;) {
+    ssize_t n = recv(st->fd, buf, (size_t)cap, 0);
+    if (n > 0) {
+      st->peer_bytes = 1;
+      if (n < cap) st->drained = 1;
+      return (int)n;
+    }
+    if (n == 0) {
+      st->tcp_eof = 1;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      st->drained = st->eagain = 1;
+      BIO_set_retry_read(b);
+    } else {
+      st->rdead = errno;
+    }
+    return -1;
+  }
+}
+
+/* OpenSSL writes whole records here; they wait in `out` for flush_out(),
+ * which sends all of one call's records at once. Never a partial write:
+ * the high-water mark is enforced above, before SSL_write. */
+static int bio_write(BIO *b, const char *buf, int n) {
+  tls_state *st = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  size_t need = (size_t)n;
+  if (st->len + need > st->cap) {
+    if (st->off) { /* the sent prefix makes room first */
+      memmove(st->out, st->out + st->off, st->len - st->off);
+      st->len -= st->off;
+      st->off = 0;
+    }
+    if (st->len + need > st->cap) {
+      size_t cap = st->cap ? st->cap : 4096;
+      while (cap < st->len + need) cap *= 2;
+      char *p = realloc(st->out, cap);
+      if (!p) {
+        st->oom = 1;
+        return -1;
+      }
+      st->out = p;
+      st->cap = cap;
+    }
+  }
+  memcpy(st->out + st->len, buf, need);
+  st->len += need;
+  return n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  tls_state *st = BIO_get_data(b);
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1; /* flush_out() sends, after the SSL call */
+    case BIO_CTRL_WPENDING: return st ? (long)out_bytes(st) : 0;
+    case BIO_CTRL_EOF: return st ? st->tcp_eof : 0;
+    default: return 0; /* PENDING: nothing is held on the read side */
+  }
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+/* One method for the process, never freed: a BIO points at its method for
+ * as long as it lives, and a connection may outlive the context it was
+ * made with (a hand-off to another endpoint). */
+static void bio_method_init(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "duplex socket");
+  if (m && BIO_meth_set_read(m, bio_read) && BIO_meth_set_write(m, bio_write) &&
+      BIO_meth_set_ctrl(m, bio_ctrl)) {
+    bio_method = m;
+    return;
+  }
+  BIO_meth_free(m);
+}
+
+/* OpenSSL's error queue must be empty before an SSL call for
+ * SSL_get_error() to be right. It is emptied after every failure here, so
+ * it is almost always empty already: peeking costs far less than
+ * ERR_clear_error()'s walk over all its slots. */
+static void clear_errors(void) {
+  if (ERR_peek_error()) ERR_clear_error();
+}
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -114,38 +238,26 @@ static void fail_socket(tls_state *st, int err) {
 
 /* ---- ciphertext out ------------------------------------------------------ */
 
-static void drop_wbio(tls_state *st, size_t n) {
-  char scratch[4096];
-  while (n) {
-    int take = n < sizeof scratch ? (int)n : (int)sizeof scratch;
-    int got = BIO_read(st->wbio, scratch, take);
-    if (got <= 0) break;
-    n -= (size_t)got;
-  }
-}
-
-/* Sends what the wbio holds. 0 when it is empty (and the FIN is out if
- * one was asked for), 1 when the socket is full, -1 when sending failed:
- * then the write side is dead and its bytes are dropped. */
-static int flush_wbio(tls_state *st) {
+/* Sends what `out` holds. 0 when it is empty (and the FIN is out if one
+ * was asked for), 1 when the socket is full, -1 when sending failed: then
+ * the write side is dead and its bytes are dropped. */
+static int flush_out(tls_state *st) {
   if (st->wdead) {
-    drop_wbio(st, BIO_ctrl_pending(st->wbio));
+    out_free(st);
     return -1;
   }
-  for (;;) {
-    char *p = NULL;
-    long len = BIO_get_mem_data(st->wbio, &p);
-    if (len <= 0) break;
-    ssize_t w = send(st->fd, p, (size_t)len, MSG_NOSIGNAL);
+  while (out_bytes(st)) {
+    ssize_t w = send(st->fd, st->out + st->off, out_bytes(st), MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
       st->wdead = errno;
-      drop_wbio(st, BIO_ctrl_pending(st->wbio));
+      out_free(st);
       return -1;
     }
-    drop_wbio(st, (size_t)w);
+    st->off += (size_t)w;
   }
+  if (st->out) out_free(st);
   if (st->fin_wanted && !st->fin_sent) {
     st->fin_sent = 1;
     shutdown(st->fd, SHUT_WR);
@@ -177,18 +289,19 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
   if (cap == 0) return DX_EINCOMPLETE;
   if (cap > INT_MAX) cap = INT_MAX;
   size_t got = 0;
+  st->drained = st->eagain = 0;
   /* Returns fewer than cap bytes only when both the SSL object and the
    * socket are drained (or the stream ended), so a caller that stops at a
    * short read strands nothing behind a level-triggered fd. */
   while (got < cap) {
-    ERR_clear_error();
+    clear_errors();
     int r = SSL_read(st->ssl, (char *)buf + got, (int)(cap - got));
     int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(st->ssl, r);
-    note_progress(st);
     /* Handshake records, alerts and tickets go out as soon as they exist;
      * a send failure here kills only the write side, so the read can still
      * surface the peer's alert or data. */
-    flush_wbio(st);
+    note_progress(st);
+    if (out_bytes(st)) flush_out(st);
     if (r > 0) {
       got += (size_t)r;
       continue;
@@ -197,33 +310,34 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
       st->notified = 1;
       return (ssize_t)got;
     }
-    if (e != SSL_ERROR_WANT_READ) {
-      if (e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL)
-        fail_ssl(st);
-      else
-        fail(st, "unexpected OpenSSL state");
-      return DX_EIO;
-    }
-    /* SSL wants more ciphertext. */
-    if (st->tcp_eof) return got ? (ssize_t)got : at_eof(st);
-    char in[TLS_IO_CHUNK];
-    ssize_t n = recv(st->fd, in, sizeof in, 0);
-    if (n > 0) {
-      st->peer_bytes = 1;
-      if (BIO_write(st->rbio, in, (int)n) != (int)n) {
-        ERR_clear_error();
-        fail(st, "out of memory");
-        return DX_EIO;
-      }
+    if (e == SSL_ERROR_WANT_READ) {
+      /* The socket is empty (see bio_read). With nothing to return, ask
+       * it once more rather than infer it: EAGAIN, or an end of stream
+       * that came with the last bytes, which the caller must see now. */
+      if (got || st->eagain) return got ? (ssize_t)got : DX_EINCOMPLETE;
+      st->drained = 0;
       continue;
     }
-    if (n == 0) {
-      st->tcp_eof = 1;
-      continue; /* let SSL look at what it has once more */
+    if (st->rdead) {
+      ERR_clear_error();
+      fail_socket(st, st->rdead);
+      return DX_EIO;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return got ? (ssize_t)got : DX_EINCOMPLETE;
-    fail_socket(st, errno);
+    if (st->tcp_eof) {
+      /* SSL needed more than the stream had: its end, whatever SSL makes
+       * of it (OpenSSL 3 calls it an unexpected EOF). */
+      ERR_clear_error();
+      return got ? (ssize_t)got : at_eof(st);
+    }
+    if (st->oom) {
+      ERR_clear_error();
+      fail(st, "out of memory");
+      return DX_EIO;
+    }
+    if (e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL)
+      fail_ssl(st);
+    else
+      fail(st, "unexpected OpenSSL state");
     return DX_EIO;
   }
   return (ssize_t)got;
@@ -233,16 +347,22 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
  * 1 when done, 0 when waiting for the peer, -1 on failure. */
 static int drive_handshake(tls_state *st) {
   if (st->hs_done) return 1;
-  ERR_clear_error();
+  clear_errors();
   int r = SSL_do_handshake(st->ssl);
   int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(st->ssl, r);
   note_progress(st);
-  if (flush_wbio(st) < 0) {
+  if (flush_out(st) < 0) {
     fail_socket(st, st->wdead);
     return -1;
   }
   if (r == 1) return 1;
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+  if (st->tcp_eof || st->rdead) {
+    /* The stream ended or failed under the handshake: the fd stays
+     * readable, and tls_read says which (at_eof, fail_socket). */
+    ERR_clear_error();
+    return 0;
+  }
   fail_ssl(st);
   return -1;
 }
@@ -250,7 +370,8 @@ static int drive_handshake(tls_state *st) {
 static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
   tls_state *st = t->impl;
   if (st->failed) return DX_EIO;
-  int f = flush_wbio(st);
+  st->drained = st->eagain = 0; /* the handshake may read */
+  int f = flush_out(st);
   if (f < 0) {
     fail_socket(st, st->wdead);
     return DX_EIO;
@@ -259,12 +380,12 @@ static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
     /* Also starts a client's handshake, so the owner can kick it off
      * right after connect without any plaintext to send. */
     if (!st->hs_done && !st->fin_wanted && drive_handshake(st) < 0) return DX_EIO;
-    return BIO_ctrl_pending(st->wbio) ? DX_EINCOMPLETE : 0;
+    return out_bytes(st) ? DX_EINCOMPLETE : 0;
   }
   int h = drive_handshake(st);
   if (h < 0) return DX_EIO;
   if (h == 0) return 0;
-  /* Records collect in the wbio and go out in one send() at the end, or
+  /* Records collect in `out` and go out in one send() at the end, or
    * whenever the high-water mark is reached, so small messages cost one
    * syscall per call rather than one per record. */
   size_t accepted = 0;
@@ -272,18 +393,23 @@ static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
     const char *base = iov[i].iov_base;
     size_t len = iov[i].iov_len, off = 0;
     while (off < len) {
-      if (BIO_ctrl_pending(st->wbio) >= TLS_WBIO_HIGH) {
-        if (flush_wbio(st) < 0) goto dead;
-        if (BIO_ctrl_pending(st->wbio) >= TLS_WBIO_HIGH) goto out;
+      if (out_bytes(st) >= TLS_WBIO_HIGH) {
+        if (flush_out(st) < 0) goto dead;
+        if (out_bytes(st) >= TLS_WBIO_HIGH) goto out;
       }
-      size_t chunk = len - off < 16384 ? len - off : 16384;
-      ERR_clear_error();
+      size_t chunk = len - off < TLS_RECORD_MAX ? len - off : TLS_RECORD_MAX;
+      clear_errors();
       int r = SSL_write(st->ssl, base + off, (int)chunk);
       if (r <= 0) {
         int e = SSL_get_error(st->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) goto out;
-        fail_ssl(st);
-        flush_wbio(st); /* an alert, if OpenSSL queued one */
+        if (st->oom) {
+          ERR_clear_error();
+          fail(st, "out of memory");
+        } else {
+          fail_ssl(st);
+        }
+        flush_out(st); /* an alert, if OpenSSL queued one */
         return DX_EIO;
       }
       off += (size_t)r;
@@ -291,8 +417,8 @@ static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
     }
   }
 out:
-  if (flush_wbio(st) < 0) goto dead;
-  if (!accepted && BIO_ctrl_pending(st->wbio) >= TLS_WBIO_HIGH) return DX_EINCOMPLETE;
+  if (flush_out(st) < 0) goto dead;
+  if (!accepted && out_bytes(st) >= TLS_WBIO_HIGH) return DX_EINCOMPLETE;
   return (ssize_t)accepted;
 dead:
   fail_socket(st, st->wdead);
@@ -302,7 +428,7 @@ dead:
 static size_t tls_pending(dx__transport *t) {
   tls_state *st = t->impl;
   if (!st || st->wdead) return 0;
-  return BIO_ctrl_pending(st->wbio);
+  return out_bytes(st);
 }
 
 static void tls_shutdown(dx__transport *t) {
@@ -317,14 +443,15 @@ static void tls_shutdown(dx__transport *t) {
   }
   st->fin_wanted = 1;
   /* If the socket is full the FIN waits for the record ahead of it: the
-   * next writev(t, NULL, 0) that drains the BIO sends it. */
-  flush_wbio(st);
+   * next writev(t, NULL, 0) that drains `out` sends it. */
+  flush_out(st);
 }
 
 static void tls_close(dx__transport *t) {
   tls_state *st = t->impl;
   if (st) {
     SSL_free(st->ssl);
+    free(st->out);
     free(st);
     ERR_clear_error();
   }
@@ -389,6 +516,10 @@ static SSL_CTX *new_ctx(const SSL_METHOD *m, char *err, size_t err_cap) {
    * Release buffers: idle connections hold no 34 KiB record buffers. */
   SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
+  /* Read-ahead: each recv() takes whatever the socket holds (up to a
+   * record buffer), not a record header and then its body; bio_read relies
+   * on it to know when the socket is empty. */
+  SSL_CTX_set_read_ahead(c, 1);
   /* Renegotiation would make writes wait for reads mid-stream. */
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
   return c;
@@ -509,16 +640,18 @@ static int set_peer_name(SSL *ssl, const char *host, int verify) {
 
 int dx__tls_start(dx__transport *t, dx__tls_ctx *ctx, int fd, int is_server,
                   const char *host) {
+  pthread_once(&bio_once, bio_method_init);
+  if (!bio_method) return DX_ENOMEM;
   tls_state *st = calloc(1, sizeof *st);
   if (!st) return DX_ENOMEM;
   ERR_clear_error();
   st->ssl = SSL_new(ctx->ssl_ctx);
-  BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-  if (!st->ssl || !rb || !wb) goto nomem;
-  SSL_set_bio(st->ssl, rb, wb); /* the SSL owns both from here */
-  st->rbio = rb;
-  st->wbio = wb;
-  rb = wb = NULL;
+  BIO *b = BIO_new(bio_method);
+  if (!st->ssl || !b) goto nomem;
+  BIO_set_data(b, st);
+  BIO_set_init(b, 1);
+  SSL_set_bio(st->ssl, b, b); /* one reference, for both directions: the SSL's */
+  b = NULL;
   if (is_server) {
     SSL_set_accept_state(st->ssl);
   } else {
@@ -531,8 +664,7 @@ int dx__tls_start(dx__transport *t, dx__tls_ctx *ctx, int fd, int is_server,
   t->impl = st;
   return 0;
 nomem:
-  BIO_free(rb);
-  BIO_free(wb);
+  BIO_free(b);
   SSL_free(st->ssl);
   free(st);
   ERR_clear_error();

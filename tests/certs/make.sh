@@ -1,19 +1,25 @@
 #!/bin/sh
 # Throwaway certificates for the TLS tests, generated at run time so no key
-# is ever committed. Usage: make.sh DIR
+# is ever committed. Usage: make.sh DIR [ec|rsa]
 #   ca.pem / ca.key          a test CA
 #   server.pem / server.key  signed by the CA, SAN localhost, 127.0.0.1, ::1
 #   wrong.pem / wrong.key    signed by the CA, SAN wrong.example only
 #   self.pem / self.key      self-signed, SAN localhost, 127.0.0.1 (trusted
 #                            by nobody, otherwise valid for localhost)
-# Keys are EC P-256: quick to generate. Validity is two days.
+# Keys are EC P-256 (quick to generate), or RSA 2048 with `rsa` (the
+# benchmarks compare the two). Validity is two days.
 set -eu
-dir=${1:?usage: make.sh DIR}
+dir=${1:?usage: make.sh DIR [ec|rsa]}
+kind=${2:-ec}
 mkdir -p "$dir"
 cd "$dir"
 umask 077
 
-newkey="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+case $kind in
+  ec) newkey="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes" ;;
+  rsa) newkey="-newkey rsa:2048 -nodes" ;;
+  *) echo "make.sh: key type must be ec or rsa, not $kind" >&2; exit 2 ;;
+esac
 
 openssl req -x509 $newkey -keyout ca.key -out ca.pem -days 2 \
   -subj "/CN=duplex test CA" \
