@@ -203,7 +203,7 @@ static void run_release(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, release_task);
   /* Its flush task still waits on the next iteration's list (a read
    * deferred for fairness): free after it ran (it does nothing now). */
-  if (c->flush_task.queued) {
+  if (dx__task_queued(&c->flush_task)) {
     dx__task_queue_next(c->loop, t);
     return;
   }
@@ -911,7 +911,7 @@ static void on_io(dx__io *io, uint32_t events) {
      * waiting for up to 255 other connections' callbacks. What other events
      * queue for this socket later in the iteration joins the end-of-
      * iteration flush (the task is still queued). */
-    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) && c->flush_task.queued) flush(c);
+    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) && dx__task_queued(&c->flush_task)) flush(c);
   }
 }
 
