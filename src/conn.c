@@ -240,8 +240,7 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
   c->closes_first = owner->closes_first != 0;
   c->close_owed = owner->held_from_start != 0;
   c->owns_ep = owner->conn_owns_endpoint != 0;
-  c->io.fd = c->tr.fd;
-  c->io.cb = on_io;
+  c->tr.io.cb = on_io;
   c->flush_task.run = run_flush;
   c->release_task.run = run_release;
   c->phase = DX__P_HANDSHAKE;
@@ -253,7 +252,7 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */
   if (dx__timer_reserve(l, 2)) return DX_ENOMEM;
-  if (dx__io_start(l, &c->io, events)) {
+  if (dx__io_start(l, &c->tr.io, events)) {
     dx__timer_unreserve(l, 2);
     return DX_EIO;
   }
@@ -271,21 +270,21 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host) {
   c->tr.ops = &dx__tcp_ops;
-  c->tr.fd = fd;
+  c->tr.io.fd = fd;
   c->tr.impl = NULL;
   int server = ep->owner->role == DX__ROLE_SERVER;
   if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, server, tls_host)) return DX_ENOMEM;
   int r = begin(c, l, ep, events);
   if (r) {
     /* Undo the TLS state but leave the descriptor to the caller. */
-    c->tr.fd = -1;
+    c->tr.io.fd = -1;
     c->tr.ops->close(&c->tr);
-    c->tr.fd = fd;
+    c->tr.io.fd = fd;
   }
   return r;
 }
 
-void dx__conn_read_now(dx_conn *c) { on_io(&c->io, EPOLLIN); }
+void dx__conn_read_now(dx_conn *c) { on_io(&c->tr.io, EPOLLIN); }
 
 void dx__conn_set_stat_state(dx_conn *c, int st) {
   if (c->stat_state == st) return;
@@ -302,7 +301,7 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   dx__timer_stop(c->loop, &c->timer);
   dx__timer_stop(c->loop, &c->hb_timer);
   dx__timer_unreserve(c->loop, 2);
-  dx__io_stop(c->loop, &c->io);
+  dx__io_stop(c->loop, &c->tr.io);
   c->tr.ops->close(&c->tr);
   if (c->ep->owner->detach) c->ep->owner->detach(c);
   dx__handle_remove(c->loop, &c->handle);
@@ -388,13 +387,13 @@ static void close_deadline(dx_conn *c) {
 static void set_interest(dx_conn *c, int want_out) {
   uint32_t ev = (c->rx_paused || c->rx_held ? 0u : (uint32_t)EPOLLIN) |
                 (want_out ? (uint32_t)EPOLLOUT : 0u);
-  if (ev != c->io.events) dx__io_update(c->loop, &c->io, ev);
+  if (ev != c->tr.io.events) dx__io_update(c->loop, &c->tr.io, ev);
 }
 
 void dx__conn_pause_input(dx_conn *c, int paused) {
   if (c->rx_held == !!paused || c->phase == DX__P_DONE) return;
   c->rx_held = !!paused;
-  set_interest(c, (c->io.events & EPOLLOUT) != 0);
+  set_interest(c, (c->tr.io.events & EPOLLOUT) != 0);
   if (!paused && c->tr.impl) {
     /* TLS may hold decrypted input that epoll cannot see. */
     c->read_more = 1;
@@ -460,7 +459,7 @@ static void drained(dx_conn *c) {
  * close frame, and a read can stop exactly at the buffer's size. */
 static int nothing_unread(const dx_conn *c) {
   int unread = 0;
-  return ioctl(c->tr.fd, FIONREAD, &unread) == 0 && unread == 0;
+  return ioctl(c->tr.io.fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
 static void flush(dx_conn *c) {
@@ -771,7 +770,7 @@ struct dx__handoff {
   uint8_t data[];
 };
 
-static const dx__transport no_transport = {&dx__tcp_ops, -1, NULL};
+static const dx__transport no_transport = {{-1, 0, NULL}, &dx__tcp_ops, NULL};
 
 int dx__conn_refuse(dx_conn *c, int status, const char *why) {
   if (c->phase != DX__P_HANDSHAKE) return DX_ESTATE;
@@ -790,13 +789,13 @@ int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
   h->user = NULL;
   /* Off this loop's epoll before the other loop may see the socket: from
    * the post on, it is that loop's alone. */
-  uint32_t events = c->io.events;
-  dx__io_stop(c->loop, &c->io);
+  uint32_t events = c->tr.io.events;
+  dx__io_stop(c->loop, &c->tr.io);
   h->tr = c->tr;
   int r = post(h, ud);
   if (r) {
     free(h);
-    if (dx__io_start(c->loop, &c->io, events)) {
+    if (dx__io_start(c->loop, &c->tr.io, events)) {
       dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, "cannot watch the socket");
       return DX_EIO;
     }
@@ -804,7 +803,6 @@ int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
   }
   /* What is left here is a husk: no socket, no TLS, nothing to report. */
   c->tr = no_transport;
-  c->io.fd = -1;
   c->handed_off = 1;
   c->silent = 1;
   dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "handed off to another loop");
@@ -895,7 +893,7 @@ static void on_readable(dx_conn *c) {
 }
 
 static void on_io(dx__io *io, uint32_t events) {
-  dx_conn *c = CONTAINER(io, dx_conn, io);
+  dx_conn *c = CONTAINER(io, dx_conn, tr.io);
   if (c->phase == DX__P_DONE) return;
   if (c->connecting) {
     /* Connected or refused (the socket), or resolved (the resolver's

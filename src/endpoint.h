@@ -229,8 +229,7 @@ enum {
 };
 
 struct dx_conn {
-  dx__io io;
-  dx__transport tr;
+  dx__transport tr;      /* the socket (tr.io: its loop registration) and TLS */
   dx__timer timer;       /* handshake, then close timeout */
   dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline;
                           * client, before that: the connect attempt limit */
