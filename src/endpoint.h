@@ -244,7 +244,6 @@ struct dx_conn {
   dx__conn_ext *ext;     /* the pub/sub layer's state, NULL when none */
   dx_loop *loop;
   const dx__endpoint *ep;
-  dx_server *server;     /* NULL on a client connection */
   dx__handle handle;     /* on the loop's list of connections */
   void *user;
   union { /* dx_conn_path: path_inline tells which */
@@ -375,8 +374,11 @@ static inline void dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) { c->ext = e; }
 static inline int dx__conn_deflate_window(const dx_conn *c) {
   return dx__session_pmd_window(&c->sess);
 }
-/* The server the connection was accepted by, NULL for a client. */
-static inline dx_server *dx__conn_server(const dx_conn *c) { return c->server; }
+/* The server the connection was accepted (or adopted) by, found from its
+ * endpoint (a connection keeps no pointer of its own for it); NULL for a
+ * client connection, and once the connection ended (its server may be
+ * gone). */
+dx_server *dx__conn_server(const dx_conn *c);
 /* The endpoint's options. */
 static inline const dx_options *dx__conn_options(const dx_conn *c) { return &c->ep->opt; }
 /* From on_accept only: refuses the upgrade with `status` (400-599) and
