@@ -27,6 +27,14 @@
 
 #define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
+/* A request head split across reads, collected: its counts in front of
+ * its bytes, so that a connection holds one pointer for it, NULL once it
+ * opened (or never split). */
+typedef struct dx__head_buf {
+  uint32_t len, cap;
+  char data[];
+} dx__head_buf;
+
 /* Reading stops while queued output is at the high-water mark (or the cap,
  * if lower) and resumes at the low-water mark (or half that). */
 static size_t pause_mark(const dx_options *o) {
@@ -646,7 +654,6 @@ static void on_heartbeat(dx__timer *t) {
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   free(c->hs);
   c->hs = NULL;
-  c->hs_len = c->hs_cap = 0;
   c->phase = DX__P_OPEN;
   c->close_owed = 1;
   if (!c->masks) { /* a server's connection: its counters */
@@ -667,9 +674,8 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
 /* The first request is not an upgrade: the HTTP layer takes the
  * connection over, with the head and what followed it. */
 static void http_begin(dx_conn *c, const char *head, size_t len, const uint8_t *rest, size_t n) {
-  char *hs = c->hs; /* head may point into it: freed once the layer copied it */
+  dx__head_buf *hs = c->hs; /* head may point into it: freed once the layer copied it */
   c->hs = NULL; /* and c->http, which the layer sets */
-  c->hs_len = c->hs_cap = 0;
   c->is_http = 1;
   c->phase = DX__P_HTTP;
   dx__conn_set_stat_state(c, DX__ST_HTTP);
@@ -713,31 +719,32 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
     }
     if (n > limit) goto too_large;
   }
-  size_t old = c->hs_len;
+  size_t old = c->hs ? c->hs->len : 0;
   size_t take = n < limit - old ? n : limit - old;
-  if (old + take > c->hs_cap) {
+  if (old + take > (c->hs ? c->hs->cap : 0)) {
     /* Grow by doubling rather than taking the whole limit at once: a peer
      * that trickles a head (or stalls, slowloris-style) holds only what it
      * sent, never max_header per connection. */
-    size_t cap = c->hs_cap ? c->hs_cap : 512;
+    size_t cap = c->hs ? c->hs->cap : 512;
     while (cap < old + take) cap *= 2;
     if (cap > limit) cap = limit;
-    char *p = realloc(c->hs, cap);
+    dx__head_buf *p = realloc(c->hs, sizeof *p + cap);
     if (!p) {
       dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
       return;
     }
+    if (!c->hs) p->len = 0;
+    p->cap = (uint32_t)cap;
     c->hs = p;
-    c->hs_cap = (uint32_t)cap;
   }
-  memcpy(c->hs + old, buf, take);
-  c->hs_len += (uint32_t)take;
-  head_len = dx__http_head_end(c->hs, c->hs_len, old);
+  memcpy(c->hs->data + old, buf, take);
+  c->hs->len += (uint32_t)take;
+  head_len = dx__http_head_end(c->hs->data, c->hs->len, old);
   if (!head_len) {
-    if (c->hs_len >= limit) goto too_large;
+    if (c->hs->len >= limit) goto too_large;
     return;
   }
-  head = c->hs;
+  head = c->hs->data;
   used = head_len - old;
 complete:
   if (head_len > limit) goto too_large;
@@ -917,7 +924,7 @@ static void on_timer(dx__timer *t) {
   dx_conn *c = CONTAINER(t, dx_conn, timer);
   switch (c->phase) {
     case DX__P_HANDSHAKE:
-      if (c->hs_len && c->ep->opt.http_ops && !c->masks) {
+      if (c->hs && c->hs->len && c->ep->opt.http_ops && !c->masks) {
         /* Part of a request is in, and it may be an HTTP one: an HTTP
          * server tells its client why (408) rather than hanging up. */
         char why[100];

@@ -253,10 +253,9 @@ struct dx_conn {
   };
   char *protocol;        /* the negotiated subprotocol, or NULL */
   union { /* one or the other: no byte more per WebSocket connection */
-    char *hs;            /* handshaking: a head split across reads */
+    struct dx__head_buf *hs; /* handshaking: a head split across reads (conn.c) */
     struct dx__http_conn *http; /* is_http: the HTTP layer's state (NULL once it let go) */
   };
-  uint32_t hs_len, hs_cap;
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
   uint8_t why_set : 1;
