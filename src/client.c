@@ -88,7 +88,7 @@ static int client_on_head(dx_conn *c, const char *head, size_t len) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_PROTOCOL_ERROR, why);
     return -1;
   }
-  if (proto && !(c->protocol = strndup(proto, proto_len))) {
+  if (proto && dx__conn_set_protocol(c, proto, proto_len)) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
     return -1;
   }

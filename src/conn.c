@@ -125,7 +125,33 @@ struct dx__shq {
   dx__shbuf *b[];
 };
 
-static size_t shq_bytes(const dx_conn *c) { return c->shq ? c->shq->bytes : 0; }
+dx__conn_rare *dx__conn_rare_get(dx_conn *c) {
+  if (!c->rare && (c->rare = malloc(sizeof *c->rare))) *c->rare = (dx__conn_rare){0};
+  return c->rare;
+}
+
+int dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) {
+  if (!e && !c->rare) return 0;
+  dx__conn_rare *r = dx__conn_rare_get(c);
+  if (!r) return DX_ENOMEM;
+  r->ext = e;
+  return 0;
+}
+
+int dx__conn_set_protocol(dx_conn *c, const char *p, size_t n) {
+  dx__conn_rare *r = dx__conn_rare_get(c);
+  char *copy = r ? strndup(p, n) : NULL;
+  if (!copy) return DX_ENOMEM;
+  free(r->protocol);
+  r->protocol = copy;
+  return 0;
+}
+
+static dx__shq *shq_of(const dx_conn *c) { return c->rare ? c->rare->shq : NULL; }
+static size_t shq_bytes(const dx_conn *c) {
+  dx__shq *q = shq_of(c);
+  return q ? q->bytes : 0;
+}
 
 /* dx_conn_buffered_amount, inlined where every delivery asks. */
 static inline size_t buffered(const dx_conn *c) {
@@ -135,16 +161,18 @@ static inline size_t buffered(const dx_conn *c) {
 }
 
 static void shq_free(dx_conn *c) {
-  dx__shq *q = c->shq;
+  dx__shq *q = shq_of(c);
   if (!q) return;
   for (uint32_t i = q->head; i < q->n; i++) dx__shbuf_unref(q->b[i]);
   free(q);
-  c->shq = NULL;
+  c->rare->shq = NULL;
 }
 
 /* Appends b (taking a reference). 0 or DX_ENOMEM. */
 static int shq_push(dx_conn *c, dx__shbuf *b) {
-  dx__shq *q = c->shq;
+  dx__conn_rare *r = dx__conn_rare_get(c);
+  if (!r) return DX_ENOMEM;
+  dx__shq *q = r->shq;
   if (q && q->head > 0 && q->n == q->cap) {
     memmove(q->b, q->b + q->head, (q->n - q->head) * sizeof q->b[0]);
     q->n -= q->head;
@@ -156,7 +184,7 @@ static int shq_push(dx_conn *c, dx__shbuf *b) {
     if (!nq) return DX_ENOMEM;
     if (!q) *nq = (dx__shq){0};
     nq->cap = cap;
-    c->shq = q = nq;
+    r->shq = q = nq;
   }
   b->refs++;
   q->b[q->n++] = b;
@@ -167,7 +195,7 @@ static int shq_push(dx_conn *c, dx__shbuf *b) {
 /* Marks n bytes of the shared queue written; returns how many of n it
  * took (the rest belong to the session's output). */
 static size_t shq_consumed(dx_conn *c, size_t n) {
-  dx__shq *q = c->shq;
+  dx__shq *q = shq_of(c);
   size_t took = 0;
   while (q && q->head < q->n && n > 0) {
     dx__shbuf *b = q->b[q->head];
@@ -186,7 +214,7 @@ static size_t shq_consumed(dx_conn *c, size_t n) {
     /* Drained. A subscriber keeps its (small) queue for the next publish,
      * which would otherwise cost a malloc and a free per burst; anyone
      * else gives the memory back, so an idle connection holds none. */
-    if (c->ext) {
+    if (c->rare->ext) {
       q->head = q->n = 0;
       q->off = 0;
     } else {
@@ -219,7 +247,10 @@ static void run_release(dx__task *t) {
   shq_free(c);
   free(c->hs);
   if (!c->path_inline) free(c->path);
-  free(c->protocol);
+  if (c->rare) {
+    free(c->rare->protocol);
+    free(c->rare);
+  }
   /* Only an endpoint of its own may be read here: a server may have been
    * freed, its endpoint with it, since this connection finished. */
   if (c->owns_ep) {
@@ -316,7 +347,8 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   dx__loop_unref(c->loop);
   /* Out of its topics before on_close, so that what the application
    * publishes from there does not come back to it. */
-  if (c->ext) c->ext->release(c);
+  dx__conn_ext *ext = dx__conn_get_ext(c);
+  if (ext) ext->release(c);
   if (!c->masks) {
     dx__conn_set_stat_state(c, DX__ST_NONE);
     if (!c->is_http && !c->handed_off) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
@@ -490,7 +522,7 @@ again:;
     struct iovec iov[DX__SHQ_IOV + 1];
     int k = 0;
     size_t own = dx__session_pending(&c->sess, &p);
-    dx__shq *q = c->shq;
+    dx__shq *q = shq_of(c);
     if (q) {
       for (uint32_t i = q->head; i < q->n && k < DX__SHQ_IOV; i++, k++) {
         size_t off = i == q->head ? q->off : 0;
@@ -1139,7 +1171,9 @@ const char *dx_conn_path(const dx_conn *c) {
   if (c->path_inline) return c->path_in;
   return c->path ? c->path : "/";
 }
-const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
+const char *dx_conn_protocol(const dx_conn *c) {
+  return c->rare && c->rare->protocol ? c->rare->protocol : "";
+}
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }
 struct dx_sio *dx__conn_sio(const dx_conn *c) { return c->ep->opt.sio; }

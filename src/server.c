@@ -576,8 +576,7 @@ static int select_protocol(dx_conn *c, const dx__http_request *req) {
         }
   }
   if (pick < 0) return 0;
-  c->protocol = strndup(offered[pick], lens[pick]);
-  return c->protocol ? 0 : 500;
+  return dx__conn_set_protocol(c, offered[pick], lens[pick]) ? 500 : 0;
 }
 
 /* Accepts permessage-deflate when offered and enabled: returns 0 (with the
@@ -656,7 +655,7 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     }
   }
   char resp[512];
-  size_t n = dx__ws_build_response(resp, sizeof resp, accept, c->protocol, ext);
+  size_t n = dx__ws_build_response(resp, sizeof resp, accept, dx_conn_protocol(c)[0] ? dx_conn_protocol(c) : NULL, ext);
   if (!n) { /* every part was checked above: a bug, not the peer's fault */
     server_refuse(c, 500, "cannot build the upgrade response");
     return -1;
