@@ -88,7 +88,7 @@ static int client_on_head(dx_conn *c, const char *head, size_t len) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_PROTOCOL_ERROR, why);
     return -1;
   }
-  if (proto && !(c->protocol = strndup(proto, proto_len))) {
+  if (proto && dx__conn_set_protocol(c, proto, proto_len)) {
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
     return -1;
   }
@@ -120,11 +120,11 @@ static void connect_failure(const dx__endpoint *ep, int err, char *buf, size_t c
  * socket takes over the old one's descriptor number (dup3), so the
  * transport, TLS state included, needs no change. 0, or -1 with errno. */
 static int switch_socket(dx_conn *c, int fd) {
-  dx__io_stop(c->loop, &c->io);
-  int r = dup3(fd, c->io.fd, O_CLOEXEC);
+  dx__io_stop(c->loop, &c->tr.io);
+  int r = dup3(fd, c->tr.io.fd, O_CLOEXEC);
   int e = errno;
   close(fd);
-  if (r < 0 || dx__io_start(c->loop, &c->io, EPOLLOUT)) {
+  if (r < 0 || dx__io_start(c->loop, &c->tr.io, EPOLLOUT)) {
     if (r < 0) errno = e;
     return -1;
   }
@@ -194,14 +194,14 @@ static void client_connected(dx_conn *c) {
   }
   int err = 0;
   socklen_t len = sizeof err;
-  if (getsockopt(c->tr.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (getsockopt(c->tr.io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err) {
     connect_next(c, err);
     return;
   }
   c->connecting = 0;
   dx__timer_stop(c->loop, &c->hb_timer);
-  dx__io_update(c->loop, &c->io, EPOLLIN);
+  dx__io_update(c->loop, &c->tr.io, EPOLLIN);
   dx__conn_want_flush(c); /* the upgrade request is queued */
 }
 
@@ -345,7 +345,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
   if (!queued) {
     /* Undo by hand: the header promises no callback for a failed call. */
     if (started) {
-      dx__io_stop(loop, &c->io);
+      dx__io_stop(loop, &c->tr.io);
       dx__timer_stop(loop, &c->timer);
       dx__timer_unreserve(loop, 2);
       dx__handle_remove(loop, &c->handle);

@@ -29,6 +29,14 @@
 
 #define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
+/* A request head split across reads, collected: its counts in front of
+ * its bytes, so that a connection holds one pointer for it, NULL once it
+ * opened (or never split). */
+typedef struct dx__head_buf {
+  uint32_t len, cap;
+  char data[];
+} dx__head_buf;
+
 /* Reading stops while queued output is at the high-water mark (or the cap,
  * if lower) and resumes at the low-water mark (or half that). */
 static size_t pause_mark(const dx_options *o) {
@@ -119,7 +127,33 @@ struct dx__shq {
   dx__shbuf *b[];
 };
 
-static size_t shq_bytes(const dx_conn *c) { return c->shq ? c->shq->bytes : 0; }
+dx__conn_rare *dx__conn_rare_get(dx_conn *c) {
+  if (!c->rare && (c->rare = malloc(sizeof *c->rare))) *c->rare = (dx__conn_rare){0};
+  return c->rare;
+}
+
+int dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) {
+  if (!e && !c->rare) return 0;
+  dx__conn_rare *r = dx__conn_rare_get(c);
+  if (!r) return DX_ENOMEM;
+  r->ext = e;
+  return 0;
+}
+
+int dx__conn_set_protocol(dx_conn *c, const char *p, size_t n) {
+  dx__conn_rare *r = dx__conn_rare_get(c);
+  char *copy = r ? strndup(p, n) : NULL;
+  if (!copy) return DX_ENOMEM;
+  free(r->protocol);
+  r->protocol = copy;
+  return 0;
+}
+
+static dx__shq *shq_of(const dx_conn *c) { return c->rare ? c->rare->shq : NULL; }
+static size_t shq_bytes(const dx_conn *c) {
+  dx__shq *q = shq_of(c);
+  return q ? q->bytes : 0;
+}
 
 /* dx_conn_buffered_amount, inlined where every delivery asks. */
 static inline size_t buffered(const dx_conn *c) {
@@ -129,16 +163,18 @@ static inline size_t buffered(const dx_conn *c) {
 }
 
 static void shq_free(dx_conn *c) {
-  dx__shq *q = c->shq;
+  dx__shq *q = shq_of(c);
   if (!q) return;
   for (uint32_t i = q->head; i < q->n; i++) dx__shbuf_unref(q->b[i]);
   free(q);
-  c->shq = NULL;
+  c->rare->shq = NULL;
 }
 
 /* Appends b (taking a reference). 0 or DX_ENOMEM. */
 static int shq_push(dx_conn *c, dx__shbuf *b) {
-  dx__shq *q = c->shq;
+  dx__conn_rare *r = dx__conn_rare_get(c);
+  if (!r) return DX_ENOMEM;
+  dx__shq *q = r->shq;
   if (q && q->head > 0 && q->n == q->cap) {
     memmove(q->b, q->b + q->head, (q->n - q->head) * sizeof q->b[0]);
     q->n -= q->head;
@@ -150,7 +186,7 @@ static int shq_push(dx_conn *c, dx__shbuf *b) {
     if (!nq) return DX_ENOMEM;
     if (!q) *nq = (dx__shq){0};
     nq->cap = cap;
-    c->shq = q = nq;
+    r->shq = q = nq;
   }
   b->refs++;
   q->b[q->n++] = b;
@@ -161,7 +197,7 @@ static int shq_push(dx_conn *c, dx__shbuf *b) {
 /* Marks n bytes of the shared queue written; returns how many of n it
  * took (the rest belong to the session's output). */
 static size_t shq_consumed(dx_conn *c, size_t n) {
-  dx__shq *q = c->shq;
+  dx__shq *q = shq_of(c);
   size_t took = 0;
   while (q && q->head < q->n && n > 0) {
     dx__shbuf *b = q->b[q->head];
@@ -180,7 +216,7 @@ static size_t shq_consumed(dx_conn *c, size_t n) {
     /* Drained. A subscriber keeps its (small) queue for the next publish,
      * which would otherwise cost a malloc and a free per burst; anyone
      * else gives the memory back, so an idle connection holds none. */
-    if (c->ext) {
+    if (c->rare->ext) {
       q->head = q->n = 0;
       q->off = 0;
     } else {
@@ -205,7 +241,7 @@ static void run_release(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, release_task);
   /* Its flush task still waits on the next iteration's list (a read
    * deferred for fairness): free after it ran (it does nothing now). */
-  if (c->flush_task.queued) {
+  if (dx__task_queued(&c->flush_task)) {
     dx__task_queue_next(c->loop, t);
     return;
   }
@@ -213,7 +249,10 @@ static void run_release(dx__task *t) {
   shq_free(c);
   free(c->hs);
   if (!c->path_inline) free(c->path);
-  free(c->protocol);
+  if (c->rare) {
+    free(c->rare->protocol);
+    free(c->rare);
+  }
   /* Only an endpoint of its own may be read here: a server may have been
    * freed, its endpoint with it, since this connection finished. */
   if (c->owns_ep) {
@@ -242,8 +281,7 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
   c->closes_first = owner->closes_first != 0;
   c->close_owed = owner->held_from_start != 0;
   c->owns_ep = owner->conn_owns_endpoint != 0;
-  c->io.fd = c->tr.fd;
-  c->io.cb = on_io;
+  c->tr.io.cb = on_io;
   c->flush_task.run = run_flush;
   c->release_task.run = run_release;
   c->phase = DX__P_HANDSHAKE;
@@ -255,7 +293,7 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */
   if (dx__timer_reserve(l, 2)) return DX_ENOMEM;
-  if (dx__io_start(l, &c->io, events)) {
+  if (dx__io_start(l, &c->tr.io, events)) {
     dx__timer_unreserve(l, 2);
     return DX_EIO;
   }
@@ -273,21 +311,21 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host) {
   c->tr.ops = &dx__tcp_ops;
-  c->tr.fd = fd;
+  c->tr.io.fd = fd;
   c->tr.impl = NULL;
   int server = ep->owner->role == DX__ROLE_SERVER;
   if (ep->tls && dx__tls_start(&c->tr, ep->tls, fd, server, tls_host)) return DX_ENOMEM;
   int r = begin(c, l, ep, events);
   if (r) {
     /* Undo the TLS state but leave the descriptor to the caller. */
-    c->tr.fd = -1;
+    c->tr.io.fd = -1;
     c->tr.ops->close(&c->tr);
-    c->tr.fd = fd;
+    c->tr.io.fd = fd;
   }
   return r;
 }
 
-void dx__conn_read_now(dx_conn *c) { on_io(&c->io, EPOLLIN); }
+void dx__conn_read_now(dx_conn *c) { on_io(&c->tr.io, EPOLLIN); }
 
 void dx__conn_set_stat_state(dx_conn *c, int st) {
   if (c->stat_state == st) return;
@@ -304,14 +342,15 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   dx__timer_stop(c->loop, &c->timer);
   dx__timer_stop(c->loop, &c->hb_timer);
   dx__timer_unreserve(c->loop, 2);
-  dx__io_stop(c->loop, &c->io);
+  dx__io_stop(c->loop, &c->tr.io);
   c->tr.ops->close(&c->tr);
   if (c->ep->owner->detach) c->ep->owner->detach(c);
   dx__handle_remove(c->loop, &c->handle);
   dx__loop_unref(c->loop);
   /* Out of its topics before on_close, so that what the application
    * publishes from there does not come back to it. */
-  if (c->ext) c->ext->release(c);
+  dx__conn_ext *ext = dx__conn_get_ext(c);
+  if (ext) ext->release(c);
   if (!c->masks) {
     dx__conn_set_stat_state(c, DX__ST_NONE);
     if (!c->is_http && !c->handed_off) dx__count(&dx__endpoint_stats(c->ep)->closed[why], 1);
@@ -390,13 +429,13 @@ static void close_deadline(dx_conn *c) {
 static void set_interest(dx_conn *c, int want_out) {
   uint32_t ev = (c->rx_paused || c->rx_held ? 0u : (uint32_t)EPOLLIN) |
                 (want_out ? (uint32_t)EPOLLOUT : 0u);
-  if (ev != c->io.events) dx__io_update(c->loop, &c->io, ev);
+  if (ev != c->tr.io.events) dx__io_update(c->loop, &c->tr.io, ev);
 }
 
 void dx__conn_pause_input(dx_conn *c, int paused) {
   if (c->rx_held == !!paused || c->phase == DX__P_DONE) return;
   c->rx_held = !!paused;
-  set_interest(c, (c->io.events & EPOLLOUT) != 0);
+  set_interest(c, (c->tr.io.events & EPOLLOUT) != 0);
   if (!paused && c->tr.impl) {
     /* TLS may hold decrypted input that epoll cannot see. */
     c->read_more = 1;
@@ -462,7 +501,7 @@ static void drained(dx_conn *c) {
  * close frame, and a read can stop exactly at the buffer's size. */
 static int nothing_unread(const dx_conn *c) {
   int unread = 0;
-  return ioctl(c->tr.fd, FIONREAD, &unread) == 0 && unread == 0;
+  return ioctl(c->tr.io.fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
 static void flush(dx_conn *c) {
@@ -485,7 +524,7 @@ again:;
     struct iovec iov[DX__SHQ_IOV + 1];
     int k = 0;
     size_t own = dx__session_pending(&c->sess, &p);
-    dx__shq *q = c->shq;
+    dx__shq *q = shq_of(c);
     if (q) {
       for (uint32_t i = q->head; i < q->n && k < DX__SHQ_IOV; i++, k++) {
         size_t off = i == q->head ? q->off : 0;
@@ -657,7 +696,6 @@ static void on_heartbeat(dx__timer *t) {
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   free(c->hs);
   c->hs = NULL;
-  c->hs_len = c->hs_cap = 0;
   c->phase = DX__P_OPEN;
   c->close_owed = 1;
   if (!c->masks) { /* a server's connection: its counters */
@@ -678,9 +716,8 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
 /* The first request is not an upgrade: the HTTP layer takes the
  * connection over, with the head and what followed it. */
 static void http_begin(dx_conn *c, const char *head, size_t len, const uint8_t *rest, size_t n) {
-  char *hs = c->hs; /* head may point into it: freed once the layer copied it */
+  dx__head_buf *hs = c->hs; /* head may point into it: freed once the layer copied it */
   c->hs = NULL; /* and c->http, which the layer sets */
-  c->hs_len = c->hs_cap = 0;
   c->is_http = 1;
   c->phase = DX__P_HTTP;
   dx__conn_set_stat_state(c, DX__ST_HTTP);
@@ -724,31 +761,32 @@ static void handshake_input(dx_conn *c, uint8_t *buf, size_t n) {
     }
     if (n > limit) goto too_large;
   }
-  size_t old = c->hs_len;
+  size_t old = c->hs ? c->hs->len : 0;
   size_t take = n < limit - old ? n : limit - old;
-  if (old + take > c->hs_cap) {
+  if (old + take > (c->hs ? c->hs->cap : 0)) {
     /* Grow by doubling rather than taking the whole limit at once: a peer
      * that trickles a head (or stalls, slowloris-style) holds only what it
      * sent, never max_header per connection. */
-    size_t cap = c->hs_cap ? c->hs_cap : 512;
+    size_t cap = c->hs ? c->hs->cap : 512;
     while (cap < old + take) cap *= 2;
     if (cap > limit) cap = limit;
-    char *p = realloc(c->hs, cap);
+    dx__head_buf *p = realloc(c->hs, sizeof *p + cap);
     if (!p) {
       dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, "out of memory");
       return;
     }
+    if (!c->hs) p->len = 0;
+    p->cap = (uint32_t)cap;
     c->hs = p;
-    c->hs_cap = (uint32_t)cap;
   }
-  memcpy(c->hs + old, buf, take);
-  c->hs_len += (uint32_t)take;
-  head_len = dx__http_head_end(c->hs, c->hs_len, old);
+  memcpy(c->hs->data + old, buf, take);
+  c->hs->len += (uint32_t)take;
+  head_len = dx__http_head_end(c->hs->data, c->hs->len, old);
   if (!head_len) {
-    if (c->hs_len >= limit) goto too_large;
+    if (c->hs->len >= limit) goto too_large;
     return;
   }
-  head = c->hs;
+  head = c->hs->data;
   used = head_len - old;
 complete:
   if (head_len > limit) goto too_large;
@@ -781,7 +819,7 @@ struct dx__handoff {
   uint8_t data[];
 };
 
-static const dx__transport no_transport = {&dx__tcp_ops, -1, NULL};
+static const dx__transport no_transport = {{-1, 0, NULL}, &dx__tcp_ops, NULL};
 
 int dx__conn_refuse(dx_conn *c, int status, const char *why) {
   if (c->phase != DX__P_HANDSHAKE) return DX_ESTATE;
@@ -800,13 +838,13 @@ int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
   h->user = NULL;
   /* Off this loop's epoll before the other loop may see the socket: from
    * the post on, it is that loop's alone. */
-  uint32_t events = c->io.events;
-  dx__io_stop(c->loop, &c->io);
+  uint32_t events = c->tr.io.events;
+  dx__io_stop(c->loop, &c->tr.io);
   h->tr = c->tr;
   int r = post(h, ud);
   if (r) {
     free(h);
-    if (dx__io_start(c->loop, &c->io, events)) {
+    if (dx__io_start(c->loop, &c->tr.io, events)) {
       dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, "cannot watch the socket");
       return DX_EIO;
     }
@@ -814,7 +852,6 @@ int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
   }
   /* What is left here is a husk: no socket, no TLS, nothing to report. */
   c->tr = no_transport;
-  c->io.fd = -1;
   c->handed_off = 1;
   c->silent = 1;
   dx__conn_finish(c, DX_WHY_LOCAL, DX_CLOSE_ABNORMAL, "handed off to another loop");
@@ -905,7 +942,7 @@ static void on_readable(dx_conn *c) {
 }
 
 static void on_io(dx__io *io, uint32_t events) {
-  dx_conn *c = CONTAINER(io, dx_conn, io);
+  dx_conn *c = CONTAINER(io, dx_conn, tr.io);
   if (c->phase == DX__P_DONE) return;
   if (c->connecting) {
     /* Connected or refused (the socket), or resolved (the resolver's
@@ -921,7 +958,7 @@ static void on_io(dx__io *io, uint32_t events) {
      * waiting for up to 255 other connections' callbacks. What other events
      * queue for this socket later in the iteration joins the end-of-
      * iteration flush (the task is still queued). */
-    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) && c->flush_task.queued) flush(c);
+    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) && dx__task_queued(&c->flush_task)) flush(c);
   }
 }
 
@@ -929,7 +966,7 @@ static void on_timer(dx__timer *t) {
   dx_conn *c = CONTAINER(t, dx_conn, timer);
   switch (c->phase) {
     case DX__P_HANDSHAKE:
-      if (c->hs_len && c->ep->opt.http_ops && !c->masks) {
+      if (c->hs && c->hs->len && c->ep->opt.http_ops && !c->masks) {
         /* Part of a request is in, and it may be an HTTP one: an HTTP
          * server tells its client why (408) rather than hanging up. */
         char why[100];
@@ -1152,7 +1189,9 @@ const char *dx_conn_path(const dx_conn *c) {
   if (c->path_inline) return c->path_in;
   return c->path ? c->path : "/";
 }
-const char *dx_conn_protocol(const dx_conn *c) { return c->protocol ? c->protocol : ""; }
+const char *dx_conn_protocol(const dx_conn *c) {
+  return c->rare && c->rare->protocol ? c->rare->protocol : "";
+}
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
 dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }
 struct dx_sio *dx__conn_sio(const dx_conn *c) { return c->ep->opt.sio; }

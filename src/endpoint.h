@@ -229,8 +229,7 @@ enum {
 };
 
 struct dx_conn {
-  dx__io io;
-  dx__transport tr;
+  dx__transport tr;      /* the socket (tr.io: its loop registration) and TLS */
   dx__timer timer;       /* handshake, then close timeout */
   dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline;
                           * client, before that: the connect attempt limit */
@@ -241,11 +240,9 @@ struct dx_conn {
   dx__task flush_task;   /* corked output leaves at iteration end */
   dx__task release_task; /* memory freed after the event batch */
   dx__session sess;
-  dx__shq *shq;          /* shared frames queued ahead of sess's output */
-  dx__conn_ext *ext;     /* the pub/sub layer's state, NULL when none */
+  struct dx__conn_rare *rare; /* pub/sub, subprotocol: NULL until needed */
   dx_loop *loop;
   const dx__endpoint *ep;
-  dx_server *server;     /* NULL on a client connection */
   dx__handle handle;     /* on the loop's list of connections */
   void *user;
   union { /* dx_conn_path: path_inline tells which */
@@ -253,12 +250,10 @@ struct dx_conn {
     char path_in[8];     /* a path of up to 7 bytes ("/", "/ws"), NUL-terminated:
                           * the common short path costs no allocation */
   };
-  char *protocol;        /* the negotiated subprotocol, or NULL */
   union { /* one or the other: no byte more per WebSocket connection */
-    char *hs;            /* handshaking: a head split across reads */
+    struct dx__head_buf *hs; /* handshaking: a head split across reads (conn.c) */
     struct dx__http_conn *http; /* is_http: the HTTP layer's state (NULL once it let go) */
   };
-  uint32_t hs_len, hs_cap;
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
   uint8_t why_set : 1;
@@ -366,9 +361,26 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o,
  * (not OPEN), DX_EBUFFER, DX_ENOMEM. The bytes leave with the connection's
  * next flush (one writev with its own output). */
 int dx__conn_send_shared(dx_conn *c, dx__shbuf *b);
+/* What few connections have, behind one pointer (dx_conn.rare) allocated
+ * at the first need and kept until the connection's memory goes, so that
+ * the others hold a NULL pointer instead of three. */
+typedef struct dx__conn_rare {
+  dx__shq *shq;        /* shared frames queued ahead of sess's output */
+  dx__conn_ext *ext;   /* the pub/sub layer's state, NULL when none */
+  char *protocol;      /* the negotiated subprotocol, or NULL */
+} dx__conn_rare;
+/* c's rare block, allocated (zeroed) at the first call; NULL when out of
+ * memory. */
+dx__conn_rare *dx__conn_rare_get(dx_conn *c);
 /* The state a layer above attached (dx__conn_ext), NULL when none. */
-static inline dx__conn_ext *dx__conn_get_ext(const dx_conn *c) { return c->ext; }
-static inline void dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) { c->ext = e; }
+static inline dx__conn_ext *dx__conn_get_ext(const dx_conn *c) {
+  return c->rare ? c->rare->ext : NULL;
+}
+/* Attaches (or, with NULL, detaches) it. 0 or DX_ENOMEM. */
+int dx__conn_set_ext(dx_conn *c, dx__conn_ext *e);
+/* Keeps p[0..n) as the negotiated subprotocol (dx_conn_protocol). 0 or
+ * DX_ENOMEM. */
+int dx__conn_set_protocol(dx_conn *c, const char *p, size_t n);
 /* The window permessage-deflate agreed for what we send it (8-15), 0 when
  * it was not negotiated: a frame compressed alone with that window suits
  * it (dx__conn_send_shared then keeps its own compressor from referring
@@ -376,8 +388,11 @@ static inline void dx__conn_set_ext(dx_conn *c, dx__conn_ext *e) { c->ext = e; }
 static inline int dx__conn_deflate_window(const dx_conn *c) {
   return dx__session_pmd_window(&c->sess);
 }
-/* The server the connection was accepted by, NULL for a client. */
-static inline dx_server *dx__conn_server(const dx_conn *c) { return c->server; }
+/* The server the connection was accepted (or adopted) by, found from its
+ * endpoint (a connection keeps no pointer of its own for it); NULL for a
+ * client connection, and once the connection ended (its server may be
+ * gone). */
+dx_server *dx__conn_server(const dx_conn *c);
 /* The endpoint's options. */
 static inline const dx_options *dx__conn_options(const dx_conn *c) { return &c->ep->opt; }
 /* From on_accept only: refuses the upgrade with `status` (400-599) and

@@ -46,6 +46,11 @@ struct dx_server {
   dx_server *lnext;       /* the loop's servers (dx__loop_servers), newest first */
 };
 
+/* A server's connections point at its endpoint, which it embeds. */
+static dx_server *server_of(const dx__endpoint *ep) {
+  return (dx_server *)((char *)ep - offsetof(dx_server, ep));
+}
+
 struct dx_request {
   const dx__http_request *http;
 };
@@ -176,12 +181,11 @@ static void handshake_done(dx_conn *c) {
 /* The connection ended: it no longer counts against the limits or the
  * server. */
 static void server_detach(dx_conn *c) {
-  dx_server *s = c->server;
+  dx_server *s = server_of(c->ep); /* still here: it is its last call */
   handshake_done(c);
   if (c->has_conn_slot) give_slot(&c->ep->opt.limits->conns);
   c->has_conn_slot = 0;
   if (c->refusing) s->nrefusing--;
-  c->server = NULL;
   s->nconns--;
 }
 
@@ -243,7 +247,6 @@ static void on_accept(dx__io *io, uint32_t events) {
       if (!full) unadmit(s);
       continue;
     }
-    c->server = s;
     c->has_conn_slot = c->has_hs_slot = !full;
     c->refusing = (uint8_t)full & 3u;
     s->nrefusing += !!full;
@@ -273,7 +276,6 @@ int dx__server_adopt(dx_server *s, dx__handoff *h) {
     free(c);
     return r;
   }
-  c->server = s;
   c->has_conn_slot = c->has_hs_slot = !full;
   c->refusing = (uint8_t)full & 3u;
   s->nrefusing += !!full;
@@ -331,6 +333,10 @@ static void stop_listening(dx_server *s) {
   s->nlisteners = 0;
 }
 
+dx_server *dx__conn_server(const dx_conn *c) {
+  return c->masks || c->phase == DX__P_DONE ? NULL : server_of(c->ep);
+}
+
 static dx_conn *conn_of(dx__handle *h) {
   return (dx_conn *)((char *)h - offsetof(dx_conn, handle));
 }
@@ -341,13 +347,13 @@ static dx_conn *conn_of(dx__handle *h) {
  * lives until the end of the iteration). */
 static void each_conn(dx_server *s, void (*fn)(dx_conn *c)) {
   for (dx__handle *h = dx__loop_handles(s->loop); h; h = h->next)
-    if (conn_of(h)->server == s) conn_of(h)->visited = 0;
+    if (dx__conn_server(conn_of(h)) == s) conn_of(h)->visited = 0;
   for (;;) {
     dx_conn *todo[64];
     size_t n = 0;
     for (dx__handle *h = dx__loop_handles(s->loop); h && n < 64; h = h->next) {
       dx_conn *c = conn_of(h);
-      if (c->server == s && !c->visited) {
+      if (dx__conn_server(c) == s && !c->visited) {
         c->visited = 1;
         todo[n++] = c;
       }
@@ -416,7 +422,7 @@ void dx_server_free(dx_server *s) {
   dx__handle *h = dx__loop_handles(s->loop);
   while (h && s->nconns) {
     dx_conn *c = conn_of(h);
-    if (c->server != s) {
+    if (dx__conn_server(c) != s) {
       h = h->next;
       continue;
     }
@@ -570,8 +576,7 @@ static int select_protocol(dx_conn *c, const dx__http_request *req) {
         }
   }
   if (pick < 0) return 0;
-  c->protocol = strndup(offered[pick], lens[pick]);
-  return c->protocol ? 0 : 500;
+  return dx__conn_set_protocol(c, offered[pick], lens[pick]) ? 500 : 0;
 }
 
 /* Accepts permessage-deflate when offered and enabled: returns 0 (with the
@@ -650,7 +655,7 @@ static int server_on_head(dx_conn *c, const char *head, size_t len) {
     }
   }
   char resp[512];
-  size_t n = dx__ws_build_response(resp, sizeof resp, accept, c->protocol, ext);
+  size_t n = dx__ws_build_response(resp, sizeof resp, accept, dx_conn_protocol(c)[0] ? dx_conn_protocol(c) : NULL, ext);
   if (!n) { /* every part was checked above: a bug, not the peer's fault */
     server_refuse(c, 500, "cannot build the upgrade response");
     return -1;

@@ -354,10 +354,13 @@ static void run_timers(dx_loop *l) {
 
 /* ---- tasks --------------------------------------------------------------- */
 
+/* What the last task of a list points to: any non-NULL `next` means
+ * queued. Never run, never written. */
+static dx__task list_end;
+
 static void queue_on(dx__task ***tail, dx__task *t) {
-  if (t->queued) return;
-  t->queued = 1;
-  t->next = NULL;
+  if (t->next) return;
+  t->next = &list_end;
   **tail = t;
   *tail = &t->next;
 }
@@ -370,9 +373,9 @@ static void run_list(dx__task **head, dx__task ***tail) {
    * queues its release); keep going until the list is empty. */
   while (*head) {
     dx__task *t = *head;
-    *head = t->next;
+    *head = t->next == &list_end ? NULL : t->next;
     if (!*head) *tail = head;
-    t->queued = 0;
+    t->next = NULL;
     t->run(t);
   }
 }

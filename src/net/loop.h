@@ -25,13 +25,16 @@ struct dx__timer {
 #define DX__TIMER_IDLE UINT32_MAX
 
 /* Work deferred to the end of the iteration (flushing corked output,
- * freeing closed connections). Embedded in its owner. */
+ * freeing closed connections). Embedded in its owner. `next` is NULL
+ * while the task is not queued (on a list, the last one's is a sentinel),
+ * so that a task takes two words, not three: a connection embeds two. */
 typedef struct dx__task dx__task;
 struct dx__task {
   dx__task *next;
   void (*run)(dx__task *t);
-  uint8_t queued;
 };
+/* 1 while t waits on one of the loop's lists. */
+static inline int dx__task_queued(const dx__task *t) { return t->next != NULL; }
 
 /* Everything on a loop that dx_loop_free must be able to cut loose
  * (connections). Embedded in its owner. */

@@ -14,7 +14,7 @@
 
 static ssize_t tcp_read(dx__transport *t, void *buf, size_t cap) {
   for (;;) {
-    ssize_t n = recv(t->fd, buf, cap, 0);
+    ssize_t n = recv(t->io.fd, buf, cap, 0);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return DX_EINCOMPLETE;
@@ -28,8 +28,8 @@ static ssize_t tcp_writev(dx__transport *t, const struct iovec *iov, int n) {
    * SIGPIPE. One buffer (the common case) takes the cheaper send(). */
   struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
   for (;;) {
-    ssize_t w = n == 1 ? send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                       : sendmsg(t->fd, &m, MSG_NOSIGNAL);
+    ssize_t w = n == 1 ? send(t->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                       : sendmsg(t->io.fd, &m, MSG_NOSIGNAL);
     if (w >= 0) return w;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return DX_EINCOMPLETE;
@@ -37,11 +37,11 @@ static ssize_t tcp_writev(dx__transport *t, const struct iovec *iov, int n) {
   }
 }
 
-static void tcp_shutdown(dx__transport *t) { shutdown(t->fd, SHUT_WR); }
+static void tcp_shutdown(dx__transport *t) { shutdown(t->io.fd, SHUT_WR); }
 
 static void tcp_close(dx__transport *t) {
-  if (t->fd >= 0) close(t->fd);
-  t->fd = -1;
+  if (t->io.fd >= 0) close(t->io.fd);
+  t->io.fd = -1;
 }
 
 static size_t tcp_pending(dx__transport *t) {

@@ -456,8 +456,8 @@ static void tls_close(dx__transport *t) {
     ERR_clear_error();
   }
   t->impl = NULL;
-  if (t->fd >= 0) close(t->fd);
-  t->fd = -1;
+  if (t->io.fd >= 0) close(t->io.fd);
+  t->io.fd = -1;
 }
 
 static dx__tr_fault tls_error(dx__transport *t, char *buf, size_t cap) {
@@ -660,7 +660,7 @@ int dx__tls_start(dx__transport *t, dx__tls_ctx *ctx, int fd, int is_server,
   }
   st->fd = fd;
   t->ops = &tls_ops;
-  t->fd = fd;
+  t->io.fd = fd;
   t->impl = st;
   return 0;
 nomem:

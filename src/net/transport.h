@@ -9,6 +9,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "net/loop.h"
+
 typedef struct dx__transport dx__transport;
 
 /* What failed, as error() reports it: a fact about the stream. Which close
@@ -43,8 +45,11 @@ typedef struct dx__transport_ops {
 } dx__transport_ops;
 
 struct dx__transport {
+  /* The descriptor, and its registration with the loop, which the owner
+   * makes (dx__io_start with io.cb set): one fd for both, not a copy in
+   * each (an idle connection's bytes, bench/README.md). */
+  dx__io io;
   const dx__transport_ops *ops;
-  int fd;
   void *impl; /* the TLS state; NULL for plain TCP */
 };
 

@@ -20,7 +20,10 @@ void dx__session_deinit(dx__session *s) {
   if (!s->ops) return;
   dx__pmd_free(s->pmd);
   s->pmd = NULL;
-  dx__mem_free(&s->ops->alloc, s->msg);
+  if (s->rx) {
+    dx__mem_free(&s->ops->alloc, s->rx->msg);
+    dx__mem_free(&s->ops->alloc, s->rx);
+  }
   dx__mem_free(&s->ops->alloc, s->out);
   if (s->rare) {
     dx__mem_free(&s->ops->alloc, s->rare->ctl);
@@ -28,7 +31,7 @@ void dx__session_deinit(dx__session *s) {
     dx__mem_free(&s->ops->alloc, s->rare->sent_reason);
     dx__mem_free(&s->ops->alloc, s->rare);
   }
-  s->msg = NULL;
+  s->rx = NULL;
   s->rare = NULL;
   s->out = NULL;
 }
@@ -268,7 +271,7 @@ static int fail(dx__session *s, int err, int code) {
     send_close(s, code, r, strlen(r));
   }
   s->flags |= DX__SF_FAILED;
-  s->in_frame = 0;
+  if (s->rx) s->rx->in_frame = 0;
   return err;
 }
 
@@ -277,7 +280,8 @@ static int fail(dx__session *s, int err, int code) {
 /* Checks a new frame header against the connection's state (the rules that
  * the stateless header parser cannot know). Returns 0 or a fail() result. */
 static int on_header(dx__session *s) {
-  const dx__frame_header *h = &s->fh;
+  dx__session_rx *r = s->rx;
+  const dx__frame_header *h = &r->fh;
   const dx__session_config *cfg = s->cfg;
   unsigned allowed = cfg->allowed_rsv;
   /* RSV1 means "compressed" only on the first frame of a data message of a
@@ -298,15 +302,15 @@ static int on_header(dx__session *s) {
   if (h->len > max_frame && !dx__opcode_is_control(h->opcode))
     return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
 
-  s->discard = 0;
+  r->discard = 0;
   if (dx__opcode_is_control(h->opcode)) return 0;
   if (h->opcode == DX__OP_CONT) {
-    if (!s->msg_opcode) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+    if (!r->msg_opcode) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
   } else {
-    if (s->msg_opcode) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
-    s->msg_opcode = h->opcode;
-    s->msg_len = 0;
-    s->utf8 = 0;
+    if (r->msg_opcode) return fail(s, DX_EPROTO, DX_CLOSE_PROTOCOL_ERROR);
+    r->msg_opcode = h->opcode;
+    r->msg_len = 0;
+    r->utf8 = 0;
     if ((h->rsv & DX__RSV1) && s->pmd)
       s->flags |= DX__SF_COMPRESSED;
     else
@@ -314,10 +318,10 @@ static int on_header(dx__session *s) {
   }
   /* Refuse before buffering anything: an oversized message costs us only
    * its header. (A compressed payload is bounded as it inflates instead.) */
-  if (!(s->flags & DX__SF_COMPRESSED) && h->len > cfg->max_message - s->msg_len)
+  if (!(s->flags & DX__SF_COMPRESSED) && h->len > cfg->max_message - r->msg_len)
     return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
   /* §1.4: after sending a close we only wait for the peer's close. */
-  if (s->flags & DX__SF_CLOSE_SENT) s->discard = 1;
+  if (s->flags & DX__SF_CLOSE_SENT) r->discard = 1;
   return 0;
 }
 
@@ -354,11 +358,12 @@ static int on_close_frame(dx__session *s, const uint8_t *p, size_t len) {
 }
 
 static int on_control(dx__session *s, const uint8_t *p, size_t len) {
-  switch (s->fh.opcode) {
+  dx__session_rx *r = s->rx;
+  switch (r->fh.opcode) {
     case DX__OP_PING:
       if (!(s->flags & DX__SF_CLOSE_SENT)) {
-        int r = queue_frame(s, DX__OP_PONG, p, len);
-        if (r) return fail(s, r, DX_CLOSE_INTERNAL);
+        int e = queue_frame(s, DX__OP_PONG, p, len);
+        if (e) return fail(s, e, DX_CLOSE_INTERNAL);
       }
       if (s->ops->cb.on_ping) s->ops->cb.on_ping(s, p, len);
       return 0;
@@ -371,17 +376,18 @@ static int on_control(dx__session *s, const uint8_t *p, size_t len) {
 }
 
 static int deliver(dx__session *s, uint8_t *p, size_t len) {
-  int op = s->msg_opcode;
-  if (op == DX__OP_TEXT && !dx__utf8_complete(s->utf8))
+  dx__session_rx *r = s->rx;
+  int op = r->msg_opcode;
+  if (op == DX__OP_TEXT && !dx__utf8_complete(r->utf8))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
-  s->msg_opcode = 0;
-  s->msg_len = 0;
+  r->msg_opcode = 0;
+  r->msg_len = 0;
   if (s->ops->cb.on_message) s->ops->cb.on_message(s, op, p, len);
   /* The buffer is released after every message: an idle connection holds
    * no reassembly memory, and the next message grows one as its bytes come. */
-  dx__mem_free(&s->ops->alloc, s->msg);
-  s->msg = NULL;
-  s->msg_cap = 0;
+  dx__mem_free(&s->ops->alloc, r->msg);
+  r->msg = NULL;
+  r->msg_cap = 0;
   return 0;
 }
 
@@ -401,9 +407,10 @@ enum { MSG_FIRST = 4096 };
  * a message of exactly the announced size ends with no slack. */
 static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
                       const uint8_t *mask, uint64_t mask_off) {
-  if (n > s->msg_cap - s->msg_len) {
-    uint64_t need = (uint64_t)s->msg_len + n;
-    uint64_t cap = s->msg_cap ? (uint64_t)s->msg_cap * 2 : MSG_FIRST;
+  dx__session_rx *r = s->rx;
+  if (n > r->msg_cap - r->msg_len) {
+    uint64_t need = (uint64_t)r->msg_len + n;
+    uint64_t cap = r->msg_cap ? (uint64_t)r->msg_cap * 2 : MSG_FIRST;
     /* A large piece that arrived whole says the rest is flowing: room for
      * four times it saves the reallocations (each a copy, and fresh pages
      * to fault in) that a 1 MiB message arriving in reads of 256 KiB
@@ -415,178 +422,235 @@ static int msg_append(dx__session *s, const uint8_t *p, size_t n, uint64_t end,
      * counts), so `need` is within them; never give less than it. */
     if (cap < need) cap = need;
     if (cap != (size_t)cap) return DX_ENOMEM; /* a 32-bit build */
-    uint8_t *m = s->ops->alloc.realloc(s->ops->alloc.ud, s->msg, (size_t)cap);
+    uint8_t *m = s->ops->alloc.realloc(s->ops->alloc.ud, r->msg, (size_t)cap);
     if (!m) return DX_ENOMEM;
-    s->msg = m;
-    s->msg_cap = (size_t)cap;
+    r->msg = m;
+    r->msg_cap = (size_t)cap;
   }
   /* Unmasking while copying reads the payload once instead of twice. (An
    * empty piece may come with no buffer yet: touch nothing.) */
   if (n == 0) return 0;
   if (mask)
-    dx__mask_copy(s->msg + s->msg_len, p, n, mask, mask_off);
+    dx__mask_copy(r->msg + r->msg_len, p, n, mask, mask_off);
   else
-    memcpy(s->msg + s->msg_len, p, n);
-  s->msg_len += n;
+    memcpy(r->msg + r->msg_len, p, n);
+  r->msg_len += n;
   return 0;
 }
 
 /* Inflated bytes of a compressed message: validated and reassembled. */
 static int inflate_sink(void *ud, const uint8_t *p, size_t n) {
   dx__session *s = ud;
-  if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n)) return DX_EUTF8;
+  dx__session_rx *r = s->rx;
+  if (r->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&r->utf8, p, n)) return DX_EUTF8;
   /* The inflated size is known only at the end. */
   return msg_append(s, p, n, UINT64_MAX, NULL, 0);
 }
 
 static int on_compressed_payload(dx__session *s, uint8_t *p, size_t n, int last) {
-  int end = last && s->fh.fin;
+  dx__session_rx *r = s->rx;
+  int end = last && r->fh.fin;
   /* The limit is for the whole message: the codec counts across calls. */
-  int r = dx__pmd_decompress(s->pmd, p, n, end, s->cfg->max_message, inflate_sink, s);
-  switch (r) {
+  int e = dx__pmd_decompress(s->pmd, p, n, end, s->cfg->max_message, inflate_sink, s);
+  switch (e) {
     case 0: break;
-    case DX_ETOOBIG: return fail(s, r, DX_CLOSE_TOO_BIG);
-    case DX_EUTF8: return fail(s, r, DX_CLOSE_INVALID_DATA);
-    case DX_ENOMEM: return fail(s, r, DX_CLOSE_INTERNAL);
+    case DX_ETOOBIG: return fail(s, e, DX_CLOSE_TOO_BIG);
+    case DX_EUTF8: return fail(s, e, DX_CLOSE_INVALID_DATA);
+    case DX_ENOMEM: return fail(s, e, DX_CLOSE_INTERNAL);
     default: return fail(s, DX_EPROTO, DX_CLOSE_INVALID_DATA); /* corrupt stream */
   }
   if (!end) return 0;
   /* Always hand out a valid pointer, even for an empty message. */
-  return deliver(s, s->msg ? s->msg : p, s->msg_len);
+  return deliver(s, r->msg ? r->msg : p, r->msg_len);
 }
 
 /* Consumes payload bytes p[0..n) of the current frame, still masked when
  * the frame is: each path unmasks where it is cheapest (in place, or while
  * copying into the reassembly buffer). */
 static int on_payload(dx__session *s, uint8_t *p, size_t n) {
-  const dx__frame_header *h = &s->fh;
-  int whole = s->frame_got == 0 && n == h->len; /* the frame is all here */
-  int last = s->frame_got + n == h->len;
+  dx__session_rx *r = s->rx;
+  const dx__frame_header *h = &r->fh;
+  int whole = r->frame_got == 0 && n == h->len; /* the frame is all here */
+  int last = r->frame_got + n == h->len;
   const uint8_t *mask = h->masked ? h->mask : NULL;
 
-  if (s->discard && !dx__opcode_is_control(h->opcode)) {
+  if (r->discard && !dx__opcode_is_control(h->opcode)) {
     /* Dropped, but the message structure still counts: a later frame must
      * be judged against it. */
-    if (last && h->fin) s->msg_opcode = 0;
+    if (last && h->fin) r->msg_opcode = 0;
     return 0;
   }
   /* Fast path: a whole unfragmented message is delivered where it lies. */
-  int in_place = whole && h->fin && s->msg_len == 0 && !(s->flags & DX__SF_COMPRESSED);
+  int in_place = whole && h->fin && r->msg_len == 0 && !(s->flags & DX__SF_COMPRESSED);
   if (mask && (in_place || dx__opcode_is_control(h->opcode) || (s->flags & DX__SF_COMPRESSED)))
-    dx__mask(p, n, mask, s->frame_got);
+    dx__mask(p, n, mask, r->frame_got);
   if (dx__opcode_is_control(h->opcode)) {
     if (whole) return on_control(s, p, n);
     dx__session_rare *rs = rare(s);
     if (!rs || (!rs->ctl && !(rs->ctl = dx__mem_alloc(&s->ops->alloc, 125))))
       return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
-    memcpy(rs->ctl + s->frame_got, p, n);
+    memcpy(rs->ctl + r->frame_got, p, n);
     if (!last) return 0;
     /* The block stays put (never reallocated), so rs is still valid after
      * on_control, which may store the close reason in it. */
-    int r = on_control(s, rs->ctl, (size_t)h->len);
+    int e = on_control(s, rs->ctl, (size_t)h->len);
     dx__mem_free(&s->ops->alloc, rs->ctl);
     rs->ctl = NULL;
-    return r;
+    return e;
   }
   if (s->flags & DX__SF_COMPRESSED) return on_compressed_payload(s, p, n, last);
   if (in_place) {
-    if (s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, p, n))
+    if (r->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&r->utf8, p, n))
       return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
     return deliver(s, p, n);
   }
-  size_t old = s->msg_len;
+  size_t old = r->msg_len;
   /* The final frame says where the message ends; an earlier one does not. */
-  uint64_t end = h->fin ? s->msg_len + (h->len - s->frame_got) : UINT64_MAX;
-  if (msg_append(s, p, n, end, mask, s->frame_got))
+  uint64_t end = h->fin ? r->msg_len + (h->len - r->frame_got) : UINT64_MAX;
+  if (msg_append(s, p, n, end, mask, r->frame_got))
     return fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
-  if (n && s->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&s->utf8, s->msg + old, n))
+  if (n && r->msg_opcode == DX__OP_TEXT && dx__utf8_feed(&r->utf8, r->msg + old, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   /* An empty message never allocated a buffer; hand out a valid pointer. */
-  if (last && h->fin) return deliver(s, s->msg ? s->msg : p, s->msg_len);
+  if (last && h->fin) return deliver(s, r->msg ? r->msg : p, r->msg_len);
   return 0;
 }
 
 /* Reads a frame header, from `in` directly when it holds a whole one, else
- * through s->hdr. Returns input bytes used, or a negative code. */
+ * through r->hdr. Returns input bytes used, or a negative code. */
 static ssize_t read_header(dx__session *s, const uint8_t *in, size_t len) {
-  if (s->hdr_len == 0) {
-    int r = dx__frame_parse_header(in, len, &s->fh);
-    if (r < 0) return fail(s, r, DX_CLOSE_PROTOCOL_ERROR);
-    if (r > 0) return r;
+  dx__session_rx *r = s->rx;
+  if (r->hdr_len == 0) {
+    int k = dx__frame_parse_header(in, len, &r->fh);
+    if (k < 0) return fail(s, k, DX_CLOSE_PROTOCOL_ERROR);
+    if (k > 0) return k;
   }
-  size_t old = s->hdr_len;
-  size_t take = sizeof s->hdr - old;
+  size_t old = r->hdr_len;
+  size_t take = sizeof r->hdr - old;
   if (take > len) take = len;
-  memcpy(s->hdr + old, in, take);
-  int r = dx__frame_parse_header(s->hdr, old + take, &s->fh);
-  if (r < 0) return fail(s, r, DX_CLOSE_PROTOCOL_ERROR);
-  if (r == 0) {
-    s->hdr_len = (uint8_t)(old + take);
+  memcpy(r->hdr + old, in, take);
+  int k = dx__frame_parse_header(r->hdr, old + take, &r->fh);
+  if (k < 0) return fail(s, k, DX_CLOSE_PROTOCOL_ERROR);
+  if (k == 0) {
+    r->hdr_len = (uint8_t)(old + take);
     return (ssize_t)take;
   }
-  s->hdr_len = 0;
-  return (ssize_t)((size_t)r - old);
+  r->hdr_len = 0;
+  return (ssize_t)((size_t)k - old);
 }
 
-/* The common case of a chatty peer, taken without the general frame
- * machinery: a whole frame of at most 125 bytes that is a complete text or
- * binary message (FIN set, no RSV bit, the role's masking), with no message
- * open, nothing sent or received that changes the rules (flags == 0), and
- * the whole of it in `in`. Returns the bytes it consumed, 0 when the
- * general path must take the frame (including every frame it would fail),
- * or a negative fail() result for bad text. The general path is the
- * reference: the fuzzers feed each input whole (here) and split (there)
- * and compare the events. */
-static ssize_t small_message(dx__session *s, uint8_t *in, size_t len) {
+/* The common case, taken without the general frame machinery and with
+ * no state kept between calls: a whole frame of at most 65,535 bytes that
+ * is a complete text or binary message (FIN set, no RSV bit, the role's
+ * masking), with no frame or message under way (s->rx NULL), nothing sent
+ * or received that changes the rules (flags == 0), and the whole of it in
+ * `in`. Returns the bytes it consumed, 0 when the general path must take
+ * the frame (including every frame it would fail), or a negative fail()
+ * result for bad text. The general path is the reference: the fuzzers
+ * feed each input whole (here) and split (there) and compare the events. */
+static inline __attribute__((always_inline)) ssize_t whole_message(dx__session *s, uint8_t *in,
+                                                                   size_t len) {
   unsigned b0 = in[0], b1 = in[1];
   if (b0 != (0x80 | DX__OP_TEXT) && b0 != (0x80 | DX__OP_BINARY)) return 0;
   size_t n = b1 & 0x7F;
   unsigned masked = b1 >> 7;
-  if (n > 125 || masked != (s->cfg->role == DX__ROLE_SERVER)) return 0;
+  if (masked != (s->cfg->role == DX__ROLE_SERVER)) return 0;
   size_t h = masked ? 6 : 2;
+  if (n > 125) {
+    /* A 16-bit length; a 64-bit one (127) is for the general path. */
+    if (n == 127 || len < 4) return 0;
+    n = (size_t)in[2] << 8 | in[3];
+    h += 2;
+  }
   if (len < h + n || n > s->cfg->max_frame || n > s->cfg->max_message) return 0;
   uint8_t *p = in + h;
-  if (masked) dx__mask(p, n, in + 2, 0);
+  if (masked) dx__mask(p, n, p - 4, 0);
   if (b0 == (0x80 | DX__OP_TEXT) && dx__utf8_validate(p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   if (s->ops->cb.on_message) s->ops->cb.on_message(s, (int)(b0 & 0xF), p, n);
   return (ssize_t)(h + n);
 }
 
-ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len) {
+/* Frames through the general path, on the state s->rx points to (a block
+ * on dx__session_recv's stack, or one kept from an earlier call). */
+static ssize_t recv_frames(dx__session *s, uint8_t *in, size_t len) {
+  dx__session_rx *r = s->rx;
   size_t pos = 0;
   while (pos < len) {
     if (s->flags & (DX__SF_FAILED | DX__SF_CLOSE_RECEIVED)) return (ssize_t)len;
-    if (!s->in_frame && !s->hdr_len && !s->msg_opcode && !s->flags && len - pos >= 2) {
-      ssize_t r = small_message(s, in + pos, len - pos);
-      if (r < 0) return r;
-      if (r > 0) {
-        pos += (size_t)r;
+    if (!r->in_frame && !r->hdr_len && !r->msg_opcode && !s->flags && len - pos >= 2) {
+      ssize_t k = whole_message(s, in + pos, len - pos);
+      if (k < 0) return k;
+      if (k > 0) {
+        pos += (size_t)k;
         continue;
       }
     }
-    if (!s->in_frame) {
-      ssize_t r = read_header(s, in + pos, len - pos);
-      if (r < 0) return r;
-      pos += (size_t)r;
-      if (s->hdr_len) break; /* header still incomplete */
+    if (!r->in_frame) {
+      ssize_t k = read_header(s, in + pos, len - pos);
+      if (k < 0) return k;
+      pos += (size_t)k;
+      if (r->hdr_len) break; /* header still incomplete */
       int e = on_header(s);
       if (e) return e;
-      s->in_frame = 1;
-      s->frame_got = 0;
-      if (s->fh.len > 0) continue;
+      r->in_frame = 1;
+      r->frame_got = 0;
+      if (r->fh.len > 0) continue;
     }
     size_t n = len - pos;
-    if (n > s->fh.len - s->frame_got) n = (size_t)(s->fh.len - s->frame_got);
+    if (n > r->fh.len - r->frame_got) n = (size_t)(r->fh.len - r->frame_got);
     uint8_t *p = in + pos;
     /* Mark the frame done before its events run, so a callback that sends
      * or closes sees a consistent session. */
-    uint64_t got = s->frame_got;
-    if (got + n == s->fh.len) s->in_frame = 0;
+    uint64_t got = r->frame_got;
+    if (got + n == r->fh.len) r->in_frame = 0;
     int e = on_payload(s, p, n);
-    s->frame_got = got + n;
+    r->frame_got = got + n;
     if (e) return e;
     pos += n;
   }
   return (ssize_t)len;
+}
+
+/* After recv_frames: a frame or message still under way keeps its state
+ * on the heap (copied there from `local` the first time); otherwise the
+ * state goes, so that a session between messages holds none. Without
+ * memory for the copy the connection fails (1011). Returns `ret`, or
+ * DX_ENOMEM. */
+static ssize_t settle_rx(dx__session *s, dx__session_rx *local, ssize_t ret) {
+  dx__session_rx *r = s->rx;
+  int under_way = (r->in_frame || r->hdr_len || r->msg_opcode) &&
+                  !(s->flags & (DX__SF_FAILED | DX__SF_CLOSE_RECEIVED));
+  if (under_way) {
+    if (r != local) return ret;
+    dx__session_rx *kept = dx__mem_alloc(&s->ops->alloc, sizeof *kept);
+    if (kept) {
+      *kept = *local;
+      s->rx = kept;
+      return ret;
+    }
+    ret = fail(s, DX_ENOMEM, DX_CLOSE_INTERNAL);
+  }
+  dx__mem_free(&s->ops->alloc, r->msg);
+  if (r != local) dx__mem_free(&s->ops->alloc, r);
+  s->rx = NULL;
+  return ret;
+}
+
+ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len) {
+  if (s->rx) return settle_rx(s, NULL, recv_frames(s, in, len));
+  /* Between messages: whole messages straight from the input, with no
+   * state to keep. */
+  size_t pos = 0;
+  while (!s->flags && len - pos >= 2) {
+    ssize_t k = whole_message(s, in + pos, len - pos);
+    if (k < 0) return k;
+    if (k == 0) break;
+    pos += (size_t)k;
+  }
+  if (pos == len || (s->flags & (DX__SF_FAILED | DX__SF_CLOSE_RECEIVED))) return (ssize_t)len;
+  dx__session_rx local = {0};
+  s->rx = &local;
+  ssize_t ret = recv_frames(s, in + pos, len - pos);
+  return settle_rx(s, &local, ret < 0 ? ret : (ssize_t)len);
 }

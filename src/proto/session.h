@@ -87,6 +87,25 @@ typedef struct dx__session_rare {
   char *sent_reason;  /* dx__session_close's, likewise */
 } dx__session_rare;
 
+/* The state of a frame or message that is not all in yet: a header split
+ * across reads, a payload still coming, a message in several frames. A
+ * session holds it behind a pointer that is NULL between messages (an
+ * idle connection's case): dx__session_recv works on a block on its stack
+ * and copies it to the heap only when its input ends mid-frame or
+ * mid-message, and frees that copy once the message is done. */
+typedef struct dx__session_rx {
+  dx__frame_header fh;     /* header of the frame being read */
+  uint64_t frame_got;      /* payload bytes of it read so far */
+  uint8_t *msg;            /* reassembly buffer (NULL when none open) */
+  size_t msg_len, msg_cap;
+  uint8_t hdr[DX__FRAME_MAX_HEADER]; /* a header split across reads */
+  uint8_t hdr_len;
+  uint8_t in_frame;        /* 1 while reading a payload */
+  uint8_t discard;         /* 1: drop this frame's payload (we sent close) */
+  uint8_t msg_opcode;      /* opcode of the open fragmented message, or 0 */
+  dx__utf8_state utf8;     /* validator state of the open text message */
+} dx__session_rx;
+
 /* The session's fields are private to session.c; the struct is visible only
  * so an owner can embed it (dx__session_init) and save an allocation per
  * connection. */
@@ -95,24 +114,12 @@ struct dx__session {
    * bytes are what it holds per session (bench/README.md, idle memory). */
   const struct dx__session_config *cfg; /* until dx__session_deinit */
   const dx__session_ops *ops;           /* until the memory is freed */
-  /* receive side */
-  dx__frame_header fh;     /* header of the frame being read */
-  uint64_t frame_got;      /* payload bytes of it read so far */
-  uint8_t hdr[DX__FRAME_MAX_HEADER]; /* a header split across reads */
-  uint8_t hdr_len;
-  uint8_t in_frame;        /* 1 while reading a payload */
-  uint8_t discard;         /* 1: drop this frame's payload (we sent close) */
-  uint8_t msg_opcode;      /* opcode of the open fragmented message, or 0 */
-  uint8_t flags;           /* DX__SF_* */
-  dx__utf8_state utf8;     /* validator state of the open text message */
-  uint8_t *msg;            /* reassembly buffer (NULL when none open) */
-  size_t msg_len, msg_cap;
-  /* send side */
+  dx__session_rx *rx;      /* a frame or message under way: NULL between them */
   dx__session_out *out;    /* pending output, NULL when none */
   dx__session_rare *rare;  /* split control frame, close reasons: NULL until needed */
-  /* closing */
-  uint16_t sent_code, recv_code;
   dx__pmd *pmd;            /* permessage-deflate state, when negotiated */
+  uint16_t sent_code, recv_code; /* closing */
+  uint8_t flags;           /* DX__SF_* */
 };
 
 /* Initialises a session in caller-provided memory. cfg and ops are

@@ -108,7 +108,10 @@ int dx_subscribe(dx_conn *c, const char *topic, size_t len) {
     if (!lo || !(s = calloc(1, sizeof *s))) return DX_ENOMEM;
     s->ext.release = release;
     s->local = lo;
-    dx__conn_set_ext(c, &s->ext);
+    if (dx__conn_set_ext(c, &s->ext)) {
+      free(s);
+      return DX_ENOMEM;
+    }
   }
   dx__local *lo = s->local;
   uint32_t hash = dx__map_hash(topic, len);

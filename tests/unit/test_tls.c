@@ -172,7 +172,7 @@ static size_t progress(end *e) {
  * when it holds records: over TCP a tiny window can take a persist-timer
  * round to reopen, which no amount of spinning speeds up. */
 static void wait_either(end *c, end *s) {
-  struct pollfd p[2] = {{.fd = c->t.fd, .events = POLLIN}, {.fd = s->t.fd, .events = POLLIN}};
+  struct pollfd p[2] = {{.fd = c->t.io.fd, .events = POLLIN}, {.fd = s->t.io.fd, .events = POLLIN}};
   if (c->t.ops->pending(&c->t)) p[0].events |= POLLOUT;
   if (s->t.ops->pending(&s->t)) p[1].events |= POLLOUT;
   poll(p, 2, 20);
@@ -228,7 +228,7 @@ static void roundtrip(int tcp, const char *host, int conn_style) {
   end_init(&c, MIB + 1, 65536);
   assert_int_equal(dx__tls_start(&s.t, sc, fds[0], 1, NULL), 0);
   assert_int_equal(dx__tls_start(&c.t, cc, fds[1], 0, host), 0);
-  assert_int_equal(s.t.fd, fds[0]);
+  assert_int_equal(s.t.io.fd, fds[0]);
   c.out = a;
   c.out_len = MIB;
   s.out = b;
