@@ -269,6 +269,12 @@ void dx__conn_cut(dx_conn *c) {
 
 static void cut(dx__handle *h) { dx__conn_cut(CONTAINER(h, dx_conn, handle)); }
 
+/* The loop's list holds every kind of handle (a Redis engine's too): the
+ * cut function is what says a handle is a connection's. */
+dx_conn *dx__conn_of_handle(dx__handle *h) {
+  return h->cut == cut ? CONTAINER(h, dx_conn, handle) : NULL;
+}
+
 /* What starting a connection takes once its transport is set: the role's
  * bits, the timers, the epoll registration, the loop's list. 0, DX_ENOMEM
  * or DX_EIO with nothing held (the transport is the caller's to undo). */

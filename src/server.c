@@ -337,8 +337,11 @@ dx_server *dx__conn_server(const dx_conn *c) {
   return c->masks || c->phase == DX__P_DONE ? NULL : server_of(c->ep);
 }
 
-static dx_conn *conn_of(dx__handle *h) {
-  return (dx_conn *)((char *)h - offsetof(dx_conn, handle));
+/* The server's connection h is, or NULL: the loop's list also holds
+ * clients, other servers' connections and other kinds of handles. */
+static dx_conn *conn_of(dx_server *s, dx__handle *h) {
+  dx_conn *c = dx__conn_of_handle(h);
+  return c && dx__conn_server(c) == s ? c : NULL;
 }
 
 /* Calls fn once on each of the server's connections. fn may end
@@ -347,13 +350,13 @@ static dx_conn *conn_of(dx__handle *h) {
  * lives until the end of the iteration). */
 static void each_conn(dx_server *s, void (*fn)(dx_conn *c)) {
   for (dx__handle *h = dx__loop_handles(s->loop); h; h = h->next)
-    if (dx__conn_server(conn_of(h)) == s) conn_of(h)->visited = 0;
+    if (conn_of(s, h)) conn_of(s, h)->visited = 0;
   for (;;) {
     dx_conn *todo[64];
     size_t n = 0;
     for (dx__handle *h = dx__loop_handles(s->loop); h && n < 64; h = h->next) {
-      dx_conn *c = conn_of(h);
-      if (dx__conn_server(c) == s && !c->visited) {
+      dx_conn *c = conn_of(s, h);
+      if (c && !c->visited) {
         c->visited = 1;
         todo[n++] = c;
       }
@@ -421,8 +424,8 @@ void dx_server_free(dx_server *s) {
    * from the head after each: finished ones have left the list. */
   dx__handle *h = dx__loop_handles(s->loop);
   while (h && s->nconns) {
-    dx_conn *c = conn_of(h);
-    if (dx__conn_server(c) != s) {
+    dx_conn *c = conn_of(s, h);
+    if (!c) {
       h = h->next;
       continue;
     }
