@@ -550,8 +550,10 @@ static ssize_t small_message(dx__session *s, uint8_t *in, size_t len) {
   size_t h = masked ? 6 : 2;
   if (len < h + n || n > s->cfg->max_frame || n > s->cfg->max_message) return 0;
   uint8_t *p = in + h;
-  if (masked) dx__mask(p, n, in + 2, 0);
-  if (b0 == (0x80 | DX__OP_TEXT) && dx__utf8_validate(p, n))
+  /* Unmasked and tested for ASCII in one pass; only text with a high bit
+   * somewhere pays for the exact UTF-8 check. */
+  int ascii = masked ? !dx__unmask_hibits(p, n, in + 2) : dx__utf8_is_ascii(p, n);
+  if (b0 == (0x80 | DX__OP_TEXT) && !ascii && dx__utf8_validate_exact(p, n))
     return fail(s, DX_EUTF8, DX_CLOSE_INVALID_DATA);
   if (s->ops->cb.on_message) s->ops->cb.on_message(s, (int)(b0 & 0xF), p, n);
   return (ssize_t)(h + n);
