@@ -176,6 +176,23 @@ static void check_roundtrip_and_mask(const uint8_t *data, size_t size) {
   memcpy(c, p, plen);
   dx__mask_copy(c, c, plen, key, off);
   CHECK(memcmp(c, b, plen) == 0);
+  /* dx__unmask_hibits: a whole payload from phase 0, its key right in
+   * front as in a frame, in an exactly sized buffer; nonzero exactly when
+   * an unmasked byte has its high bit. */
+  uint8_t *e = malloc(plen + 4);
+  CHECK(e);
+  memcpy(e, key, 4);
+  memcpy(e + 4, p, plen);
+  uint64_t hi = dx__unmask_hibits(e + 4, plen, e);
+  int any = 0;
+  for (size_t i = 0; i < plen; i++) {
+    uint8_t u = p[i] ^ key[i & 3];
+    CHECK(e[4 + i] == u);
+    any |= u >> 7;
+  }
+  CHECK((hi != 0) == any);
+  CHECK(memcmp(e, key, 4) == 0);
+  free(e);
   free(a);
   free(b);
   free(c);

@@ -81,4 +81,66 @@ void dx__mask(uint8_t *data, size_t len, const uint8_t key[4], uint64_t offset);
 void dx__mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
                    const uint8_t key[4], uint64_t offset);
 
+/* A masking key as a 32-bit word whose memory order starts at key[r] (the
+ * phase of payload byte r, r < 4): XOR it onto four bytes of the payload
+ * that start at a position congruent to r modulo 4. */
+static inline uint32_t dx__mask_word(const uint8_t key[4], unsigned r) {
+  uint32_t k;
+  memcpy(&k, key, 4);
+  unsigned sh = (r & 3) * 8;
+  if (!sh) return k;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return (k << sh) | (k >> (32 - sh));
+#else
+  return (k >> sh) | (k << (32 - sh));
+#endif
+}
+
+/* Unmasks a whole payload p[0..n) in place (its first byte at phase 0 of
+ * key) and returns the OR of its unmasked bytes' high bits, spread over a
+ * word: 0 means every byte is ASCII, so text needs no further UTF-8 check.
+ * One pass instead of an unmasking pass and a UTF-8 pass; inline, for the
+ * small messages of a chatty peer (the general path uses dx__mask). key
+ * may lie just before p (as in a frame); it is read before p is written.
+ *
+ * The last eight (or four) bytes are unmasked first, from the masked
+ * input, and stored last: the whole words before them may run into those
+ * bytes, and the final store then writes the same values again, so no
+ * byte-wise tail is needed. */
+static inline uint64_t dx__unmask_hibits(uint8_t *p, size_t n, const uint8_t key[4]) {
+  uint32_t k0 = dx__mask_word(key, 0);
+  uint64_t kw = ((uint64_t)k0 << 32) | k0;
+  uint64_t acc = 0;
+  if (n >= 8) {
+    uint32_t kt = dx__mask_word(key, (unsigned)(n - 8));
+    uint64_t t;
+    memcpy(&t, p + n - 8, 8);
+    t ^= ((uint64_t)kt << 32) | kt;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      uint64_t w;
+      memcpy(&w, p + i, 8);
+      w ^= kw;
+      acc |= w;
+      memcpy(p + i, &w, 8);
+    }
+    memcpy(p + n - 8, &t, 8);
+    acc |= t;
+  } else if (n >= 4) {
+    uint32_t t, w;
+    memcpy(&t, p + n - 4, 4);
+    t ^= dx__mask_word(key, (unsigned)(n - 4));
+    memcpy(&w, p, 4);
+    w ^= k0;
+    memcpy(p, &w, 4);
+    memcpy(p + n - 4, &t, 4);
+    acc = w | t;
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      p[i] ^= key[i];
+      acc |= p[i];
+    }
+  }
+  return acc & 0x8080808080808080ull;
+}
+
 #endif

@@ -7,6 +7,7 @@
 #define DX_PROTO_SESSION_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "alloc.h"
@@ -156,6 +157,24 @@ ssize_t dx__session_recv(dx__session *s, uint8_t *in, size_t len);
  * here. */
 int dx__session_send(dx__session *s, int opcode, const void *data,
                      size_t len);
+/* The common case of dx__session_send, inline: a server's frame of at most
+ * 125 bytes (an unmasked header of two bytes) when the output block has
+ * room for it already, as it has for every echo after the first of a read
+ * that carried several messages. Returns 0 when it queued the frame, 1
+ * when dx__session_send_ex must take the message (any other case,
+ * including every error). opcode is DX__OP_TEXT or DX__OP_BINARY. */
+static inline int dx__session_send_small(dx__session *s, int opcode, const void *data,
+                                         size_t len) {
+  dx__session_out *o = s->out;
+  if (!o || len > 125 || len + 2 > o->cap - o->len || s->flags || s->cfg->role != DX__ROLE_SERVER)
+    return 1;
+  uint8_t *p = o->data + o->len;
+  p[0] = (uint8_t)(0x80 | opcode);
+  p[1] = (uint8_t)len;
+  memcpy(p + 2, data, len);
+  o->len += len + 2;
+  return 0;
+}
 /* Same, compressing the message when `compress` is set and
  * permessage-deflate was negotiated (dx__session_set_pmd). DX_ENOMEM also
  * when compression ran out of memory. */

@@ -427,6 +427,42 @@ static void test_mask_copy(void **state) {
   }
 }
 
+/* dx__unmask_hibits against a byte-by-byte XOR, for every payload length
+ * a small frame can have (0..125) and a few beyond, at every alignment of
+ * the payload, with the key just before it as in a frame: the bytes come
+ * out unmasked, nothing outside them changes, and the result is nonzero
+ * exactly when some unmasked byte has its high bit set (tried with no such
+ * byte, and with one at each position in turn). */
+static void test_unmask_hibits(void **state) {
+  (void)state;
+  static const uint8_t keys[][4] = {{0x37, 0xfa, 0x21, 0x3d}, {0, 0, 0, 0}, {0x80, 1, 0x7f, 0xff}};
+  uint8_t plain[140], buf[4 + 8 + 140 + 8], want[sizeof buf];
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+    for (size_t len = 0; len <= 140; len++) {
+      for (size_t align = 0; align < 8; align++) {
+        for (long high = -1; high < (long)len; high++) {
+          for (size_t i = 0; i < len; i++) plain[i] = (uint8_t)(0x20 + (i * 7 + len) % 95);
+          if (high >= 0) plain[high] = (uint8_t)(0x80 | plain[high]);
+          memset(buf, 0xCC, sizeof buf);
+          uint8_t *key = buf + align, *p = key + 4;
+          memcpy(key, keys[k], 4);
+          for (size_t i = 0; i < len; i++) p[i] = plain[i] ^ keys[k][i & 3];
+          memcpy(want, buf, sizeof buf);
+          memcpy(want + align + 4, plain, len);
+          uint64_t hi = dx__unmask_hibits(p, len, key);
+          if (memcmp(buf, want, sizeof buf) != 0)
+            fail_msg("dx__unmask_hibits key %zu len %zu align %zu: wrong bytes", k, len, align);
+          if ((hi != 0) != (high >= 0))
+            fail_msg("dx__unmask_hibits key %zu len %zu high at %ld: returned %llx", k, len,
+                     high, (unsigned long long)hi);
+          /* One position with a high bit is enough for the long lengths. */
+          if (len > 40 && high >= 0) break;
+        }
+      }
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_examples_literal_bytes),
@@ -440,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_mask_vs_reference),
       cmocka_unit_test(test_mask_in_pieces),
       cmocka_unit_test(test_mask_copy),
+      cmocka_unit_test(test_unmask_hibits),
   };
   return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
 }

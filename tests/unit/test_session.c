@@ -737,6 +737,61 @@ static void test_send(void **state) {
   ctx_done(&c);
 }
 
+/* dx__session_send_small, the inline path of a server's small frames:
+ * it queues only where it is sure (a server, at most 125 bytes, room in
+ * the block, the session open) and then writes exactly what
+ * dx__session_send would; everywhere else it declines and queues nothing. */
+static void test_send_small(void **state) {
+  (void)state;
+  uint8_t data[126];
+  for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)('a' + i % 26);
+  const uint8_t *p;
+  ctx c;
+  ctx_init(&c, DX__ROLE_SERVER, MIB, MIB);
+  /* No block yet: declined, nothing allocated. */
+  long requests = c.t.requests;
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, data, 5), 1);
+  assert_int_equal(dx__session_pending(c.s, &p), 0);
+  assert_int_equal(c.t.requests, requests);
+  /* With a block: lengths 0, 1, 125 go inline, 126 does not. */
+  assert_int_equal(dx__session_send(c.s, DX__OP_BINARY, data, 3), 0);
+  requests = c.t.requests;
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, data, 0), 0);
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_BINARY, data, 1), 0);
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, data, 125), 0);
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, data, 126), 1);
+  assert_int_equal(c.t.requests, requests);
+  size_t n = dx__session_pending(c.s, &p);
+  assert_int_equal(n, (2 + 3) + 2 + (2 + 1) + (2 + 125));
+  static const uint8_t head[] = {0x82, 3, 'a', 'b', 'c', 0x81, 0, 0x82, 1, 'a', 0x81, 125};
+  assert_memory_equal(p, head, sizeof head);
+  assert_memory_equal(p + sizeof head, data, 125);
+  /* A block with no room left for the frame: declined. */
+  while (dx__session_send_small(c.s, DX__OP_BINARY, data, 125) == 0) {
+  }
+  n = dx__session_pending(c.s, &p);
+  assert_int_equal(c.t.requests, requests);
+  assert_int_equal(dx__session_send(c.s, DX__OP_BINARY, data, 125), 0);
+  assert_true(dx__session_pending(c.s, &p) == n + 127);
+  dx__session_consumed(c.s, n + 127);
+  /* Closing: declined, and dx__session_send says why. */
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, data, 1), 0);
+  assert_int_equal(dx__session_close(c.s, 1000, NULL, 0), 0);
+  n = dx__session_pending(c.s, &p);
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, data, 1), 1);
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, data, 1), DX_ESTATE);
+  assert_int_equal(dx__session_pending(c.s, &p), n);
+  ctx_done(&c);
+
+  /* A client masks its frames: never inline. */
+  ctx_init(&c, DX__ROLE_CLIENT, MIB, MIB);
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, data, 1), 0);
+  n = dx__session_pending(c.s, &p);
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, data, 1), 1);
+  assert_int_equal(dx__session_pending(c.s, &p), n);
+  ctx_done(&c);
+}
+
 /* A message callback may send (the header allows it): the echo is queued
  * and later frames in the same read still arrive. */
 static void test_send_from_callback(void **state) {
@@ -1911,6 +1966,7 @@ int main(void) {
       cmocka_unit_test(test_utf8_across_fragments_valid),
       cmocka_unit_test(test_ping_pong),
       cmocka_unit_test(test_send),
+      cmocka_unit_test(test_send_small),
       cmocka_unit_test(test_send_from_callback),
       cmocka_unit_test(test_masking_rules),
       cmocka_unit_test(test_rsv_bits),
