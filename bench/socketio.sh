@@ -139,7 +139,7 @@ function fmt(v) {
   delete f
 }
 # the median over reps of duplex/ref within each rep
-function rep_ratio(row, k,   r, n, key) {
+function sio_rep_ratio(row, k,   r, n, key) {
   key = row SUBSEP "ratio" SUBSEP k; n = 0
   for (r in reps)
     if ((row, "duplex", k, r) in got && (row, "ref", k, r) in got && got[row, "ref", k, r] != 0)
@@ -149,7 +149,7 @@ function rep_ratio(row, k,   r, n, key) {
 }
 function line(label, row, k, name) {
   printf "%-28s %-24s %12s %12s %9s\n", label, name, fmt(median(row SUBSEP "duplex" SUBSEP k)),
-    fmt(median(row SUBSEP "ref" SUBSEP k)), rep_ratio(row, k)
+    fmt(median(row SUBSEP "ref" SUBSEP k)), sio_rep_ratio(row, k)
 }
 END {
   printf "%-28s %-24s %12s %12s %9s\n", "row", "figure", "duplex", "ref", "duplex/ref"
