@@ -296,14 +296,18 @@ class DuplexServer(Started):
         return [(int(m.group(1)), m.group(2), m.group(3))
                 for m in map(SERVE_CLOSE_RE.match, list(self.stderr_lines)) if m]
 
-    def wait_close(self, seen, what, timeout=5.0):
-        """The close line after the first `seen` ones (waits for it)."""
+    def wait_close(self, seen, what, timeout=5.0, match=None):
+        """The first close line after the first `seen` ones (waits for it),
+        or the first of those that `match` accepts: a connection of an
+        earlier step may log its close late, on a loaded machine."""
         deadline = time.monotonic() + timeout
-        while len(self.closes()) <= seen:
-            check(time.monotonic() < deadline, "%s: duplex serve logged no `close:` line "
-                  "within %.1f s; stderr tail: %r" % (what, timeout, self.stderr_text()))
+        while True:
+            found = [c for c in self.closes()[seen:] if match is None or match(c)]
+            if found:
+                return found[0]
+            check(time.monotonic() < deadline, "%s: duplex serve logged no matching `close:` "
+                  "line within %.1f s; stderr tail: %r" % (what, timeout, self.stderr_text()))
             time.sleep(0.02)
-        return self.closes()[seen]
 
     def stop(self, require_clean=False, timeout=5.0):
         """SIGTERM, then wait; returns the exit status (kills on timeout)."""
