@@ -133,23 +133,14 @@ function fmt(v) {
   f["rate"] = ("events_per_s" in f) ? f["events_per_s"] : f["deliveries_per_s"]
   for (k in f) {
     key = row SUBSEP srv SUBSEP k; val[key, ++cnt[key]] = f[k] + 0
-    got[row, srv, k, rep] = f[k] + 0
+    byrep[key, rep] = f[k] + 0
   }
-  reps[rep] = 1
+  if (rep + 0 > nrep) nrep = rep + 0
   delete f
-}
-# the median over reps of duplex/ref within each rep
-function sio_rep_ratio(row, k,   r, n, key) {
-  key = row SUBSEP "ratio" SUBSEP k; n = 0
-  for (r in reps)
-    if ((row, "duplex", k, r) in got && (row, "ref", k, r) in got && got[row, "ref", k, r] != 0)
-      val[key, ++n] = got[row, "duplex", k, r] / got[row, "ref", k, r]
-  cnt[key] = n
-  return n ? sprintf("%.2f", median(key)) : "-"
 }
 function line(label, row, k, name) {
   printf "%-28s %-24s %12s %12s %9s\n", label, name, fmt(median(row SUBSEP "duplex" SUBSEP k)),
-    fmt(median(row SUBSEP "ref" SUBSEP k)), sio_rep_ratio(row, k)
+    fmt(median(row SUBSEP "ref" SUBSEP k)), rep_ratio(row, "duplex", "ref", k)
 }
 END {
   printf "%-28s %-24s %12s %12s %9s\n", "row", "figure", "duplex", "ref", "duplex/ref"
