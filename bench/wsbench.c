@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "malloc_policy.h"
 
 static void usage(void) {
   fprintf(stderr,
@@ -231,6 +232,9 @@ static void print_fanout(const bench_result *r) {
 }
 
 int main(int argc, char **argv) {
+  /* The same allocator policy as the duplex tool, so plain and TLS rows
+   * and both ends of a run share it (src/cli/malloc_policy.c). */
+  cli_malloc_policy();
   parse_args(argc, argv);
   bench_config cfg = {
       .mode = opt.mode, .path = opt.path, .raw = opt.raw, .tls = opt.tls,

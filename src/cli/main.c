@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "malloc_policy.h"
 
 typedef struct {
   const char *name;
@@ -55,6 +56,7 @@ int main(int argc, char **argv) {
   /* One write(2) per line: serve's open/close lines come from several
    * threads and are read by programs; unbuffered, a line left in pieces. */
   setvbuf(stderr, NULL, _IOLBF, 0);
+  cli_malloc_policy();
   if (argc < 2) {
     print_usage(stderr);
     return CLI_EXIT_USAGE;
