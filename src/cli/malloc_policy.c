@@ -8,7 +8,8 @@
  *
  * A program, not the library, owns this choice: mallopt() is process-wide,
  * and an application embedding duplex may have its own allocator. So the
- * programs set it, and docs/performance.md tells library users the same.
+ * programs set it, and the README ("Large messages and malloc") tells
+ * library users to do the same.
  *
  * The trade: blocks under 8 MiB come from the heap and stay reusable, and
  * up to 32 MiB of freed memory per arena is kept rather than returned. */

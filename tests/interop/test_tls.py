@@ -9,7 +9,8 @@ duplex serve --tls-cert/--tls-key <- Python websockets client trusting the
 test CA: text and binary up to 16 MiB (compressed, as negotiated by
 default, and uncompressed), fragments, every sendable close code, 16 MiB + 1
 closing with 1009, the IP address in the certificate, and a client that does
-not trust the CA failing.
+not trust the CA failing. 1 MiB echoes from `duplex bench` do not make the
+server fault its pages in again for every message (a count of page faults).
 
 duplex client (`duplex connect --ca`, and client_peer for the C API) ->
 websockets server over TLS: echoes up to 16 MiB, pings, close codes. A
@@ -27,16 +28,18 @@ timeout.
       --client-peer build/tests/interop/client_peer
 """
 import asyncio
+import json
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_common import (CheckFailed, DuplexServer, WsPeer, base_args, check,  # noqa: E402
-                            expect_eq, make_certs, need_websockets, run_client_peer,
+from interop_common import (CheckFailed, DuplexServer, WsPeer, asan_process,  # noqa: E402
+                            base_args, check, expect_eq, make_certs, need_websockets, run_client_peer,
                             run_connect, run_main, say, step, timed)
 
 websockets = need_websockets()
@@ -45,7 +48,8 @@ from test_server_python import (CLOSE_CODES, IO_TIMEOUT, MIB, close_ok,  # noqa:
                                 connect, echo, echo_fragments, pattern_bytes,
                                 pattern_text)
 
-FAIL_WITHIN = 5.0   # seconds a mismatched client may take to give up
+FAIL_WITHIN = 5.0
+FAULTS_PER_MIB = 64  # the server's page faults per 1 MiB echo, at most (~500 unfixed)   # seconds a mismatched client may take to give up
 LINES = ["hello over TLS", "h\u00e9llo \u2713 \U0001F642", "x" * 70000, "last"]
 PEER_SCRIPT = ["text:0", "binary:1", "text:65536", "binary:65537", "text:1048576",
                "binary:16777216", "text:16777216", "ping:", "ping:tls", "close:1000:bye"]
@@ -86,6 +90,45 @@ async def t_server_echo(server, ctx):
                                 IO_TIMEOUT)
     await echo(ws, "by address", "TLS by IP address")
     await close_ok(ws, "TLS by IP address")
+
+
+def minor_faults(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])  # minflt, field 10
+
+
+def t_server_no_refaulting(args, certs):
+    """A 1 MiB echo over TLS must reuse the server's memory rather than
+    fault fresh pages in each time: with glibc's default thresholds a
+    freed megabyte went back to the kernel, ~500 faults per echo and 5x the
+    CPU (src/cli/malloc_policy.c). A count, not a time. The client is
+    `duplex bench`: a client as slow as Python's lets glibc's own dynamic
+    thresholds settle, and shows nothing."""
+    server = DuplexServer(args.duplex, tls=certs.server, extra=["--threads", "1", "--quiet"])
+    server.start()
+    if asan_process(server.proc.pid):
+        say("  (skipped under ASan: its allocator is not glibc's)")
+        server.stop()
+        return
+    step("over TLS, one thread: 4 clients echo 1 MiB messages (duplex bench) for 1 s, then for 2 s "
+         "more at most %d page faults per echo in the server (its buffers are reused, "
+         "not faulted in again)" % FAULTS_PER_MIB)
+    cmd = [args.duplex, "bench", server.url("/"), "--ca", certs.ca, "--quiet", "--json",
+           "--mode", "echo", "--connections", "4", "--size", str(MIB), "--binary"]
+    subprocess.run(cmd + ["--duration", "1"], check=True, stdout=subprocess.DEVNULL,
+                   timeout=60)
+    before = minor_faults(server.proc.pid)
+    out = subprocess.run(cmd + ["--duration", "2"], check=True, stdout=subprocess.PIPE,
+                         timeout=60).stdout
+    faults = minor_faults(server.proc.pid) - before
+    echoed = json.loads(out)["messages"]
+    check(echoed > 0, "duplex bench echoed no message: %s" % out)
+    per = faults / echoed
+    say("  %d page faults over %d echoes of 1 MiB: %.1f each" % (faults, echoed, per))
+    check(per <= FAULTS_PER_MIB, "the server faulted %.1f pages per 1 MiB echo over TLS "
+          "(at most %d expected)" % (per, FAULTS_PER_MIB))
+    server.check_alive("1 MiB echoes over TLS")
+    server.stop()
 
 
 async def t_server_close_codes(server, ctx):
@@ -151,6 +194,7 @@ def t_server(args, certs):
     asyncio.run(t_server_close_codes(server, ctx))
     asyncio.run(t_server_refused_clients(server, ctx))
     server.expect_logged(" deflate=on ", 0, "the TLS connections")
+    t_server_no_refaulting(args, certs)
 
     step("duplex connect --ca against duplex serve over TLS")
     res = run_connect(args.duplex, server.url("/"), LINES, stdin_delay=0.5,
