@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 job=${1:-}
 serve=(build-essential cmake pkg-config libssl-dev zlib1g-dev libhiredis-dev
-       libjansson-dev)
+       libjansson-dev liburing-dev)
 # libzstd-dev: Debian 13's libssl.pc names -lzstd for a static link, which
 # the install test makes of the examples.
 test=("${serve[@]}" libcmocka-dev libzstd-dev openssl python3 python3-websockets

@@ -282,6 +282,7 @@ struct dx_conn {
   uint8_t is_http : 1;       /* server: serves HTTP requests (src/http/) */
   uint8_t path_inline : 1;   /* the path is in path_in, not allocated */
   uint8_t handed_off : 1;    /* server: given to another loop (dx__conn_hand_off) */
+  uint8_t ping_batched : 1;  /* a heartbeat ping waits in the loop's write batch */
   int16_t http_status;
 };
 

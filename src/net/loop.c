@@ -2,6 +2,8 @@
  * min-heap of timers, and two end-of-iteration task lists. */
 #include "net/loop.h"
 
+#include "net/batch.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -61,6 +63,8 @@ struct dx_loop {
   void *servers;        /* dx__loop_servers */
   dx__io wake_io;
   uint8_t *rbuf;
+  dx__batch *batch;     /* dx__loop_batch: made at the first use */
+  uint8_t batch_tried;  /* ... and tried only once where io_uring is not */
   /* dx_loop_post: the only state other threads touch, under `mu`. */
   pthread_mutex_t mu;
   struct dx__post *posted;
@@ -170,6 +174,7 @@ void dx_loop_free(dx_loop *l) {
   /* A dx_loop_stop() or dx_loop_post() whose request the loop has already
    * seen may not have written to the eventfd yet (see wake()). */
   while (atomic_load(&l->wakers) > 0) sched_yield();
+  dx__batch_flush(l->batch); /* before any of their sockets closes */
   while (l->handles) l->handles->cut(l->handles);
   /* Releases what the last iteration left queued, for this iteration or
    * the next. */
@@ -192,6 +197,7 @@ void dx_loop_free(dx_loop *l) {
   /* Functions posted but never run: those that own something let go. */
   for (size_t i = 0; i < l->nposted; i++)
     if (l->posted[i].drop) l->posted[i].drop(NULL, l->posted[i].ud);
+  dx__batch_free(l->batch);
   free(l->heap);
   free(l->rbuf);
   free(l->posted);
@@ -230,6 +236,14 @@ void **dx__loop_servers(dx_loop *l) { return &l->servers; }
 void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }
 uint64_t dx__loop_now(const dx_loop *l) { return l->now; }
+
+dx__batch *dx__loop_batch(dx_loop *l) {
+  if (!l->batch_tried) {
+    l->batch_tried = 1;
+    l->batch = dx__batch_new();
+  }
+  return l->batch;
+}
 
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
   *cap = DX__RBUF_SIZE;
@@ -423,6 +437,9 @@ int dx_loop_run(dx_loop *l) {
       io->cb(io, evs[i].events);
     }
     run_timers(l);
+    /* The writes the timers queued (a heartbeat slot's pings) leave in one
+     * system call, before any task can write behind them. */
+    if (dx__batch_queued(l->batch)) dx__batch_flush(l->batch);
     run_tasks(l);
   }
   /* Cleared on the way out, not on the way in: a stop requested before

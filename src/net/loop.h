@@ -83,6 +83,9 @@ void dx__task_queue_next(dx_loop *l, dx__task *t);
 
 /* The loop's shared receive buffer (every connection reads into it). */
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
+/* The loop's write batch (net/batch.h), made at the first call; NULL where
+ * io_uring is not available. Flushed by the loop after its timers ran. */
+struct dx__batch *dx__loop_batch(dx_loop *l);
 /* Loop time in ms (monotonic, updated once per iteration). */
 uint64_t dx__loop_now(const dx_loop *l);
 /* The loop whose dx_loop_run() is on this thread's stack, NULL when none:

@@ -1,5 +1,5 @@
 /* A byte stream under a WebSocket connection, behind a small table of
- * functions so TLS (OpenSSL through memory BIOs) slides under it without the
+ * functions so TLS (OpenSSL, through a BIO of ours on the socket) slides under it without the
  * endpoints or the protocol core knowing. */
 #ifndef DX_NET_TRANSPORT_H
 #define DX_NET_TRANSPORT_H
