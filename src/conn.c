@@ -289,7 +289,6 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
   c->owns_ep = owner->conn_owns_endpoint != 0;
   c->tr.io.cb = on_io;
   c->flush_task.run = run_flush;
-  c->release_task.run = run_release;
   c->phase = DX__P_HANDSHAKE;
   dx__timer_init(&c->timer, on_timer);
   dx__timer_init(&c->hb_timer, on_heartbeat);
@@ -366,6 +365,8 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->is_http && c->http) c->ep->opt.http_ops->end(c, c->silent);
   if (owed && c->ep->opt.on_close)
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
+  /* The handle left the loop's list above; its memory is the task's now. */
+  c->release_task = (dx__task){NULL, run_release};
   dx__task_queue_last(c->loop, &c->release_task);
 }
 

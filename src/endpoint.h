@@ -238,12 +238,15 @@ struct dx_conn {
   uint32_t last_msg;     /* loop time of the last message either way */
   int32_t rtt;           /* last heartbeat round trip in ms, -1 if none */
   dx__task flush_task;   /* corked output leaves at iteration end */
-  dx__task release_task; /* memory freed after the event batch */
   dx__session sess;
   struct dx__conn_rare *rare; /* pub/sub, subprotocol: NULL until needed */
   dx_loop *loop;
   const dx__endpoint *ep;
-  dx__handle handle;     /* on the loop's list of connections */
+  union { /* one, then the other: dx__conn_finish takes the connection off
+           * the loop's list before it queues the release */
+    dx__handle handle;     /* on the loop's list of connections until it ends */
+    dx__task release_task; /* then: its memory is freed after the event batch */
+  };
   void *user;
   union { /* dx_conn_path: path_inline tells which */
     char *path;          /* allocated (NULL: "/") */
