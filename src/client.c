@@ -352,7 +352,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
       dx__loop_unref(loop);
     }
     dx__session_deinit(&c->sess);
-    if (c->tr.impl) c->tr.ops->close(&c->tr);
+    if (c->tr.impl) dx__tr_ops(&c->tr)->close(&c->tr);
     else close(fd);
     free_client(c, cep, path_copy);
     return started ? DX_ENOMEM : start_rc;

@@ -159,7 +159,7 @@ static size_t shq_bytes(const dx_conn *c) {
 static inline size_t buffered(const dx_conn *c) {
   size_t n = dx__session_out_bytes(&c->sess) + shq_bytes(c);
   /* Only TLS holds bytes of its own (plain TCP has no impl). */
-  return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
+  return c->tr.impl ? n + dx__tr_ops(&c->tr)->pending((dx__transport *)&c->tr) : n;
 }
 
 static void shq_free(dx_conn *c) {
@@ -315,7 +315,6 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
 
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host) {
-  c->tr.ops = &dx__tcp_ops;
   c->tr.io.fd = fd;
   c->tr.impl = NULL;
   int server = ep->owner->role == DX__ROLE_SERVER;
@@ -324,7 +323,7 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   if (r) {
     /* Undo the TLS state but leave the descriptor to the caller. */
     c->tr.io.fd = -1;
-    c->tr.ops->close(&c->tr);
+    dx__tr_ops(&c->tr)->close(&c->tr);
     c->tr.io.fd = fd;
   }
   return r;
@@ -348,7 +347,7 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   dx__timer_stop(c->loop, &c->hb_timer);
   dx__timer_unreserve(c->loop, 2);
   dx__io_stop(c->loop, &c->tr.io);
-  c->tr.ops->close(&c->tr);
+  dx__tr_ops(&c->tr)->close(&c->tr);
   if (c->ep->owner->detach) c->ep->owner->detach(c);
   dx__handle_remove(c->loop, &c->handle);
   dx__loop_unref(c->loop);
@@ -465,9 +464,9 @@ static void linger(dx_conn *c) {
   c->phase = DX__P_LINGER;
   c->fin_sent = 1;
   c->rx_paused = c->rx_held = 0; /* what comes now is read only to find the FIN */
-  c->tr.ops->shutdown(&c->tr);
+  dx__tr_ops(&c->tr)->shutdown(&c->tr);
   /* TLS: close_notify may still sit in the transport, FIN behind it. */
-  set_interest(c, c->tr.ops->pending(&c->tr) != 0);
+  set_interest(c, dx__tr_pending(&c->tr) != 0);
   close_deadline(c);
 }
 
@@ -482,7 +481,7 @@ static void transport_failed(dx_conn *c) {
     return;
   }
   char why[160];
-  dx__tr_fault fault = c->tr.ops->error(&c->tr, why, sizeof why);
+  dx__tr_fault fault = dx__tr_ops(&c->tr)->error(&c->tr, why, sizeof why);
   /* A failed TLS handshake reports 1015 (RFC 6455 §7.4.1), and is a
    * transport error even though the WebSocket handshake had not started.
    * Any other failure is 1006: during the WebSocket handshake it failed
@@ -523,9 +522,8 @@ static inline int flush_idle(const dx_conn *c) {
 
 static void flush(dx_conn *c) {
   if (c->phase == DX__P_DONE || c->connecting) return;
-  const dx__transport_ops *ops = c->tr.ops;
   /* Bytes the transport already holds (TLS records) go first. */
-  if (ops->pending(&c->tr) && ops->writev(&c->tr, NULL, 0) == DX_EIO) {
+  if (dx__tr_pending(&c->tr) && dx__tr_writev(&c->tr, NULL, 0) == DX_EIO) {
     transport_failed(c);
     return;
   }
@@ -535,7 +533,7 @@ static void flush(dx_conn *c) {
   int rounds = 0;
 again:;
   size_t n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
-  if (n && !ops->pending(&c->tr)) {
+  if (n && !dx__tr_pending(&c->tr)) {
     /* Shared frames first (they were queued before anything the session
      * holds), then the session's own output: one writev. */
     struct iovec iov[DX__SHQ_IOV + 1];
@@ -550,7 +548,7 @@ again:;
     }
     /* The session's bytes only once every shared frame is in the call. */
     if (own && (!q || q->n - q->head <= DX__SHQ_IOV)) iov[k++] = (struct iovec){(void *)p, own};
-    ssize_t w = ops->writev(&c->tr, iov, k);
+    ssize_t w = dx__tr_writev(&c->tr, iov, k);
     if (w == DX_EIO) {
       transport_failed(c);
       return;
@@ -562,16 +560,16 @@ again:;
     n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
     /* 0 accepted: a TLS handshake waits for the peer; the next read
      * retries. Waiting for writability would spin. */
-    if (w == 0 && !ops->pending(&c->tr)) return;
+    if (w == 0 && !dx__tr_pending(&c->tr)) return;
   }
-  if (!n && c->phase == DX__P_HTTP && !ops->pending(&c->tr)) {
+  if (!n && c->phase == DX__P_HTTP && !dx__tr_pending(&c->tr)) {
     c->ep->opt.http_ops->writable(c);
     if (c->phase == DX__P_DONE) return;
     if (dx__session_out_bytes(&c->sess) && ++rounds < 8) goto again;
     n = dx__session_pending(&c->sess, &p);
   }
   if (c->rx_paused && dx_conn_buffered_amount(c) <= resume_mark(&c->ep->opt)) c->rx_paused = 0;
-  if (n || ops->pending(&c->tr)) {
+  if (n || dx__tr_pending(&c->tr)) {
     set_interest(c, 1);
     drained(c);
     return;
@@ -836,7 +834,7 @@ struct dx__handoff {
   uint8_t data[];
 };
 
-static const dx__transport no_transport = {{-1, 0, NULL}, &dx__tcp_ops, NULL};
+static const dx__transport no_transport = {{-1, 0, NULL}, NULL};
 
 int dx__conn_refuse(dx_conn *c, int status, const char *why) {
   if (c->phase != DX__P_HANDSHAKE) return DX_ESTATE;
@@ -880,7 +878,7 @@ void *dx__handoff_user(const dx__handoff *h) { return h->user; }
 
 void dx__handoff_free(dx__handoff *h) {
   if (!h) return;
-  h->tr.ops->close(&h->tr);
+  dx__tr_ops(&h->tr)->close(&h->tr);
   free(h);
 }
 
@@ -931,7 +929,7 @@ static void on_readable(dx_conn *c) {
       dx__task_queue_next(c->loop, &c->flush_task);
       break;
     }
-    ssize_t n = c->tr.ops->read(&c->tr, buf, cap);
+    ssize_t n = dx__tr_read(&c->tr, buf, cap);
     if (n == DX_EINCOMPLETE) break;
     if (n == 0) {
       on_eof(c);
@@ -954,7 +952,7 @@ static void on_readable(dx_conn *c) {
   }
   /* With TLS a read can produce output (handshake records) or unblock ours
    * (the handshake finished). */
-  if (c->tr.impl && (c->tr.ops->pending(&c->tr) || dx__session_out_bytes(&c->sess)))
+  if (c->tr.impl && (dx__tr_pending(&c->tr) || dx__session_out_bytes(&c->sess)))
     dx__conn_want_flush(c);
 }
 
@@ -1128,19 +1126,19 @@ static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
     iov[0].iov_len = h + len;
     k = 1;
   }
-  ssize_t w = c->tr.ops->writev(&c->tr, iov, k);
+  ssize_t w = dx__tcp_writev(&c->tr, iov, k); /* plain TCP: tested above */
   /* An error surfaces on the next flush, outside the caller's dx_send. */
   size_t done = w > 0 ? (size_t)w : 0;
   if (done < h && dx__session_queue_raw(&c->sess, hdr + done, h - done)) {
     if (done == 0) return 0; /* nothing sent or queued: the normal path reports it */
-    c->tr.ops->shutdown(&c->tr); /* part of a header on the wire: as below */
+    dx__tr_ops(&c->tr)->shutdown(&c->tr); /* part of a header on the wire: as below */
     return 1;
   }
   size_t off = done > h ? done - h : 0;
   if (off < len && dx__session_queue_raw(&c->sess, (const uint8_t *)data + off, len - off)) {
     /* Out of memory with part of a frame on the wire: the stream is
      * broken; let the transport end it. */
-    c->tr.ops->shutdown(&c->tr);
+    dx__tr_ops(&c->tr)->shutdown(&c->tr);
     return 1;
   }
   return 1;
