@@ -269,10 +269,14 @@ void dx__conn_cut(dx_conn *c) {
 
 static void cut(dx__handle *h) { dx__conn_cut(CONTAINER(h, dx_conn, handle)); }
 
-/* The loop's list holds every kind of handle (a Redis engine's too): the
- * cut function is what says a handle is a connection's. */
-dx_conn *dx__conn_of_handle(dx__handle *h) {
-  return h->cut == cut ? CONTAINER(h, dx_conn, handle) : NULL;
+/* The cut function is the kind of handle: the loop lists connections
+ * apart from other handles (a Redis engine's). */
+dx_conn *dx__loop_conns(dx_loop *l) {
+  dx__handle *h = dx__loop_handles(l, cut);
+  return h ? CONTAINER(h, dx_conn, handle) : NULL;
+}
+dx_conn *dx__conn_next(const dx_conn *c) {
+  return c->handle.next ? CONTAINER(c->handle.next, dx_conn, handle) : NULL;
 }
 
 /* What starting a connection takes once its transport is set: the role's
@@ -287,7 +291,7 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
   c->closes_first = owner->closes_first != 0;
   c->close_owed = owner->held_from_start != 0;
   c->owns_ep = owner->conn_owns_endpoint != 0;
-  c->tr.io.cb = on_io;
+  dx__io_set_cb(&c->tr.io, on_io);
   c->flush_task.run = run_flush;
   c->phase = DX__P_HANDSHAKE;
   dx__timer_init(&c->timer, on_timer);
@@ -298,7 +302,12 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */
   if (dx__timer_reserve(l, 2)) return DX_ENOMEM;
+  if (dx__handle_add(l, &c->handle, cut)) {
+    dx__timer_unreserve(l, 2);
+    return DX_ENOMEM;
+  }
   if (dx__io_start(l, &c->tr.io, events)) {
+    dx__handle_remove(l, &c->handle);
     dx__timer_unreserve(l, 2);
     return DX_EIO;
   }
@@ -307,8 +316,6 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
     dx__count(&dx__endpoint_stats(ep)->accepted, 1);
     dx__conn_set_stat_state(c, DX__ST_CONNECTING);
   }
-  c->handle.cut = cut;
-  dx__handle_add(l, &c->handle);
   dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
   return 0;
 }
@@ -834,7 +841,7 @@ struct dx__handoff {
   uint8_t data[];
 };
 
-static const dx__transport no_transport = {{-1, 0, NULL}, NULL};
+static const dx__transport no_transport = {{-1, 0, 0}, NULL};
 
 int dx__conn_refuse(dx_conn *c, int status, const char *why) {
   if (c->phase != DX__P_HANDSHAKE) return DX_ESTATE;

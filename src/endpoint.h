@@ -336,8 +336,11 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
 /* Ends the connection now without any callback (dx_loop_free,
  * dx_client_free). */
 void dx__conn_cut(dx_conn *c);
-/* The connection h is, or NULL if h is another kind of loop handle. */
-dx_conn *dx__conn_of_handle(dx__handle *h);
+/* The loop's connections, most recent first, those that ended excepted:
+ * the first, NULL when none, and the one after c (on the list: c has not
+ * ended), NULL after the last. */
+dx_conn *dx__loop_conns(dx_loop *l);
+dx_conn *dx__conn_next(const dx_conn *c);
 /* Keeps p[0..n) (up to a NUL) as the connection's path (dx_conn_path).
  * 0 or DX_ENOMEM. */
 int dx__conn_set_path(dx_conn *c, const char *p, size_t n);

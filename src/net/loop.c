@@ -57,7 +57,11 @@ struct dx_loop {
   dx__task *last, **last_tail;
   dx__task *next, **next_tail; /* for the next iteration: dx__task_queue_next */
   dx__watch *watches;
-  dx__handle *handles;
+  /* The handles, by kind (dx__handle_add); unused kinds have cut NULL. */
+  struct {
+    dx__handle_cut cut;
+    dx__handle *head;
+  } kinds[DX__HANDLE_KINDS];
   void *servers;        /* dx__loop_servers */
   dx__io wake_io;
   uint8_t *rbuf;
@@ -73,6 +77,22 @@ typedef struct dx__post {
 } dx__post;
 
 static void run_tasks(dx_loop *l);
+
+/* ---- callbacks by number ------------------------------------------------- */
+
+_Atomic(dx__fn) dx__kinds[DX__KINDS];
+
+uint8_t dx__kind(dx__fn fn) {
+  /* Slots fill in order and never change: a function found is final, and
+   * two threads adding at once agree through the compare-and-swap (the
+   * loser finds the winner's function, or moves on to the next slot). */
+  for (int k = 0; k < DX__KINDS; k++) {
+    dx__fn cur = atomic_load(&dx__kinds[k]);
+    if (!cur && atomic_compare_exchange_strong(&dx__kinds[k], &cur, fn)) return (uint8_t)k;
+    if (cur == fn) return (uint8_t)k;
+  }
+  abort(); /* more functions than the library has: a programming error */
+}
 
 static uint64_t clock_ms(void) {
   struct timespec ts;
@@ -157,7 +177,7 @@ dx_loop *dx_loop_new(void) {
   l->next_tail = &l->next;
   l->now = clock_ms();
   l->wake_io.fd = l->wakefd;
-  l->wake_io.cb = on_wake;
+  dx__io_set_cb(&l->wake_io, on_wake);
   if (l->epfd < 0 || l->wakefd < 0 || !l->rbuf || dx__io_start(l, &l->wake_io, EPOLLIN)) {
     dx_loop_free(l);
     return NULL;
@@ -170,7 +190,10 @@ void dx_loop_free(dx_loop *l) {
   /* A dx_loop_stop() or dx_loop_post() whose request the loop has already
    * seen may not have written to the eventfd yet (see wake()). */
   while (atomic_load(&l->wakers) > 0) sched_yield();
-  while (l->handles) l->handles->cut(l->handles);
+  /* The kind added last goes first: connections before the Redis engine
+   * that a server's pub/sub set up before them. */
+  for (int k = DX__HANDLE_KINDS; k-- > 0;)
+    while (l->kinds[k].head) l->kinds[k].cut(l->kinds[k].head);
   /* Releases what the last iteration left queued, for this iteration or
    * the next. */
   do {
@@ -210,21 +233,35 @@ void dx_loop_stop(dx_loop *l) {
   errno = saved;
 }
 
-void dx__handle_add(dx_loop *l, dx__handle *h) {
+int dx__handle_add(dx_loop *l, dx__handle *h, dx__handle_cut cut) {
+  int k = 0;
+  while (k < DX__HANDLE_KINDS && l->kinds[k].cut && l->kinds[k].cut != cut) k++;
+  if (k == DX__HANDLE_KINDS) return DX_ENOMEM;
+  l->kinds[k].cut = cut;
   h->prev = NULL;
-  h->next = l->handles;
-  if (l->handles) l->handles->prev = h;
-  l->handles = h;
+  h->next = l->kinds[k].head;
+  if (h->next) h->next->prev = h;
+  l->kinds[k].head = h;
+  return 0;
 }
 
 void dx__handle_remove(dx_loop *l, dx__handle *h) {
-  if (h->prev) h->prev->next = h->next;
-  else if (l->handles == h) l->handles = h->next;
+  if (h->prev) {
+    h->prev->next = h->next;
+  } else {
+    /* The head of its kind's list: which one, the few heads say. */
+    for (int k = 0; k < DX__HANDLE_KINDS; k++)
+      if (l->kinds[k].head == h) l->kinds[k].head = h->next;
+  }
   if (h->next) h->next->prev = h->prev;
   h->prev = h->next = NULL;
 }
 
-dx__handle *dx__loop_handles(dx_loop *l) { return l->handles; }
+dx__handle *dx__loop_handles(dx_loop *l, dx__handle_cut cut) {
+  for (int k = 0; k < DX__HANDLE_KINDS; k++)
+    if (l->kinds[k].cut == cut) return l->kinds[k].head;
+  return NULL;
+}
 void **dx__loop_servers(dx_loop *l) { return &l->servers; }
 
 void dx__loop_ref(dx_loop *l) { l->refs++; }
@@ -241,7 +278,7 @@ uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
 int dx__io_start(dx_loop *l, dx__io *io, uint32_t events) {
   struct epoll_event ev = {.events = events, .data.ptr = io};
   if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) return DX_EIO;
-  io->events = events;
+  io->events = (uint16_t)events;
   return 0;
 }
 
@@ -249,7 +286,7 @@ int dx__io_update(dx_loop *l, dx__io *io, uint32_t events) {
   if (io->events == events) return 0;
   struct epoll_event ev = {.events = events, .data.ptr = io};
   if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0) return DX_EIO;
-  io->events = events;
+  io->events = (uint16_t)events;
   return 0;
 }
 
@@ -348,7 +385,7 @@ static void run_timers(dx_loop *l) {
   while (l->nheap && l->heap[0].due <= l->now) {
     dx__timer *t = l->heap[0].t;
     dx__timer_stop(l, t);
-    t->cb(t);
+    ((dx__timer_cb)dx__kind_fn(t->cb))(t);
   }
 }
 
@@ -420,7 +457,7 @@ int dx_loop_run(dx_loop *l) {
     l->now = clock_ms();
     for (int i = 0; i < n; i++) {
       dx__io *io = evs[i].data.ptr;
-      io->cb(io, evs[i].events);
+      ((dx__io_cb)dx__kind_fn(io->cb))(io, evs[i].events);
     }
     run_timers(l);
     run_tasks(l);
@@ -451,7 +488,7 @@ int dx_loop_watch_fd(dx_loop *l, int fd, dx_fd_cb cb, void *ud) {
   dx__watch *w = calloc(1, sizeof *w);
   if (!w) return DX_ENOMEM;
   w->io.fd = fd;
-  w->io.cb = on_watch;
+  dx__io_set_cb(&w->io, on_watch);
   w->loop = l;
   w->cb = cb;
   w->ud = ud;
