@@ -15,9 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* 256 KiB: large messages arrive in few reads, and one buffer serves every
- * connection on the loop. */
-#define DX__RBUF_SIZE (256 * 1024)
 #define DX__MAX_EVENTS 256
 
 /* A test hook between the moment another thread's dx_loop_stop() or
@@ -44,12 +41,12 @@ typedef struct dx__heap_entry {
 } dx__heap_entry;
 
 struct dx_loop {
+  dx__loop_head head; /* first: dx__loop_now, dx__loop_rbuf */
   int epfd;
   int wakefd;           /* eventfd: dx_loop_stop from other threads/signals */
   atomic_int stop;      /* lock-free, so also safe from a signal handler */
   atomic_int wakers;    /* dx_loop_stop/dx_loop_post calls still using the loop */
   size_t refs;
-  uint64_t now;
   dx__heap_entry *heap;
   uint32_t nheap, capheap;
   uint32_t reserved;    /* heap slots promised by dx__timer_reserve */
@@ -64,7 +61,6 @@ struct dx_loop {
   } kinds[DX__HANDLE_KINDS];
   void *servers;        /* dx__loop_servers */
   dx__io wake_io;
-  uint8_t *rbuf;
   /* dx_loop_post: the only state other threads touch, under `mu`. */
   pthread_mutex_t mu;
   struct dx__post *posted;
@@ -170,15 +166,15 @@ dx_loop *dx_loop_new(void) {
   if (!l) return NULL;
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  l->rbuf = malloc(DX__RBUF_SIZE);
+  l->head.rbuf = malloc(DX__RBUF_SIZE);
   pthread_mutex_init(&l->mu, NULL);
   l->tasks_tail = &l->tasks;
   l->last_tail = &l->last;
   l->next_tail = &l->next;
-  l->now = clock_ms();
+  l->head.now = clock_ms();
   l->wake_io.fd = l->wakefd;
   dx__io_set_cb(&l->wake_io, on_wake);
-  if (l->epfd < 0 || l->wakefd < 0 || !l->rbuf || dx__io_start(l, &l->wake_io, EPOLLIN)) {
+  if (l->epfd < 0 || l->wakefd < 0 || !l->head.rbuf || dx__io_start(l, &l->wake_io, EPOLLIN)) {
     dx_loop_free(l);
     return NULL;
   }
@@ -216,7 +212,7 @@ void dx_loop_free(dx_loop *l) {
   for (size_t i = 0; i < l->nposted; i++)
     if (l->posted[i].drop) l->posted[i].drop(NULL, l->posted[i].ud);
   free(l->heap);
-  free(l->rbuf);
+  free(l->head.rbuf);
   free(l->posted);
   pthread_mutex_destroy(&l->mu);
   free(l);
@@ -266,12 +262,7 @@ void **dx__loop_servers(dx_loop *l) { return &l->servers; }
 
 void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }
-uint64_t dx__loop_now(const dx_loop *l) { return l->now; }
 
-uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
-  *cap = DX__RBUF_SIZE;
-  return l->rbuf;
-}
 
 /* ---- epoll --------------------------------------------------------------- */
 
@@ -373,16 +364,16 @@ int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms) {
   /* Outside its dx_loop_run (between runs: a drain started after a signal
    * stopped the loop), the loop's clock is as old as its last iteration;
    * a deadline counted from it would fire that much early. */
-  if (running != l) l->now = clock_ms();
+  if (running != l) l->head.now = clock_ms();
   if (l->nheap == l->capheap && heap_grow(l, l->nheap + 1)) return DX_ENOMEM;
   uint32_t i = l->nheap++;
-  l->heap[i] = (dx__heap_entry){l->now + ms, t};
+  l->heap[i] = (dx__heap_entry){l->head.now + ms, t};
   sift_up(l, i);
   return 0;
 }
 
 static void run_timers(dx_loop *l) {
-  while (l->nheap && l->heap[0].due <= l->now) {
+  while (l->nheap && l->heap[0].due <= l->head.now) {
     dx__timer *t = l->heap[0].t;
     dx__timer_stop(l, t);
     ((dx__timer_cb)dx__kind_fn(t->cb))(t);
@@ -432,7 +423,7 @@ int dx_loop_run(dx_loop *l) {
   struct epoll_event evs[DX__MAX_EVENTS];
   dx_loop *outer = running;
   running = l;
-  l->now = clock_ms();
+  l->head.now = clock_ms();
   run_tasks(l);
   while (!l->stop && l->refs > 0) {
     /* Work left for this iteration by the last one (a connection that
@@ -447,14 +438,15 @@ int dx_loop_run(dx_loop *l) {
     }
     if (timeout && l->nheap) {
       uint64_t due = l->heap[0].due;
-      timeout = due <= l->now ? 0 : (int)(due - l->now > 0x7fffffff ? 0x7fffffff : due - l->now);
+      uint64_t wait = due <= l->head.now ? 0 : due - l->head.now;
+      timeout = (int)(wait > 0x7fffffff ? 0x7fffffff : wait);
     }
     int n = epoll_wait(l->epfd, evs, DX__MAX_EVENTS, timeout);
     if (n < 0 && errno != EINTR) {
       running = outer;
       return DX_EIO;
     }
-    l->now = clock_ms();
+    l->head.now = clock_ms();
     for (int i = 0; i < n; i++) {
       dx__io *io = evs[i].data.ptr;
       ((dx__io_cb)dx__kind_fn(io->cb))(io, evs[i].events);

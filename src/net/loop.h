@@ -109,10 +109,24 @@ void dx__task_queue_last(dx_loop *l, dx__task *t);
  * fairness. */
 void dx__task_queue_next(dx_loop *l, dx__task *t);
 
+/* What the inline functions below read of a loop: the first member of
+ * struct dx_loop, so that the message path reads it with no call. */
+typedef struct dx__loop_head {
+  uint64_t now;  /* loop time in ms */
+  uint8_t *rbuf; /* DX__RBUF_SIZE bytes */
+} dx__loop_head;
+/* 256 KiB: large messages arrive in few reads, and one buffer serves every
+ * connection on the loop. */
+#define DX__RBUF_SIZE (256 * 1024)
 /* The loop's shared receive buffer (every connection reads into it). */
-uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
+static inline uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
+  *cap = DX__RBUF_SIZE;
+  return ((dx__loop_head *)(void *)l)->rbuf;
+}
 /* Loop time in ms (monotonic, updated once per iteration). */
-uint64_t dx__loop_now(const dx_loop *l);
+static inline uint64_t dx__loop_now(const dx_loop *l) {
+  return ((const dx__loop_head *)(const void *)l)->now;
+}
 /* The loop whose dx_loop_run() is on this thread's stack, NULL when none:
  * lets a thread-safe entry point tell "on this loop's thread, inside it"
  * from "any other thread". */
