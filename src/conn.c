@@ -97,7 +97,7 @@ static void ev_pong(dx__session *s, const uint8_t *data, size_t len) {
   uint32_t sent;
   if (len == sizeof sent && c->hb_waiting) {
     memcpy(&sent, data, sizeof sent);
-    if (sent == c->ping_sent) c->rtt = (int32_t)((uint32_t)dx__loop_now(c->loop) - sent);
+    if (sent == c->ping_sent) c->rtt = (int32_t)((uint32_t)dx__loop_now(dx__conn_loop(c)) - sent);
   }
   if (c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
 }
@@ -240,9 +240,11 @@ static void run_flush(dx__task *t);
 static void run_release(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, release_task);
   /* Its flush task still waits on the next iteration's list (a read
-   * deferred for fairness): free after it ran (it does nothing now). */
+   * deferred for fairness): that task frees the memory when it runs. Not
+   * queued again here: that would take the loop from the endpoint, which a
+   * server freed in this iteration takes with it. */
   if (dx__task_queued(&c->flush_task)) {
-    dx__task_queue_next(c->loop, t);
+    c->release_waits = 1;
     return;
   }
   dx__session_deinit(&c->sess);
@@ -283,7 +285,6 @@ dx_conn *dx__conn_next(const dx_conn *c) {
  * bits, the timers, the epoll registration, the loop's list. 0, DX_ENOMEM
  * or DX_EIO with nothing held (the transport is the caller's to undo). */
 static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events) {
-  c->loop = l;
   c->ep = ep;
   c->user = ep->opt.user;
   const dx__conn_owner *owner = ep->owner;
@@ -350,14 +351,14 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->phase == DX__P_DONE) return;
   int owed = c->close_owed && !c->silent;
   c->phase = DX__P_DONE;
-  dx__timer_stop(c->loop, &c->timer);
-  dx__timer_stop(c->loop, &c->hb_timer);
-  dx__timer_unreserve(c->loop, 2);
-  dx__io_stop(c->loop, &c->tr.io);
+  dx__timer_stop(dx__conn_loop(c), &c->timer);
+  dx__timer_stop(dx__conn_loop(c), &c->hb_timer);
+  dx__timer_unreserve(dx__conn_loop(c), 2);
+  dx__io_stop(dx__conn_loop(c), &c->tr.io);
   dx__tr_ops(&c->tr)->close(&c->tr);
   if (c->ep->owner->detach) c->ep->owner->detach(c);
-  dx__handle_remove(c->loop, &c->handle);
-  dx__loop_unref(c->loop);
+  dx__handle_remove(dx__conn_loop(c), &c->handle);
+  dx__loop_unref(dx__conn_loop(c));
   /* Out of its topics before on_close, so that what the application
    * publishes from there does not come back to it. */
   dx__conn_ext *ext = dx__conn_get_ext(c);
@@ -373,7 +374,7 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
   /* The handle left the loop's list above; its memory is the task's now. */
   c->release_task = (dx__task){NULL, run_release};
-  dx__task_queue_last(c->loop, &c->release_task);
+  dx__task_queue_last(dx__conn_loop(c), &c->release_task);
 }
 
 /* The end of a connection whose closing handshake (or failure) already
@@ -416,7 +417,7 @@ static void finish_decided(dx_conn *c) {
   }
 }
 
-void dx__conn_want_flush(dx_conn *c) { dx__task_queue(c->loop, &c->flush_task); }
+void dx__conn_want_flush(dx_conn *c) { dx__task_queue(dx__conn_loop(c), &c->flush_task); }
 
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close) {
   int r = dx__session_queue_raw(&c->sess, p, n);
@@ -434,7 +435,7 @@ static void close_deadline(dx_conn *c) {
   if (c->stat_state == DX__ST_OPEN) dx__conn_set_stat_state(c, DX__ST_CLOSING);
   if (c->deadline_set) return;
   c->deadline_set = 1;
-  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.close_timeout_ms);
 }
 
 /* The events to wait for: input unless reading is paused for a full
@@ -442,7 +443,7 @@ static void close_deadline(dx_conn *c) {
 static void set_interest(dx_conn *c, int want_out) {
   uint32_t ev = (c->rx_paused || c->rx_held ? 0u : (uint32_t)EPOLLIN) |
                 (want_out ? (uint32_t)EPOLLOUT : 0u);
-  if (ev != c->tr.io.events) dx__io_update(c->loop, &c->tr.io, ev);
+  if (ev != c->tr.io.events) dx__io_update(dx__conn_loop(c), &c->tr.io, ev);
 }
 
 void dx__conn_pause_input(dx_conn *c, int paused) {
@@ -452,7 +453,7 @@ void dx__conn_pause_input(dx_conn *c, int paused) {
   if (!paused && c->tr.impl) {
     /* TLS may hold decrypted input that epoll cannot see. */
     c->read_more = 1;
-    dx__task_queue_next(c->loop, &c->flush_task);
+    dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
   }
 }
 
@@ -604,6 +605,10 @@ static void on_readable(dx_conn *c);
 
 static void run_flush(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, flush_task);
+  if (c->release_waits) {
+    run_release(&c->release_task);
+    return;
+  }
   if (c->read_more) { /* the rest of a read deferred for fairness */
     c->read_more = 0;
     if (c->phase != DX__P_DONE) on_readable(c);
@@ -667,11 +672,11 @@ static void heartbeat_arm(dx_conn *c, uint64_t ms) {
   uint64_t slot = c->ep->opt.ping_interval_ms / 64;
   if (slot > 500) slot = 500;
   if (slot > 1) {
-    uint64_t now = dx__loop_now(c->loop), due = now + ms;
+    uint64_t now = dx__loop_now(dx__conn_loop(c)), due = now + ms;
     due += slot - 1 - (due + slot - 1) % slot;
     ms = due - now;
   }
-  dx__timer_start(c->loop, &c->hb_timer, ms);
+  dx__timer_start(dx__conn_loop(c), &c->hb_timer, ms);
 }
 
 /* The heartbeat, two alternating deadlines on one embedded timer: at the
@@ -686,7 +691,7 @@ static void on_heartbeat(dx__timer *t) {
     return;
   }
   if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return;
-  uint32_t now = (uint32_t)dx__loop_now(c->loop);
+  uint32_t now = (uint32_t)dx__loop_now(dx__conn_loop(c));
   if (c->hb_waiting) {
     if ((int32_t)(c->last_rx - c->ping_sent) < 0) {
       dx__conn_finish(c, DX_WHY_PING_TIMEOUT, DX_CLOSE_ABNORMAL, "no pong within the ping timeout");
@@ -724,9 +729,9 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
     dx__count(&dx__endpoint_stats(c->ep)->opened, 1);
     dx__conn_set_stat_state(c, DX__ST_OPEN);
   }
-  c->last_rx = c->last_msg = (uint32_t)dx__loop_now(c->loop);
-  dx__timer_stop(c->loop, &c->timer);
-  if (c->ep->opt.idle_timeout_ms) dx__timer_start(c->loop, &c->timer, c->ep->opt.idle_timeout_ms);
+  c->last_rx = c->last_msg = (uint32_t)dx__loop_now(dx__conn_loop(c));
+  dx__timer_stop(dx__conn_loop(c), &c->timer);
+  if (c->ep->opt.idle_timeout_ms) dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.idle_timeout_ms);
   if (c->ep->opt.ping_interval_ms)
     heartbeat_arm(c, c->ep->opt.ping_interval_ms);
   dx__conn_want_flush(c);
@@ -861,12 +866,12 @@ int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
   /* Off this loop's epoll before the other loop may see the socket: from
    * the post on, it is that loop's alone. */
   uint32_t events = c->tr.io.events;
-  dx__io_stop(c->loop, &c->tr.io);
+  dx__io_stop(dx__conn_loop(c), &c->tr.io);
   h->tr = c->tr;
   int r = post(h, ud);
   if (r) {
     free(h);
-    if (dx__io_start(c->loop, &c->tr.io, events)) {
+    if (dx__io_start(dx__conn_loop(c), &c->tr.io, events)) {
       dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, "cannot watch the socket");
       return DX_EIO;
     }
@@ -902,13 +907,13 @@ int dx__conn_adopt(dx_conn *c, dx_loop *l, const dx__endpoint *ep, dx__handoff *
 }
 
 void dx__conn_adopted_input(dx_conn *c, dx__handoff *h) {
-  c->last_rx = (uint32_t)dx__loop_now(c->loop);
+  c->last_rx = (uint32_t)dx__loop_now(dx__conn_loop(c));
   handshake_input(c, h->data, h->len);
   free(h);
   /* TLS may hold decrypted input already, which epoll cannot see. */
   if (c->phase != DX__P_DONE && c->tr.impl) {
     c->read_more = 1;
-    dx__task_queue_next(c->loop, &c->flush_task);
+    dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
   }
 }
 
@@ -927,13 +932,13 @@ static void on_eof(dx_conn *c) {
 
 static void on_readable(dx_conn *c) {
   size_t cap;
-  uint8_t *buf = dx__loop_rbuf(c->loop, &cap);
+  uint8_t *buf = dx__loop_rbuf(dx__conn_loop(c), &cap);
   for (int reads = 0;; reads++) {
     if (reads == DX__READ_BUDGET) {
       /* More may be waiting (in the socket, or decrypted inside TLS where
        * epoll cannot see it): come back next iteration, after the others. */
       c->read_more = 1;
-      dx__task_queue_next(c->loop, &c->flush_task);
+      dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
       break;
     }
     ssize_t n = dx__tr_read(&c->tr, buf, cap);
@@ -946,7 +951,7 @@ static void on_readable(dx_conn *c) {
       transport_failed(c);
       return;
     }
-    c->last_rx = (uint32_t)dx__loop_now(c->loop);
+    c->last_rx = (uint32_t)dx__loop_now(dx__conn_loop(c));
     if (c->phase == DX__P_HANDSHAKE)
       handshake_input(c, buf, (size_t)n);
     else if (c->phase == DX__P_OPEN)
@@ -1007,12 +1012,12 @@ static void on_timer(dx__timer *t) {
       if (dx__session_state(&c->sess) == DX__S_OPEN) {
         /* While open, this timer is the idle timeout: no message either
          * way for that long ends the connection politely. */
-        uint32_t idle = (uint32_t)dx__loop_now(c->loop) - c->last_msg;
+        uint32_t idle = (uint32_t)dx__loop_now(dx__conn_loop(c)) - c->last_msg;
         uint32_t limit = c->ep->opt.idle_timeout_ms;
         if (idle >= limit)
           dx_close(c, DX_CLOSE_NORMAL, "idle timeout");
         else
-          dx__timer_start(c->loop, t, limit - idle);
+          dx__timer_start(dx__conn_loop(c), t, limit - idle);
         break;
       }
       /* The peer never answered our close. */
@@ -1057,7 +1062,7 @@ int dx__conn_send_shared(dx_conn *c, dx__shbuf *b) {
   if (r) return r;
   /* The peer's window now holds a message our compressor never saw. */
   if (b->compressed) dx__session_pmd_forget(&c->sess);
-  c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  c->last_msg = (uint32_t)dx__loop_now(dx__conn_loop(c));
   dx__conn_want_flush(c);
   if (queued + b->len > o->high_water) {
     c->above_high = 1;
@@ -1096,7 +1101,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
           : len >= DX__DIRECT_MIN && !compress && send_direct(c, opcode, data, len) ? 0
           : dx__session_send_ex(&c->sess, opcode, data, len, compress);
   if (r) return r;
-  c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  c->last_msg = (uint32_t)dx__loop_now(dx__conn_loop(c));
   dx__stats *st = dx__endpoint_stats(c->ep);
   dx__count(&st->msgs_out, 1);
   dx__count(&st->bytes_out, len);
@@ -1218,5 +1223,5 @@ const char *dx_conn_protocol(const dx_conn *c) {
   return c->rare && c->rare->protocol ? c->rare->protocol : "";
 }
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
-dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }
+dx_loop *dx_conn_loop(const dx_conn *c) { return dx__conn_loop(c); }
 struct dx_sio *dx__conn_sio(const dx_conn *c) { return c->ep->opt.sio; }

@@ -176,6 +176,10 @@ typedef struct dx__endpoint {
   dx__session_config scfg;
   dx__tls_ctx *tls;       /* NULL: plain TCP */
   const dx__conn_owner *owner; /* set by dx__endpoint_init */
+  /* The loop its connections run on (one per endpoint: a server's, or a
+   * client connection's own), so that a connection holds no loop pointer;
+   * set by the owner after dx__endpoint_init. */
+  dx_loop *loop;
   /* Client: the name being resolved (off the loop's thread), then the
    * resolved addresses (freed with the endpoint), the next one to try if
    * the current connect fails, and the current one. */
@@ -240,8 +244,7 @@ struct dx_conn {
   dx__task flush_task;   /* corked output leaves at iteration end */
   dx__session sess;
   struct dx__conn_rare *rare; /* pub/sub, subprotocol: NULL until needed */
-  dx_loop *loop;
-  const dx__endpoint *ep;
+  const dx__endpoint *ep;     /* ep->loop is the connection's loop */
   union { /* one, then the other: dx__conn_finish takes the connection off
            * the loop's list before it queues the release */
     dx__handle handle;     /* on the loop's list of connections until it ends */
@@ -285,8 +288,14 @@ struct dx_conn {
   uint8_t is_http : 1;       /* server: serves HTTP requests (src/http/) */
   uint8_t path_inline : 1;   /* the path is in path_in, not allocated */
   uint8_t handed_off : 1;    /* server: given to another loop (dx__conn_hand_off) */
+  uint8_t release_waits : 1; /* ended; freed by its flush task, queued for the
+                              * next iteration (a read deferred for fairness) */
   int16_t http_status;
 };
+
+/* The loop c runs on. Not after c's release began: its endpoint (a
+ * server's) may be gone by then. */
+static inline dx_loop *dx__conn_loop(const dx_conn *c) { return c->ep->loop; }
 
 /* The output cap when none was set: room for two messages of the maximum
  * size (one being written, one queued behind it), headers included, so a

@@ -88,6 +88,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
     free(s);
     return NULL;
   }
+  s->ep.loop = loop;
   /* Options of our own (NULL) count for this server alone. */
   /* Heap room for the drain deadline and the accept pause, so arming them
    * later cannot fail (a drain without its deadline could last forever). */
@@ -460,7 +461,7 @@ static void refuse(dx_conn *c, int status, const char *why, const char *extra) {
   c->why_set = 1;
   /* Whatever the client sends from now on is read only to be dropped. */
   c->phase = DX__P_LINGER;
-  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.close_timeout_ms);
   if (!n || dx__conn_write_raw(c, buf, n, 1))
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, why);
 }
