@@ -328,8 +328,8 @@ void dx__endpoint_deinit(dx__endpoint *ep);
 
 /* Sets up a connection on an fd that is already connected/accepted (TLS
  * on top when the endpoint has a context; a client names the host it
- * verifies) and registers it with the loop for `events`; the role's
- * decisions come from ep->owner. 0, DX_EIO or DX_ENOMEM (the descriptor is
+ * verifies) and registers it with the loop l, which is ep->loop, for
+ * `events`; the role's decisions come from ep->owner. 0, DX_EIO or DX_ENOMEM (the descriptor is
  * then still the caller's, and nothing else is held). */
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host);
@@ -466,7 +466,7 @@ int dx__server_adopt(dx_server *s, dx__handoff *h);
 dx_server *dx__loop_server_next(dx_loop *l, const dx_server *prev);
 /* The server's options (its copy). */
 const dx_options *dx__server_options(const dx_server *s);
-/* conn.c's half of dx__server_adopt: starts c on ep's loop over h's
+/* conn.c's half of dx__server_adopt: starts c on ep's loop (l) over h's
  * transport (0: c owns it; else h keeps it: DX_EINVAL, DX_ENOMEM,
  * DX_EIO), then dx__conn_adopted_input feeds it h's bytes and frees h. */
 int dx__conn_adopt(dx_conn *c, dx_loop *l, const dx__endpoint *ep, dx__handoff *h);
