@@ -120,11 +120,11 @@ static void connect_failure(const dx__endpoint *ep, int err, char *buf, size_t c
  * socket takes over the old one's descriptor number (dup3), so the
  * transport, TLS state included, needs no change. 0, or -1 with errno. */
 static int switch_socket(dx_conn *c, int fd) {
-  dx__io_stop(c->loop, &c->tr.io);
+  dx__io_stop(dx__conn_loop(c), &c->tr.io);
   int r = dup3(fd, c->tr.io.fd, O_CLOEXEC);
   int e = errno;
   close(fd);
-  if (r < 0 || dx__io_start(c->loop, &c->tr.io, EPOLLOUT)) {
+  if (r < 0 || dx__io_start(dx__conn_loop(c), &c->tr.io, EPOLLOUT)) {
     if (r < 0) errno = e;
     return -1;
   }
@@ -139,14 +139,14 @@ static int switch_socket(dx_conn *c, int fd) {
 static void arm_attempt_timer(dx_conn *c) {
   const dx__endpoint *ep = c->ep;
   if (!ep->next_addr) {
-    dx__timer_stop(c->loop, &c->hb_timer);
+    dx__timer_stop(dx__conn_loop(c), &c->hb_timer);
     return;
   }
   unsigned n = 0;
   for (const struct addrinfo *a = ep->addrs; a; a = a->ai_next) n++;
   uint32_t total = ep->opt.handshake_timeout_ms ? ep->opt.handshake_timeout_ms : 10000;
   uint32_t slice = total / n;
-  dx__timer_start(c->loop, &c->hb_timer, slice < 250 ? 250 : slice);
+  dx__timer_start(dx__conn_loop(c), &c->hb_timer, slice < 250 ? 250 : slice);
 }
 
 /* Starts a connect to the next address left. A name with several
@@ -200,8 +200,8 @@ static void client_connected(dx_conn *c) {
     return;
   }
   c->connecting = 0;
-  dx__timer_stop(c->loop, &c->hb_timer);
-  dx__io_update(c->loop, &c->tr.io, EPOLLIN);
+  dx__timer_stop(dx__conn_loop(c), &c->hb_timer);
+  dx__io_update(dx__conn_loop(c), &c->tr.io, EPOLLIN);
   dx__conn_want_flush(c); /* the upgrade request is queued */
 }
 
@@ -291,6 +291,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
     dx__set_last_error(err);
     return DX_ENOMEM;
   }
+  cep->ep.loop = loop;
   cep->reconnecting = reconnecting;
   if (u.tls) {
     const dx_options *eo = &cep->ep.opt;
@@ -352,7 +353,7 @@ int dx__connect(dx_loop *loop, const char *url, const dx_options *o, dx_client *
       dx__loop_unref(loop);
     }
     dx__session_deinit(&c->sess);
-    if (c->tr.impl) c->tr.ops->close(&c->tr);
+    if (c->tr.impl) dx__tr_ops(&c->tr)->close(&c->tr);
     else close(fd);
     free_client(c, cep, path_copy);
     return started ? DX_ENOMEM : start_rc;

@@ -98,7 +98,7 @@ static void ev_pong(dx__session *s, const uint8_t *data, size_t len) {
   uint32_t sent;
   if (len == sizeof sent && c->hb_waiting) {
     memcpy(&sent, data, sizeof sent);
-    if (sent == c->ping_sent) c->rtt = (int32_t)((uint32_t)dx__loop_now(c->loop) - sent);
+    if (sent == c->ping_sent) c->rtt = (int32_t)((uint32_t)dx__loop_now(dx__conn_loop(c)) - sent);
   }
   if (c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
 }
@@ -160,7 +160,7 @@ static size_t shq_bytes(const dx_conn *c) {
 static inline size_t buffered(const dx_conn *c) {
   size_t n = dx__session_out_bytes(&c->sess) + shq_bytes(c);
   /* Only TLS holds bytes of its own (plain TCP has no impl). */
-  return c->tr.impl ? n + c->tr.ops->pending((dx__transport *)&c->tr) : n;
+  return c->tr.impl ? n + dx__tr_ops(&c->tr)->pending((dx__transport *)&c->tr) : n;
 }
 
 static void shq_free(dx_conn *c) {
@@ -248,16 +248,18 @@ static inline int direct_ok(const dx_conn *c) {
  * on_heartbeat): it leaves before anything else touches the socket, so
  * that no byte overtakes it and no descriptor closes under it. */
 static inline void settle_batch(dx_conn *c) {
-  if (c->ping_batched) dx__batch_flush(dx__loop_batch(c->loop));
+  if (c->ping_batched) dx__batch_flush(dx__loop_batch(dx__conn_loop(c)));
 }
 static void run_flush(dx__task *t);
 
 static void run_release(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, release_task);
   /* Its flush task still waits on the next iteration's list (a read
-   * deferred for fairness): free after it ran (it does nothing now). */
+   * deferred for fairness): that task frees the memory when it runs. Not
+   * queued again here: that would take the loop from the endpoint, which a
+   * server freed in this iteration takes with it. */
   if (dx__task_queued(&c->flush_task)) {
-    dx__task_queue_next(c->loop, t);
+    c->release_waits = 1;
     return;
   }
   dx__session_deinit(&c->sess);
@@ -284,17 +286,20 @@ void dx__conn_cut(dx_conn *c) {
 
 static void cut(dx__handle *h) { dx__conn_cut(CONTAINER(h, dx_conn, handle)); }
 
-/* The loop's list holds every kind of handle (a Redis engine's too): the
- * cut function is what says a handle is a connection's. */
-dx_conn *dx__conn_of_handle(dx__handle *h) {
-  return h->cut == cut ? CONTAINER(h, dx_conn, handle) : NULL;
+/* The cut function is the kind of handle: the loop lists connections
+ * apart from other handles (a Redis engine's). */
+dx_conn *dx__loop_conns(dx_loop *l) {
+  dx__handle *h = dx__loop_handles(l, cut);
+  return h ? CONTAINER(h, dx_conn, handle) : NULL;
+}
+dx_conn *dx__conn_next(const dx_conn *c) {
+  return c->handle.next ? CONTAINER(c->handle.next, dx_conn, handle) : NULL;
 }
 
 /* What starting a connection takes once its transport is set: the role's
  * bits, the timers, the epoll registration, the loop's list. 0, DX_ENOMEM
  * or DX_EIO with nothing held (the transport is the caller's to undo). */
 static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events) {
-  c->loop = l;
   c->ep = ep;
   c->user = ep->opt.user;
   const dx__conn_owner *owner = ep->owner;
@@ -302,9 +307,8 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
   c->closes_first = owner->closes_first != 0;
   c->close_owed = owner->held_from_start != 0;
   c->owns_ep = owner->conn_owns_endpoint != 0;
-  c->tr.io.cb = on_io;
+  dx__io_set_cb(&c->tr.io, on_io);
   c->flush_task.run = run_flush;
-  c->release_task.run = run_release;
   c->phase = DX__P_HANDSHAKE;
   dx__timer_init(&c->timer, on_timer);
   dx__timer_init(&c->hb_timer, on_heartbeat);
@@ -314,7 +318,12 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
    * arming them later (a deadline, a heartbeat) can never fail and leave
    * the connection without one. */
   if (dx__timer_reserve(l, 2)) return DX_ENOMEM;
+  if (dx__handle_add(l, &c->handle, cut)) {
+    dx__timer_unreserve(l, 2);
+    return DX_ENOMEM;
+  }
   if (dx__io_start(l, &c->tr.io, events)) {
+    dx__handle_remove(l, &c->handle);
     dx__timer_unreserve(l, 2);
     return DX_EIO;
   }
@@ -323,15 +332,12 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
     dx__count(&dx__endpoint_stats(ep)->accepted, 1);
     dx__conn_set_stat_state(c, DX__ST_CONNECTING);
   }
-  c->handle.cut = cut;
-  dx__handle_add(l, &c->handle);
   dx__timer_start(l, &c->timer, ep->opt.handshake_timeout_ms);
   return 0;
 }
 
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host) {
-  c->tr.ops = &dx__tcp_ops;
   c->tr.io.fd = fd;
   c->tr.impl = NULL;
   int server = ep->owner->role == DX__ROLE_SERVER;
@@ -340,7 +346,7 @@ int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
   if (r) {
     /* Undo the TLS state but leave the descriptor to the caller. */
     c->tr.io.fd = -1;
-    c->tr.ops->close(&c->tr);
+    dx__tr_ops(&c->tr)->close(&c->tr);
     c->tr.io.fd = fd;
   }
   return r;
@@ -361,14 +367,14 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   settle_batch(c);
   int owed = c->close_owed && !c->silent;
   c->phase = DX__P_DONE;
-  dx__timer_stop(c->loop, &c->timer);
-  dx__timer_stop(c->loop, &c->hb_timer);
-  dx__timer_unreserve(c->loop, 2);
-  dx__io_stop(c->loop, &c->tr.io);
-  c->tr.ops->close(&c->tr);
+  dx__timer_stop(dx__conn_loop(c), &c->timer);
+  dx__timer_stop(dx__conn_loop(c), &c->hb_timer);
+  dx__timer_unreserve(dx__conn_loop(c), 2);
+  dx__io_stop(dx__conn_loop(c), &c->tr.io);
+  dx__tr_ops(&c->tr)->close(&c->tr);
   if (c->ep->owner->detach) c->ep->owner->detach(c);
-  dx__handle_remove(c->loop, &c->handle);
-  dx__loop_unref(c->loop);
+  dx__handle_remove(dx__conn_loop(c), &c->handle);
+  dx__loop_unref(dx__conn_loop(c));
   /* Out of its topics before on_close, so that what the application
    * publishes from there does not come back to it. */
   dx__conn_ext *ext = dx__conn_get_ext(c);
@@ -382,7 +388,9 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason) {
   if (c->is_http && c->http) c->ep->opt.http_ops->end(c, c->silent);
   if (owed && c->ep->opt.on_close)
     c->ep->opt.on_close(c, code, reason ? reason : "", why, c->http_status);
-  dx__task_queue_last(c->loop, &c->release_task);
+  /* The handle left the loop's list above; its memory is the task's now. */
+  c->release_task = (dx__task){NULL, run_release};
+  dx__task_queue_last(dx__conn_loop(c), &c->release_task);
 }
 
 /* The end of a connection whose closing handshake (or failure) already
@@ -425,7 +433,7 @@ static void finish_decided(dx_conn *c) {
   }
 }
 
-void dx__conn_want_flush(dx_conn *c) { dx__task_queue(c->loop, &c->flush_task); }
+void dx__conn_want_flush(dx_conn *c) { dx__task_queue(dx__conn_loop(c), &c->flush_task); }
 
 int dx__conn_write_raw(dx_conn *c, const void *p, size_t n, int then_close) {
   int r = dx__session_queue_raw(&c->sess, p, n);
@@ -443,7 +451,7 @@ static void close_deadline(dx_conn *c) {
   if (c->stat_state == DX__ST_OPEN) dx__conn_set_stat_state(c, DX__ST_CLOSING);
   if (c->deadline_set) return;
   c->deadline_set = 1;
-  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.close_timeout_ms);
 }
 
 /* The events to wait for: input unless reading is paused for a full
@@ -451,7 +459,7 @@ static void close_deadline(dx_conn *c) {
 static void set_interest(dx_conn *c, int want_out) {
   uint32_t ev = (c->rx_paused || c->rx_held ? 0u : (uint32_t)EPOLLIN) |
                 (want_out ? (uint32_t)EPOLLOUT : 0u);
-  if (ev != c->tr.io.events) dx__io_update(c->loop, &c->tr.io, ev);
+  if (ev != c->tr.io.events) dx__io_update(dx__conn_loop(c), &c->tr.io, ev);
 }
 
 void dx__conn_pause_input(dx_conn *c, int paused) {
@@ -461,7 +469,7 @@ void dx__conn_pause_input(dx_conn *c, int paused) {
   if (!paused && c->tr.impl) {
     /* TLS may hold decrypted input that epoll cannot see. */
     c->read_more = 1;
-    dx__task_queue_next(c->loop, &c->flush_task);
+    dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
   }
 }
 
@@ -481,9 +489,9 @@ static void linger(dx_conn *c) {
   c->phase = DX__P_LINGER;
   c->fin_sent = 1;
   c->rx_paused = c->rx_held = 0; /* what comes now is read only to find the FIN */
-  c->tr.ops->shutdown(&c->tr);
+  dx__tr_ops(&c->tr)->shutdown(&c->tr);
   /* TLS: close_notify may still sit in the transport, FIN behind it. */
-  set_interest(c, c->tr.ops->pending(&c->tr) != 0);
+  set_interest(c, dx__tr_pending(&c->tr) != 0);
   close_deadline(c);
 }
 
@@ -498,7 +506,7 @@ static void transport_failed(dx_conn *c) {
     return;
   }
   char why[160];
-  dx__tr_fault fault = c->tr.ops->error(&c->tr, why, sizeof why);
+  dx__tr_fault fault = dx__tr_ops(&c->tr)->error(&c->tr, why, sizeof why);
   /* A failed TLS handshake reports 1015 (RFC 6455 §7.4.1), and is a
    * transport error even though the WebSocket handshake had not started.
    * Any other failure is 1006: during the WebSocket handshake it failed
@@ -540,9 +548,8 @@ static inline int flush_idle(const dx_conn *c) {
 static void flush(dx_conn *c) {
   if (c->phase == DX__P_DONE || c->connecting) return;
   settle_batch(c);
-  const dx__transport_ops *ops = c->tr.ops;
   /* Bytes the transport already holds (TLS records) go first. */
-  if (ops->pending(&c->tr) && ops->writev(&c->tr, NULL, 0) == DX_EIO) {
+  if (dx__tr_pending(&c->tr) && dx__tr_writev(&c->tr, NULL, 0) == DX_EIO) {
     transport_failed(c);
     return;
   }
@@ -552,7 +559,7 @@ static void flush(dx_conn *c) {
   int rounds = 0;
 again:;
   size_t n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
-  if (n && !ops->pending(&c->tr)) {
+  if (n && !dx__tr_pending(&c->tr)) {
     /* Shared frames first (they were queued before anything the session
      * holds), then the session's own output: one writev. */
     struct iovec iov[DX__SHQ_IOV + 1];
@@ -567,7 +574,7 @@ again:;
     }
     /* The session's bytes only once every shared frame is in the call. */
     if (own && (!q || q->n - q->head <= DX__SHQ_IOV)) iov[k++] = (struct iovec){(void *)p, own};
-    ssize_t w = ops->writev(&c->tr, iov, k);
+    ssize_t w = dx__tr_writev(&c->tr, iov, k);
     if (w == DX_EIO) {
       transport_failed(c);
       return;
@@ -579,16 +586,16 @@ again:;
     n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
     /* 0 accepted: a TLS handshake waits for the peer; the next read
      * retries. Waiting for writability would spin. */
-    if (w == 0 && !ops->pending(&c->tr)) return;
+    if (w == 0 && !dx__tr_pending(&c->tr)) return;
   }
-  if (!n && c->phase == DX__P_HTTP && !ops->pending(&c->tr)) {
+  if (!n && c->phase == DX__P_HTTP && !dx__tr_pending(&c->tr)) {
     c->ep->opt.http_ops->writable(c);
     if (c->phase == DX__P_DONE) return;
     if (dx__session_out_bytes(&c->sess) && ++rounds < 8) goto again;
     n = dx__session_pending(&c->sess, &p);
   }
   if (c->rx_paused && dx_conn_buffered_amount(c) <= resume_mark(&c->ep->opt)) c->rx_paused = 0;
-  if (n || ops->pending(&c->tr)) {
+  if (n || dx__tr_pending(&c->tr)) {
     set_interest(c, 1);
     drained(c);
     return;
@@ -616,6 +623,10 @@ static void on_readable(dx_conn *c);
 
 static void run_flush(dx__task *t) {
   dx_conn *c = CONTAINER(t, dx_conn, flush_task);
+  if (c->release_waits) {
+    run_release(&c->release_task);
+    return;
+  }
   if (c->read_more) { /* the rest of a read deferred for fairness */
     c->read_more = 0;
     if (c->phase != DX__P_DONE) on_readable(c);
@@ -679,11 +690,11 @@ static void heartbeat_arm(dx_conn *c, uint64_t ms) {
   uint64_t slot = c->ep->opt.ping_interval_ms / 64;
   if (slot > 500) slot = 500;
   if (slot > 1) {
-    uint64_t now = dx__loop_now(c->loop), due = now + ms;
+    uint64_t now = dx__loop_now(dx__conn_loop(c)), due = now + ms;
     due += slot - 1 - (due + slot - 1) % slot;
     ms = due - now;
   }
-  dx__timer_start(c->loop, &c->hb_timer, ms);
+  dx__timer_start(dx__conn_loop(c), &c->hb_timer, ms);
 }
 
 /* The batch's word on a batched ping: what the
@@ -697,7 +708,7 @@ static void batched_ping_done(void *ud, int res, const uint8_t *bytes, size_t le
   if (dx__session_queue_raw(&c->sess, bytes + done, len - done)) {
     /* Out of memory: with part of the frame on the wire the stream is
      * broken; with none, the ping is lost and the timeout decides. */
-    if (done) c->tr.ops->shutdown(&c->tr);
+    if (done) dx__tr_ops(&c->tr)->shutdown(&c->tr);
     return;
   }
   dx__conn_want_flush(c);
@@ -712,7 +723,7 @@ static int send_batched_ping(dx_conn *c, uint32_t now) {
   uint8_t frame[DX__FRAME_MAX_HEADER + sizeof now];
   size_t h = dx__frame_write_header(frame, 1, 0, DX__OP_PING, NULL, sizeof now);
   memcpy(frame + h, &now, sizeof now);
-  if (!dx__batch_send(dx__loop_batch(c->loop), c->tr.io.fd, frame, h + sizeof now,
+  if (!dx__batch_send(dx__loop_batch(dx__conn_loop(c)), c->tr.io.fd, frame, h + sizeof now,
                       batched_ping_done, c))
     return 0;
   c->ping_batched = 1;
@@ -731,7 +742,7 @@ static void on_heartbeat(dx__timer *t) {
     return;
   }
   if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return;
-  uint32_t now = (uint32_t)dx__loop_now(c->loop);
+  uint32_t now = (uint32_t)dx__loop_now(dx__conn_loop(c));
   if (c->hb_waiting) {
     if ((int32_t)(c->last_rx - c->ping_sent) < 0) {
       dx__conn_finish(c, DX_WHY_PING_TIMEOUT, DX_CLOSE_ABNORMAL, "no pong within the ping timeout");
@@ -771,9 +782,9 @@ void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
     dx__count(&dx__endpoint_stats(c->ep)->opened, 1);
     dx__conn_set_stat_state(c, DX__ST_OPEN);
   }
-  c->last_rx = c->last_msg = (uint32_t)dx__loop_now(c->loop);
-  dx__timer_stop(c->loop, &c->timer);
-  if (c->ep->opt.idle_timeout_ms) dx__timer_start(c->loop, &c->timer, c->ep->opt.idle_timeout_ms);
+  c->last_rx = c->last_msg = (uint32_t)dx__loop_now(dx__conn_loop(c));
+  dx__timer_stop(dx__conn_loop(c), &c->timer);
+  if (c->ep->opt.idle_timeout_ms) dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.idle_timeout_ms);
   if (c->ep->opt.ping_interval_ms)
     heartbeat_arm(c, c->ep->opt.ping_interval_ms);
   dx__conn_want_flush(c);
@@ -888,7 +899,7 @@ struct dx__handoff {
   uint8_t data[];
 };
 
-static const dx__transport no_transport = {{-1, 0, NULL}, &dx__tcp_ops, NULL};
+static const dx__transport no_transport = {{-1, 0, 0}, NULL};
 
 int dx__conn_refuse(dx_conn *c, int status, const char *why) {
   if (c->phase != DX__P_HANDSHAKE) return DX_ESTATE;
@@ -909,12 +920,12 @@ int dx__conn_hand_off(dx_conn *c, dx__handoff_post post, void *ud) {
   /* Off this loop's epoll before the other loop may see the socket: from
    * the post on, it is that loop's alone. */
   uint32_t events = c->tr.io.events;
-  dx__io_stop(c->loop, &c->tr.io);
+  dx__io_stop(dx__conn_loop(c), &c->tr.io);
   h->tr = c->tr;
   int r = post(h, ud);
   if (r) {
     free(h);
-    if (dx__io_start(c->loop, &c->tr.io, events)) {
+    if (dx__io_start(dx__conn_loop(c), &c->tr.io, events)) {
       dx__conn_finish(c, DX_WHY_TRANSPORT_ERROR, DX_CLOSE_ABNORMAL, "cannot watch the socket");
       return DX_EIO;
     }
@@ -933,7 +944,7 @@ void *dx__handoff_user(const dx__handoff *h) { return h->user; }
 
 void dx__handoff_free(dx__handoff *h) {
   if (!h) return;
-  h->tr.ops->close(&h->tr);
+  dx__tr_ops(&h->tr)->close(&h->tr);
   free(h);
 }
 
@@ -950,13 +961,13 @@ int dx__conn_adopt(dx_conn *c, dx_loop *l, const dx__endpoint *ep, dx__handoff *
 }
 
 void dx__conn_adopted_input(dx_conn *c, dx__handoff *h) {
-  c->last_rx = (uint32_t)dx__loop_now(c->loop);
+  c->last_rx = (uint32_t)dx__loop_now(dx__conn_loop(c));
   handshake_input(c, h->data, h->len);
   free(h);
   /* TLS may hold decrypted input already, which epoll cannot see. */
   if (c->phase != DX__P_DONE && c->tr.impl) {
     c->read_more = 1;
-    dx__task_queue_next(c->loop, &c->flush_task);
+    dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
   }
 }
 
@@ -975,16 +986,16 @@ static void on_eof(dx_conn *c) {
 
 static void on_readable(dx_conn *c) {
   size_t cap;
-  uint8_t *buf = dx__loop_rbuf(c->loop, &cap);
+  uint8_t *buf = dx__loop_rbuf(dx__conn_loop(c), &cap);
   for (int reads = 0;; reads++) {
     if (reads == DX__READ_BUDGET) {
       /* More may be waiting (in the socket, or decrypted inside TLS where
        * epoll cannot see it): come back next iteration, after the others. */
       c->read_more = 1;
-      dx__task_queue_next(c->loop, &c->flush_task);
+      dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
       break;
     }
-    ssize_t n = c->tr.ops->read(&c->tr, buf, cap);
+    ssize_t n = dx__tr_read(&c->tr, buf, cap);
     if (n == DX_EINCOMPLETE) break;
     if (n == 0) {
       on_eof(c);
@@ -994,7 +1005,7 @@ static void on_readable(dx_conn *c) {
       transport_failed(c);
       return;
     }
-    c->last_rx = (uint32_t)dx__loop_now(c->loop);
+    c->last_rx = (uint32_t)dx__loop_now(dx__conn_loop(c));
     if (c->phase == DX__P_HANDSHAKE)
       handshake_input(c, buf, (size_t)n);
     else if (c->phase == DX__P_OPEN)
@@ -1007,7 +1018,7 @@ static void on_readable(dx_conn *c) {
   }
   /* With TLS a read can produce output (handshake records) or unblock ours
    * (the handshake finished). */
-  if (c->tr.impl && (c->tr.ops->pending(&c->tr) || dx__session_out_bytes(&c->sess)))
+  if (c->tr.impl && (dx__tr_pending(&c->tr) || dx__session_out_bytes(&c->sess)))
     dx__conn_want_flush(c);
 }
 
@@ -1055,12 +1066,12 @@ static void on_timer(dx__timer *t) {
       if (dx__session_state(&c->sess) == DX__S_OPEN) {
         /* While open, this timer is the idle timeout: no message either
          * way for that long ends the connection politely. */
-        uint32_t idle = (uint32_t)dx__loop_now(c->loop) - c->last_msg;
+        uint32_t idle = (uint32_t)dx__loop_now(dx__conn_loop(c)) - c->last_msg;
         uint32_t limit = c->ep->opt.idle_timeout_ms;
         if (idle >= limit)
           dx_close(c, DX_CLOSE_NORMAL, "idle timeout");
         else
-          dx__timer_start(c->loop, t, limit - idle);
+          dx__timer_start(dx__conn_loop(c), t, limit - idle);
         break;
       }
       /* The peer never answered our close. */
@@ -1105,7 +1116,7 @@ int dx__conn_send_shared(dx_conn *c, dx__shbuf *b) {
   if (r) return r;
   /* The peer's window now holds a message our compressor never saw. */
   if (b->compressed) dx__session_pmd_forget(&c->sess);
-  c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  c->last_msg = (uint32_t)dx__loop_now(dx__conn_loop(c));
   dx__conn_want_flush(c);
   if (queued + b->len > o->high_water) {
     c->above_high = 1;
@@ -1144,7 +1155,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
           : len >= DX__DIRECT_MIN && !compress && send_direct(c, opcode, data, len) ? 0
           : dx__session_send_ex(&c->sess, opcode, data, len, compress);
   if (r) return r;
-  c->last_msg = (uint32_t)dx__loop_now(c->loop);
+  c->last_msg = (uint32_t)dx__loop_now(dx__conn_loop(c));
   dx__stats *st = dx__endpoint_stats(c->ep);
   dx__count(&st->msgs_out, 1);
   dx__count(&st->bytes_out, len);
@@ -1180,19 +1191,19 @@ static int send_direct(dx_conn *c, int opcode, const void *data, size_t len) {
     iov[0].iov_len = h + len;
     k = 1;
   }
-  ssize_t w = c->tr.ops->writev(&c->tr, iov, k);
+  ssize_t w = dx__tcp_writev(&c->tr, iov, k); /* plain TCP: tested above */
   /* An error surfaces on the next flush, outside the caller's dx_send. */
   size_t done = w > 0 ? (size_t)w : 0;
   if (done < h && dx__session_queue_raw(&c->sess, hdr + done, h - done)) {
     if (done == 0) return 0; /* nothing sent or queued: the normal path reports it */
-    c->tr.ops->shutdown(&c->tr); /* part of a header on the wire: as below */
+    dx__tr_ops(&c->tr)->shutdown(&c->tr); /* part of a header on the wire: as below */
     return 1;
   }
   size_t off = done > h ? done - h : 0;
   if (off < len && dx__session_queue_raw(&c->sess, (const uint8_t *)data + off, len - off)) {
     /* Out of memory with part of a frame on the wire: the stream is
      * broken; let the transport end it. */
-    c->tr.ops->shutdown(&c->tr);
+    dx__tr_ops(&c->tr)->shutdown(&c->tr);
     return 1;
   }
   return 1;
@@ -1265,5 +1276,5 @@ const char *dx_conn_protocol(const dx_conn *c) {
   return c->rare && c->rare->protocol ? c->rare->protocol : "";
 }
 int dx_conn_compressed(const dx_conn *c) { return dx__session_has_pmd(&c->sess); }
-dx_loop *dx_conn_loop(const dx_conn *c) { return c->loop; }
+dx_loop *dx_conn_loop(const dx_conn *c) { return dx__conn_loop(c); }
 struct dx_sio *dx__conn_sio(const dx_conn *c) { return c->ep->opt.sio; }

@@ -176,6 +176,10 @@ typedef struct dx__endpoint {
   dx__session_config scfg;
   dx__tls_ctx *tls;       /* NULL: plain TCP */
   const dx__conn_owner *owner; /* set by dx__endpoint_init */
+  /* The loop its connections run on (one per endpoint: a server's, or a
+   * client connection's own), so that a connection holds no loop pointer;
+   * set by the owner after dx__endpoint_init. */
+  dx_loop *loop;
   /* Client: the name being resolved (off the loop's thread), then the
    * resolved addresses (freed with the endpoint), the next one to try if
    * the current connect fails, and the current one. */
@@ -238,12 +242,14 @@ struct dx_conn {
   uint32_t last_msg;     /* loop time of the last message either way */
   int32_t rtt;           /* last heartbeat round trip in ms, -1 if none */
   dx__task flush_task;   /* corked output leaves at iteration end */
-  dx__task release_task; /* memory freed after the event batch */
   dx__session sess;
   struct dx__conn_rare *rare; /* pub/sub, subprotocol: NULL until needed */
-  dx_loop *loop;
-  const dx__endpoint *ep;
-  dx__handle handle;     /* on the loop's list of connections */
+  const dx__endpoint *ep;     /* ep->loop is the connection's loop */
+  union { /* one, then the other: dx__conn_finish takes the connection off
+           * the loop's list before it queues the release */
+    dx__handle handle;     /* on the loop's list of connections until it ends */
+    dx__task release_task; /* then: its memory is freed after the event batch */
+  };
   void *user;
   union { /* dx_conn_path: path_inline tells which */
     char *path;          /* allocated (NULL: "/") */
@@ -283,8 +289,14 @@ struct dx_conn {
   uint8_t path_inline : 1;   /* the path is in path_in, not allocated */
   uint8_t handed_off : 1;    /* server: given to another loop (dx__conn_hand_off) */
   uint8_t ping_batched : 1;  /* a heartbeat ping waits in the loop's write batch */
+  uint8_t release_waits : 1; /* ended; freed by its flush task, queued for the
+                              * next iteration (a read deferred for fairness) */
   int16_t http_status;
 };
+
+/* The loop c runs on. Not after c's release began: its endpoint (a
+ * server's) may be gone by then. */
+static inline dx_loop *dx__conn_loop(const dx_conn *c) { return c->ep->loop; }
 
 /* The output cap when none was set: room for two messages of the maximum
  * size (one being written, one queued behind it), headers included, so a
@@ -317,8 +329,8 @@ void dx__endpoint_deinit(dx__endpoint *ep);
 
 /* Sets up a connection on an fd that is already connected/accepted (TLS
  * on top when the endpoint has a context; a client names the host it
- * verifies) and registers it with the loop for `events`; the role's
- * decisions come from ep->owner. 0, DX_EIO or DX_ENOMEM (the descriptor is
+ * verifies) and registers it with the loop l, which is ep->loop, for
+ * `events`; the role's decisions come from ep->owner. 0, DX_EIO or DX_ENOMEM (the descriptor is
  * then still the caller's, and nothing else is held). */
 int dx__conn_start(dx_conn *c, dx_loop *l, const dx__endpoint *ep, int fd,
                    uint32_t events, const char *tls_host);
@@ -334,8 +346,11 @@ void dx__conn_finish(dx_conn *c, dx_why why, int code, const char *reason);
 /* Ends the connection now without any callback (dx_loop_free,
  * dx_client_free). */
 void dx__conn_cut(dx_conn *c);
-/* The connection h is, or NULL if h is another kind of loop handle. */
-dx_conn *dx__conn_of_handle(dx__handle *h);
+/* The loop's connections, most recent first, those that ended excepted:
+ * the first, NULL when none, and the one after c (on the list: c has not
+ * ended), NULL after the last. */
+dx_conn *dx__loop_conns(dx_loop *l);
+dx_conn *dx__conn_next(const dx_conn *c);
 /* Keeps p[0..n) (up to a NUL) as the connection's path (dx_conn_path).
  * 0 or DX_ENOMEM. */
 int dx__conn_set_path(dx_conn *c, const char *p, size_t n);
@@ -452,7 +467,7 @@ int dx__server_adopt(dx_server *s, dx__handoff *h);
 dx_server *dx__loop_server_next(dx_loop *l, const dx_server *prev);
 /* The server's options (its copy). */
 const dx_options *dx__server_options(const dx_server *s);
-/* conn.c's half of dx__server_adopt: starts c on ep's loop over h's
+/* conn.c's half of dx__server_adopt: starts c on ep's loop (l) over h's
  * transport (0: c owns it; else h keeps it: DX_EINVAL, DX_ENOMEM,
  * DX_EIO), then dx__conn_adopted_input feeds it h's bytes and frees h. */
 int dx__conn_adopt(dx_conn *c, dx_loop *l, const dx__endpoint *ep, dx__handoff *h);

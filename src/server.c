@@ -88,6 +88,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_options *o) {
     free(s);
     return NULL;
   }
+  s->ep.loop = loop;
   /* Options of our own (NULL) count for this server alone. */
   /* Heap room for the drain deadline and the accept pause, so arming them
    * later cannot fail (a drain without its deadline could last forever). */
@@ -305,7 +306,7 @@ int dx_server_listen(dx_server *s, const char *host, uint16_t port) {
   for (int i = 0; i < n; i++) {
     dx__listener *li = &s->listeners[s->nlisteners + i];
     li->io.fd = fds[i];
-    li->io.cb = on_accept;
+    dx__io_set_cb(&li->io, on_accept);
     li->server = s;
     if (dx__io_start(s->loop, &li->io, EPOLLIN)) {
       int e = errno;
@@ -337,11 +338,10 @@ dx_server *dx__conn_server(const dx_conn *c) {
   return c->masks || c->phase == DX__P_DONE ? NULL : server_of(c->ep);
 }
 
-/* The server's connection h is, or NULL: the loop's list also holds
- * clients, other servers' connections and other kinds of handles. */
-static dx_conn *conn_of(dx_server *s, dx__handle *h) {
-  dx_conn *c = dx__conn_of_handle(h);
-  return c && dx__conn_server(c) == s ? c : NULL;
+/* c if it is the server's: the loop's list also holds clients and other
+ * servers' connections. */
+static dx_conn *conn_of(dx_server *s, dx_conn *c) {
+  return dx__conn_server(c) == s ? c : NULL;
 }
 
 /* Calls fn once on each of the server's connections. fn may end
@@ -349,12 +349,12 @@ static dx_conn *conn_of(dx_server *s, dx__handle *h) {
  * batches marked `visited`; one that ended meanwhile is skipped (its memory
  * lives until the end of the iteration). */
 static void each_conn(dx_server *s, void (*fn)(dx_conn *c)) {
-  for (dx__handle *h = dx__loop_handles(s->loop); h; h = h->next)
-    if (conn_of(s, h)) conn_of(s, h)->visited = 0;
+  for (dx_conn *c = dx__loop_conns(s->loop); c; c = dx__conn_next(c))
+    if (conn_of(s, c)) c->visited = 0;
   for (;;) {
     dx_conn *todo[64];
     size_t n = 0;
-    for (dx__handle *h = dx__loop_handles(s->loop); h && n < 64; h = h->next) {
+    for (dx_conn *h = dx__loop_conns(s->loop); h && n < 64; h = dx__conn_next(h)) {
       dx_conn *c = conn_of(s, h);
       if (c && !c->visited) {
         c->visited = 1;
@@ -422,15 +422,15 @@ void dx_server_free(dx_server *s) {
   /* Our connections sit on the loop's list among others (clients, other
    * servers'). A close callback may end further connections, so start over
    * from the head after each: finished ones have left the list. */
-  dx__handle *h = dx__loop_handles(s->loop);
+  dx_conn *h = dx__loop_conns(s->loop);
   while (h && s->nconns) {
     dx_conn *c = conn_of(s, h);
     if (!c) {
-      h = h->next;
+      h = dx__conn_next(h);
       continue;
     }
     dx__conn_finish(c, DX_WHY_SERVER_SHUTDOWN, DX_CLOSE_ABNORMAL, "server freed");
-    h = dx__loop_handles(s->loop);
+    h = dx__loop_conns(s->loop);
   }
   /* Called from a callback, later events of this batch may still name a
    * listener (in s) or a connection's endpoint (s->ep): release both at
@@ -461,7 +461,7 @@ static void refuse(dx_conn *c, int status, const char *why, const char *extra) {
   c->why_set = 1;
   /* Whatever the client sends from now on is read only to be dropped. */
   c->phase = DX__P_LINGER;
-  dx__timer_start(c->loop, &c->timer, c->ep->opt.close_timeout_ms);
+  dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.close_timeout_ms);
   if (!n || dx__conn_write_raw(c, buf, n, 1))
     dx__conn_finish(c, DX_WHY_HANDSHAKE_FAILED, DX_CLOSE_ABNORMAL, why);
 }

@@ -375,7 +375,7 @@ static int take_request(dx__http_conn *hc, size_t total) {
 static void arm(dx__http_conn *hc, int request_timer) {
   const dx_options *o = opts(hc);
   hc->timing = (uint8_t)request_timer;
-  dx__timer_start(hc->c->loop, &hc->c->timer,
+  dx__timer_start(dx__conn_loop(hc->c), &hc->c->timer,
                   request_timer ? o->http_request_ms : o->http_keepalive_ms);
 }
 
@@ -473,7 +473,7 @@ static void dispatch(dx__http_conn *hc) {
       fail(hc, 500, "out of memory");
       break;
     }
-    dx__timer_stop(c->loop, &c->timer);
+    dx__timer_stop(dx__conn_loop(c), &c->timer);
     hc->timing = 0;
     hc->busy = hc->with_app = 1;
     hc->close_after = 0;
@@ -517,7 +517,7 @@ static void http_begin(dx_conn *c, const char *head, size_t head_len, const uint
   c->http = hc;
   /* The first head was read under the handshake timeout; its body (if
    * any) has the request time from now. */
-  dx__timer_stop(c->loop, &c->timer);
+  dx__timer_stop(dx__conn_loop(c), &c->timer);
   if (append(hc, (const uint8_t *)head, head_len) || append(hc, rest, n)) {
     fail(hc, 500, "out of memory");
     return;

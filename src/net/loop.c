@@ -17,9 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* 256 KiB: large messages arrive in few reads, and one buffer serves every
- * connection on the loop. */
-#define DX__RBUF_SIZE (256 * 1024)
 #define DX__MAX_EVENTS 256
 
 /* A test hook between the moment another thread's dx_loop_stop() or
@@ -46,12 +43,12 @@ typedef struct dx__heap_entry {
 } dx__heap_entry;
 
 struct dx_loop {
+  dx__loop_head head; /* first: dx__loop_now, dx__loop_rbuf */
   int epfd;
   int wakefd;           /* eventfd: dx_loop_stop from other threads/signals */
   atomic_int stop;      /* lock-free, so also safe from a signal handler */
   atomic_int wakers;    /* dx_loop_stop/dx_loop_post calls still using the loop */
   size_t refs;
-  uint64_t now;
   dx__heap_entry *heap;
   uint32_t nheap, capheap;
   uint32_t reserved;    /* heap slots promised by dx__timer_reserve */
@@ -59,10 +56,13 @@ struct dx_loop {
   dx__task *last, **last_tail;
   dx__task *next, **next_tail; /* for the next iteration: dx__task_queue_next */
   dx__watch *watches;
-  dx__handle *handles;
+  /* The handles, by kind (dx__handle_add); unused kinds have cut NULL. */
+  struct {
+    dx__handle_cut cut;
+    dx__handle *head;
+  } kinds[DX__HANDLE_KINDS];
   void *servers;        /* dx__loop_servers */
   dx__io wake_io;
-  uint8_t *rbuf;
   dx__batch *batch;     /* dx__loop_batch: made at the first use */
   uint8_t batch_tried;  /* ... and tried only once where io_uring is not */
   /* dx_loop_post: the only state other threads touch, under `mu`. */
@@ -77,6 +77,22 @@ typedef struct dx__post {
 } dx__post;
 
 static void run_tasks(dx_loop *l);
+
+/* ---- callbacks by number ------------------------------------------------- */
+
+_Atomic(dx__fn) dx__kinds[DX__KINDS];
+
+uint8_t dx__kind(dx__fn fn) {
+  /* Slots fill in order and never change: a function found is final, and
+   * two threads adding at once agree through the compare-and-swap (the
+   * loser finds the winner's function, or moves on to the next slot). */
+  for (int k = 0; k < DX__KINDS; k++) {
+    dx__fn cur = atomic_load(&dx__kinds[k]);
+    if (!cur && atomic_compare_exchange_strong(&dx__kinds[k], &cur, fn)) return (uint8_t)k;
+    if (cur == fn) return (uint8_t)k;
+  }
+  abort(); /* more functions than the library has: a programming error */
+}
 
 static uint64_t clock_ms(void) {
   struct timespec ts;
@@ -154,15 +170,15 @@ dx_loop *dx_loop_new(void) {
   if (!l) return NULL;
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  l->rbuf = malloc(DX__RBUF_SIZE);
+  l->head.rbuf = malloc(DX__RBUF_SIZE);
   pthread_mutex_init(&l->mu, NULL);
   l->tasks_tail = &l->tasks;
   l->last_tail = &l->last;
   l->next_tail = &l->next;
-  l->now = clock_ms();
+  l->head.now = clock_ms();
   l->wake_io.fd = l->wakefd;
-  l->wake_io.cb = on_wake;
-  if (l->epfd < 0 || l->wakefd < 0 || !l->rbuf || dx__io_start(l, &l->wake_io, EPOLLIN)) {
+  dx__io_set_cb(&l->wake_io, on_wake);
+  if (l->epfd < 0 || l->wakefd < 0 || !l->head.rbuf || dx__io_start(l, &l->wake_io, EPOLLIN)) {
     dx_loop_free(l);
     return NULL;
   }
@@ -175,7 +191,10 @@ void dx_loop_free(dx_loop *l) {
    * seen may not have written to the eventfd yet (see wake()). */
   while (atomic_load(&l->wakers) > 0) sched_yield();
   dx__batch_flush(l->batch); /* before any of their sockets closes */
-  while (l->handles) l->handles->cut(l->handles);
+  /* The kind added last goes first: connections before the Redis engine
+   * that a server's pub/sub set up before them. */
+  for (int k = DX__HANDLE_KINDS; k-- > 0;)
+    while (l->kinds[k].head) l->kinds[k].cut(l->kinds[k].head);
   /* Releases what the last iteration left queued, for this iteration or
    * the next. */
   do {
@@ -199,7 +218,7 @@ void dx_loop_free(dx_loop *l) {
     if (l->posted[i].drop) l->posted[i].drop(NULL, l->posted[i].ud);
   dx__batch_free(l->batch);
   free(l->heap);
-  free(l->rbuf);
+  free(l->head.rbuf);
   free(l->posted);
   pthread_mutex_destroy(&l->mu);
   free(l);
@@ -216,46 +235,49 @@ void dx_loop_stop(dx_loop *l) {
   errno = saved;
 }
 
-void dx__handle_add(dx_loop *l, dx__handle *h) {
+int dx__handle_add(dx_loop *l, dx__handle *h, dx__handle_cut cut) {
+  int k = 0;
+  while (k < DX__HANDLE_KINDS && l->kinds[k].cut && l->kinds[k].cut != cut) k++;
+  if (k == DX__HANDLE_KINDS) return DX_ENOMEM;
+  l->kinds[k].cut = cut;
   h->prev = NULL;
-  h->next = l->handles;
-  if (l->handles) l->handles->prev = h;
-  l->handles = h;
+  h->next = l->kinds[k].head;
+  if (h->next) h->next->prev = h;
+  l->kinds[k].head = h;
+  return 0;
 }
 
 void dx__handle_remove(dx_loop *l, dx__handle *h) {
-  if (h->prev) h->prev->next = h->next;
-  else if (l->handles == h) l->handles = h->next;
+  if (h->prev) {
+    h->prev->next = h->next;
+  } else {
+    /* The head of its kind's list: which one, the few heads say. */
+    for (int k = 0; k < DX__HANDLE_KINDS; k++)
+      if (l->kinds[k].head == h) l->kinds[k].head = h->next;
+  }
   if (h->next) h->next->prev = h->prev;
   h->prev = h->next = NULL;
 }
 
-dx__handle *dx__loop_handles(dx_loop *l) { return l->handles; }
+dx__handle *dx__loop_handles(dx_loop *l, dx__handle_cut cut) {
+  for (int k = 0; k < DX__HANDLE_KINDS; k++)
+    if (l->kinds[k].cut == cut) return l->kinds[k].head;
+  return NULL;
+}
 void **dx__loop_servers(dx_loop *l) { return &l->servers; }
 
 void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }
-uint64_t dx__loop_now(const dx_loop *l) { return l->now; }
 
-dx__batch *dx__loop_batch(dx_loop *l) {
-  if (!l->batch_tried) {
-    l->batch_tried = 1;
-    l->batch = dx__batch_new();
-  }
-  return l->batch;
-}
-
-uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
-  *cap = DX__RBUF_SIZE;
-  return l->rbuf;
-}
+  dx__batch *batch;     /* dx__loop_batch: made at the first use */
+  uint8_t batch_tried;  /* ... and tried only once where io_uring is not */
 
 /* ---- epoll --------------------------------------------------------------- */
 
 int dx__io_start(dx_loop *l, dx__io *io, uint32_t events) {
   struct epoll_event ev = {.events = events, .data.ptr = io};
   if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) return DX_EIO;
-  io->events = events;
+  io->events = (uint16_t)events;
   return 0;
 }
 
@@ -263,7 +285,7 @@ int dx__io_update(dx_loop *l, dx__io *io, uint32_t events) {
   if (io->events == events) return 0;
   struct epoll_event ev = {.events = events, .data.ptr = io};
   if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0) return DX_EIO;
-  io->events = events;
+  io->events = (uint16_t)events;
   return 0;
 }
 
@@ -350,19 +372,19 @@ int dx__timer_start(dx_loop *l, dx__timer *t, uint64_t ms) {
   /* Outside its dx_loop_run (between runs: a drain started after a signal
    * stopped the loop), the loop's clock is as old as its last iteration;
    * a deadline counted from it would fire that much early. */
-  if (running != l) l->now = clock_ms();
+  if (running != l) l->head.now = clock_ms();
   if (l->nheap == l->capheap && heap_grow(l, l->nheap + 1)) return DX_ENOMEM;
   uint32_t i = l->nheap++;
-  l->heap[i] = (dx__heap_entry){l->now + ms, t};
+  l->heap[i] = (dx__heap_entry){l->head.now + ms, t};
   sift_up(l, i);
   return 0;
 }
 
 static void run_timers(dx_loop *l) {
-  while (l->nheap && l->heap[0].due <= l->now) {
+  while (l->nheap && l->heap[0].due <= l->head.now) {
     dx__timer *t = l->heap[0].t;
     dx__timer_stop(l, t);
-    t->cb(t);
+    ((dx__timer_cb)dx__kind_fn(t->cb))(t);
   }
 }
 
@@ -409,7 +431,7 @@ int dx_loop_run(dx_loop *l) {
   struct epoll_event evs[DX__MAX_EVENTS];
   dx_loop *outer = running;
   running = l;
-  l->now = clock_ms();
+  l->head.now = clock_ms();
   run_tasks(l);
   while (!l->stop && l->refs > 0) {
     /* Work left for this iteration by the last one (a connection that
@@ -424,17 +446,18 @@ int dx_loop_run(dx_loop *l) {
     }
     if (timeout && l->nheap) {
       uint64_t due = l->heap[0].due;
-      timeout = due <= l->now ? 0 : (int)(due - l->now > 0x7fffffff ? 0x7fffffff : due - l->now);
+      uint64_t wait = due <= l->head.now ? 0 : due - l->head.now;
+      timeout = (int)(wait > 0x7fffffff ? 0x7fffffff : wait);
     }
     int n = epoll_wait(l->epfd, evs, DX__MAX_EVENTS, timeout);
     if (n < 0 && errno != EINTR) {
       running = outer;
       return DX_EIO;
     }
-    l->now = clock_ms();
+    l->head.now = clock_ms();
     for (int i = 0; i < n; i++) {
       dx__io *io = evs[i].data.ptr;
-      io->cb(io, evs[i].events);
+      ((dx__io_cb)dx__kind_fn(io->cb))(io, evs[i].events);
     }
     run_timers(l);
     /* The writes the timers queued (a heartbeat slot's pings) leave in one
@@ -468,7 +491,7 @@ int dx_loop_watch_fd(dx_loop *l, int fd, dx_fd_cb cb, void *ud) {
   dx__watch *w = calloc(1, sizeof *w);
   if (!w) return DX_ENOMEM;
   w->io.fd = fd;
-  w->io.cb = on_watch;
+  dx__io_set_cb(&w->io, on_watch);
   w->loop = l;
   w->cb = cb;
   w->ud = ud;

@@ -12,7 +12,7 @@
 #include "duplex_codes.h"
 #include "net/transport.h"
 
-static ssize_t tcp_read(dx__transport *t, void *buf, size_t cap) {
+ssize_t dx__tcp_read(dx__transport *t, void *buf, size_t cap) {
   for (;;) {
     ssize_t n = recv(t->io.fd, buf, cap, 0);
     if (n >= 0) return n;
@@ -22,7 +22,7 @@ static ssize_t tcp_read(dx__transport *t, void *buf, size_t cap) {
   }
 }
 
-static ssize_t tcp_writev(dx__transport *t, const struct iovec *iov, int n) {
+ssize_t dx__tcp_writev(dx__transport *t, const struct iovec *iov, int n) {
   if (n == 0) return 0;
   /* send/sendmsg rather than write/writev: MSG_NOSIGNAL spares the embedder
    * SIGPIPE. One buffer (the common case) takes the cheaper send(). */
@@ -55,7 +55,7 @@ static dx__tr_fault tcp_error(dx__transport *t, char *buf, size_t cap) {
   return DX__TR_SOCKET_ERROR;
 }
 
-const dx__transport_ops dx__tcp_ops = {tcp_read, tcp_writev, tcp_pending,
+const dx__transport_ops dx__tcp_ops = {dx__tcp_read, dx__tcp_writev, tcp_pending,
                                        tcp_shutdown, tcp_close, tcp_error};
 
 void dx__tcp_tune(int fd) {

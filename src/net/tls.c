@@ -35,6 +35,7 @@ struct dx__tls_ctx {
 };
 
 typedef struct {
+  const dx__transport_ops *ops; /* tls_ops: first, where dx__tr_ops looks */
   SSL *ssl;
   int fd;
   unsigned hs_done : 1;    /* handshake completed */
@@ -659,7 +660,7 @@ int dx__tls_start(dx__transport *t, dx__tls_ctx *ctx, int fd, int is_server,
     if (host && *host && !set_peer_name(st->ssl, host, !ctx->insecure)) goto nomem;
   }
   st->fd = fd;
-  t->ops = &tls_ops;
+  st->ops = &tls_ops;
   t->io.fd = fd;
   t->impl = st;
   return 0;

@@ -22,8 +22,8 @@ dx__tls_ctx *dx__tls_client_ctx(const char *ca_file, int insecure, char *err,
                                 size_t err_cap, int *code);
 void dx__tls_ctx_free(dx__tls_ctx *ctx);
 
-/* Puts TLS on a connected non-blocking socket: t->ops becomes the TLS
- * table, t->fd = fd, t->impl the TLS state. A client passes the host name
+/* Puts TLS on a connected non-blocking socket: t->io.fd = fd, t->impl the
+ * TLS state (dx__tr_ops(t) its table from then on). A client passes the host name
  * (SNI, and checked against the certificate unless insecure); a server
  * passes NULL. 0, or DX_ENOMEM. The context must outlive the transport. */
 int dx__tls_start(dx__transport *t, dx__tls_ctx *ctx, int fd, int is_server,

@@ -49,11 +49,31 @@ struct dx__transport {
    * makes (dx__io_start with io.cb set): one fd for both, not a copy in
    * each (an idle connection's bytes, bench/README.md). */
   dx__io io;
-  const dx__transport_ops *ops;
-  void *impl; /* the TLS state; NULL for plain TCP */
+  /* NULL for plain TCP, whose functions are dx__tcp_ops; else the state of
+   * the layer on top (TLS), whose first member points to its table. So a
+   * connection holds no table pointer of its own (bench/README.md). */
+  void *impl;
 };
 
 extern const dx__transport_ops dx__tcp_ops;
+/* The functions t's stream goes through. */
+static inline const dx__transport_ops *dx__tr_ops(const dx__transport *t) {
+  return t->impl ? *(const dx__transport_ops *const *)t->impl : &dx__tcp_ops;
+}
+/* dx__tcp_ops's read and writev, for the calls below. */
+ssize_t dx__tcp_read(dx__transport *t, void *buf, size_t cap);
+ssize_t dx__tcp_writev(dx__transport *t, const struct iovec *iov, int n);
+/* ops->read, ops->writev and ops->pending, with plain TCP's called
+ * directly (pending: 0): the message path's calls. */
+static inline ssize_t dx__tr_read(dx__transport *t, void *buf, size_t cap) {
+  return t->impl ? dx__tr_ops(t)->read(t, buf, cap) : dx__tcp_read(t, buf, cap);
+}
+static inline ssize_t dx__tr_writev(dx__transport *t, const struct iovec *iov, int n) {
+  return t->impl ? dx__tr_ops(t)->writev(t, iov, n) : dx__tcp_writev(t, iov, n);
+}
+static inline size_t dx__tr_pending(dx__transport *t) {
+  return t->impl ? dx__tr_ops(t)->pending(t) : 0;
+}
 
 /* Non-blocking, close-on-exec listening sockets on host:port. host NULL
  * or "" binds one socket, the IPv6 wildcard with IPv4 mapped (or IPv4

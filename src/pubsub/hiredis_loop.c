@@ -95,7 +95,7 @@ int dx__hiredis_attach(dx_loop *l, redisAsyncContext *ac) {
   dx__hiredis_ev *h = calloc(1, sizeof *h);
   if (!h) return DX_ENOMEM;
   h->io.fd = ac->c.fd;
-  h->io.cb = on_io;
+  dx__io_set_cb(&h->io, on_io);
   h->loop = l;
   h->ac = ac;
   ac->ev.data = h;

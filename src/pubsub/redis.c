@@ -439,7 +439,7 @@ static void start_attempt(dx__redis *e) {
     return;
   }
   e->rio.fd = fd;
-  e->rio.cb = on_resolved;
+  dx__io_set_cb(&e->rio, on_resolved);
   if (dx__io_start(e->loop, &e->rio, EPOLLIN)) {
     e->rio.events = 0;
     link_fail(e, "cannot watch the resolver's descriptor");
@@ -744,6 +744,13 @@ dx__engine *dx__redis_engine_new(dx_loop *loop, const char *url, const dx__engin
   dx__redis *e = calloc(1, sizeof *e);
   if (!e || dx__timer_reserve(loop, 2)) {
     free(e);
+    e = NULL;
+  } else if (dx__handle_add(loop, &e->handle, on_cut)) { /* no room for a kind */
+    dx__timer_unreserve(loop, 2);
+    free(e);
+    e = NULL;
+  }
+  if (!e) {
     dx__set_last_error("out of memory");
     *err = DX_ENOMEM;
     return NULL;
@@ -774,8 +781,6 @@ dx__engine *dx__redis_engine_new(dx_loop *loop, const char *url, const dx__engin
   e->state = DX__ENGINE_CONNECTING;
   dx__timer_init(&e->timer, on_timer);
   dx__timer_init(&e->health, on_health);
-  e->handle.cut = on_cut;
-  dx__handle_add(loop, &e->handle);
   /* The first attempt starts on the loop's next iteration, so that no
    * sink call comes before this returns. */
   dx__timer_start(loop, &e->timer, 0);

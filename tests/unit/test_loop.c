@@ -204,8 +204,121 @@ static void test_post_owned_drop(void **state) {
   assert_null(drop_loop_seen);
 }
 
+
+/* Handles of two kinds on one loop: each kind's list holds only its own,
+ * removal from the head, middle and tail keeps them walkable, a fifth kind
+ * is refused, and dx_loop_free cuts every handle still on, the kind added
+ * last first. */
+typedef struct {
+  dx__handle h;
+  int kind, id;
+} kind_handle;
+static int cut_log[8], ncut;
+static dx_loop *cut_loop;
+static void cut_kind(dx__handle *h, int kind) {
+  kind_handle *k = (kind_handle *)h;
+  k->kind = kind;
+  cut_log[ncut++] = k->id;
+  dx__handle_remove(cut_loop, h);
+}
+/* Different bodies, so that no two are folded into one address. */
+static void cut_a(dx__handle *h) { cut_kind(h, 'a'); }
+static void cut_b(dx__handle *h) { cut_kind(h, 'b'); }
+static void cut_c(dx__handle *h) { cut_kind(h, 'c'); }
+static void cut_d(dx__handle *h) { cut_kind(h, 'd'); }
+static void cut_e(dx__handle *h) { cut_kind(h, 'e'); }
+
+static int ids(dx_loop *l, dx__handle_cut cut, int *out) {
+  int n = 0;
+  for (dx__handle *h = dx__loop_handles(l, cut); h; h = h->next) out[n++] = ((kind_handle *)h)->id;
+  return n;
+}
+
+static void test_handle_kinds(void **state) {
+  (void)state;
+  dx_loop *l = dx_loop_new();
+  assert_non_null(l);
+  cut_loop = l;
+  kind_handle a[3] = {{.id = 1}, {.id = 2}, {.id = 3}}, b[2] = {{.id = 11}, {.id = 12}};
+  assert_null(dx__loop_handles(l, cut_a));
+  assert_int_equal(dx__handle_add(l, &b[0].h, cut_b), 0);
+  for (int i = 0; i < 3; i++) assert_int_equal(dx__handle_add(l, &a[i].h, cut_a), 0);
+  assert_int_equal(dx__handle_add(l, &b[1].h, cut_b), 0);
+  int got[8];
+  assert_int_equal(ids(l, cut_a, got), 3);
+  assert_int_equal(got[0], 3); /* most recent first */
+  assert_int_equal(got[2], 1);
+  assert_int_equal(ids(l, cut_b, got), 2);
+  assert_int_equal(got[0], 12);
+  assert_int_equal(got[1], 11);
+  dx__handle_remove(l, &a[1].h); /* middle */
+  assert_int_equal(ids(l, cut_a, got), 2);
+  assert_int_equal(got[0] * 10 + got[1], 31);
+  dx__handle_remove(l, &a[2].h); /* head */
+  assert_int_equal(ids(l, cut_a, got), 1);
+  assert_int_equal(got[0], 1);
+  dx__handle_remove(l, &b[0].h); /* tail */
+  assert_int_equal(ids(l, cut_b, got), 1);
+  assert_int_equal(got[0], 12);
+  /* Two kinds more fit, a fifth does not; a refused handle is on no list. */
+  kind_handle c = {.id = 21}, d = {.id = 31}, e = {.id = 41};
+  assert_int_equal(dx__handle_add(l, &c.h, cut_c), 0);
+  assert_int_equal(dx__handle_add(l, &d.h, cut_d), 0);
+  assert_int_equal(dx__handle_add(l, &e.h, cut_e), DX_ENOMEM);
+  assert_null(dx__loop_handles(l, cut_e));
+  /* Left: a1 (kind a), b12 (b), c21 (c), d31 (d); cut d, c, a, b. */
+  dx__handle_remove(l, &a[0].h);
+  assert_int_equal(dx__handle_add(l, &a[0].h, cut_a), 0); /* the kind stays */
+  ncut = 0;
+  dx_loop_free(l);
+  assert_int_equal(ncut, 4);
+  assert_int_equal(cut_log[0], 31);
+  assert_int_equal(cut_log[1], 21);
+  assert_int_equal(cut_log[2], 1);
+  assert_int_equal(cut_log[3], 12);
+  assert_int_equal(a[0].kind, 'a');
+  assert_int_equal(b[1].kind, 'b');
+}
+
+/* A callback's number is given at its first use and kept: two functions
+ * get two numbers, each maps back to its function, and a timer fires the
+ * function it was given. */
+static int kind_fired;
+static dx_loop *kind_loop;
+static void kind_fire(int v) {
+  kind_fired += v;
+  if (kind_fired == 11) dx__loop_unref(kind_loop); /* both fired: done */
+}
+static void kind_timer_a(dx__timer *t) { (void)t; kind_fire(1); }
+static void kind_timer_b(dx__timer *t) { (void)t; kind_fire(10); }
+
+static void test_kinds(void **state) {
+  (void)state;
+  uint8_t a = dx__kind((dx__fn)kind_timer_a), b = dx__kind((dx__fn)kind_timer_b);
+  assert_int_not_equal(a, b);
+  assert_int_equal(dx__kind((dx__fn)kind_timer_a), a);
+  assert_true(dx__kind_fn(a) == (dx__fn)kind_timer_a);
+  assert_true(dx__kind_fn(b) == (dx__fn)kind_timer_b);
+  dx_loop *l = kind_loop = dx_loop_new();
+  assert_non_null(l);
+  dx__timer ta, tb;
+  dx__timer_init(&ta, kind_timer_a);
+  dx__timer_init(&tb, kind_timer_b);
+  assert_int_equal(ta.cb, a);
+  assert_int_equal(tb.cb, b);
+  assert_int_equal(dx__timer_start(l, &ta, 1), 0);
+  assert_int_equal(dx__timer_start(l, &tb, 2), 0);
+  dx__loop_ref(l); /* dropped once both fired */
+  kind_fired = 0;
+  assert_int_equal(dx_loop_run(l), 0);
+  assert_int_equal(kind_fired, 11); /* each timer called its own function once */
+  dx_loop_free(l);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_handle_kinds),
+      cmocka_unit_test(test_kinds),
       cmocka_unit_test(test_post_owned_drop),
       cmocka_unit_test(test_random_arm_stop_fire),
       cmocka_unit_test(test_stop_keeps_errno),

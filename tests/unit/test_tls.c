@@ -107,14 +107,14 @@ static void end_init(end *e, size_t in_cap, size_t rcap) {
 }
 
 static void end_free(end *e) {
-  if (e->t.ops) e->t.ops->close(&e->t);
+  if (e->t.impl) dx__tr_ops(&e->t)->close(&e->t);
   free(e->in);
 }
 
 static void got_eio(end *e, long step) {
   e->eio = 1;
   e->first_eio_step = step;
-  e->fault = e->t.ops->error(&e->t, e->why, sizeof e->why);
+  e->fault = dx__tr_ops(&e->t)->error(&e->t, e->why, sizeof e->why);
 }
 
 /* One loop iteration for this end: write what is left (two iovecs, to
@@ -122,7 +122,7 @@ static void got_eio(end *e, long step) {
  * transport has nothing more. */
 static void step(end *e, long n) {
   if (e->eio) return;
-  const dx__transport_ops *o = e->t.ops;
+  const dx__transport_ops *o = dx__tr_ops(&e->t);
   if (e->out_off < e->out_len) {
     size_t left = e->out_len - e->out_off, half = left / 2;
     struct iovec iov[2] = {{(void *)(e->out + e->out_off), half ? half : left},
@@ -165,7 +165,7 @@ static int settled(const end *e) { return e->eio || e->eof; }
 
 static size_t progress(end *e) {
   return e->out_off + e->in_len + (size_t)e->eof + (size_t)e->eio + (size_t)e->shut +
-         e->t.ops->pending(&e->t);
+         dx__tr_ops(&e->t)->pending(&e->t);
 }
 
 /* Waits (briefly) for either end's socket to become readable, or writable
@@ -173,8 +173,8 @@ static size_t progress(end *e) {
  * round to reopen, which no amount of spinning speeds up. */
 static void wait_either(end *c, end *s) {
   struct pollfd p[2] = {{.fd = c->t.io.fd, .events = POLLIN}, {.fd = s->t.io.fd, .events = POLLIN}};
-  if (c->t.ops->pending(&c->t)) p[0].events |= POLLOUT;
-  if (s->t.ops->pending(&s->t)) p[1].events |= POLLOUT;
+  if (dx__tr_ops(&c->t)->pending(&c->t)) p[0].events |= POLLOUT;
+  if (dx__tr_ops(&s->t)->pending(&s->t)) p[1].events |= POLLOUT;
   poll(p, 2, 20);
 }
 
@@ -241,8 +241,8 @@ static void roundtrip(int tcp, const char *host, int conn_style) {
   if (s.eio) fprintf(stderr, "server: %s\n", s.why);
   if (steps >= 200000)
     fprintf(stderr, "stuck: c out %zu in %zu pend %zu eof %d shut %d; s out %zu in %zu pend %zu eof %d shut %d\n",
-            c.out_off, c.in_len, c.t.ops->pending(&c.t), c.eof, c.shut, s.out_off, s.in_len,
-            s.t.ops->pending(&s.t), s.eof, s.shut);
+            c.out_off, c.in_len, dx__tr_ops(&c.t)->pending(&c.t), c.eof, c.shut, s.out_off, s.in_len,
+            dx__tr_ops(&s.t)->pending(&s.t), s.eof, s.shut);
   if (steps >= 200000 && getenv("DXDBG")) system("ss -tnoim dst 127.0.0.1 or src 127.0.0.1");
   assert_true(steps < 200000);
   assert_false(c.eio);
@@ -255,11 +255,11 @@ static void roundtrip(int tcp, const char *host, int conn_style) {
   assert_true(s.eof && c.eof);
   /* Small socket buffers made the transport hold records. */
   assert_true(s.saw_pending || c.saw_pending);
-  assert_int_equal(s.t.ops->pending(&s.t), 0);
-  assert_int_equal(c.t.ops->pending(&c.t), 0);
+  assert_int_equal(dx__tr_ops(&s.t)->pending(&s.t), 0);
+  assert_int_equal(dx__tr_ops(&c.t)->pending(&c.t), 0);
   /* After the end of stream, read keeps saying so. */
   uint8_t x;
-  assert_int_equal(s.t.ops->read(&s.t, &x, 1), 0);
+  assert_int_equal(dx__tr_ops(&s.t)->read(&s.t, &x, 1), 0);
 
   end_free(&s);
   end_free(&c);
@@ -342,9 +342,9 @@ static void expect_verify_failure(const char *server_cert, const char *host,
   assert_non_null(strstr(s.why, "TLS handshake failed"));
   /* The failure is sticky. */
   uint8_t x;
-  assert_int_equal(c.t.ops->read(&c.t, &x, 1), DX_EIO);
+  assert_int_equal(dx__tr_ops(&c.t)->read(&c.t, &x, 1), DX_EIO);
   struct iovec iov = {"x", 1};
-  assert_int_equal(c.t.ops->writev(&c.t, &iov, 1), DX_EIO);
+  assert_int_equal(dx__tr_ops(&c.t)->writev(&c.t, &iov, 1), DX_EIO);
   end_free(&s);
   end_free(&c);
   dx__tls_ctx_free(sc);
@@ -460,7 +460,7 @@ static void test_eof_mid_handshake_is_tls_failure(void **state) {
   assert_int_equal(dx__tls_start(&s.t, sc, fds[0], 1, NULL), 0);
   assert_int_equal(dx__tls_start(&c.t, cc, fds[1], 0, "localhost"), 0);
   /* The owner's kick: flushing starts a client's handshake. */
-  assert_int_equal(c.t.ops->writev(&c.t, NULL, 0), 0);
+  assert_int_equal(dx__tr_ops(&c.t)->writev(&c.t, NULL, 0), 0);
   end_free(&c); /* the client goes away after its hello */
   step(&s, 0);
   assert_true(s.eio);
@@ -499,7 +499,7 @@ static void test_backpressure_bounds_buffered_ciphertext(void **state) {
   ssize_t w = 0;
   for (int i = 0; i < 1000; i++) {
     struct iovec iov = {big + accepted, 4 * MIB - accepted};
-    w = c.t.ops->writev(&c.t, &iov, 1);
+    w = dx__tr_ops(&c.t)->writev(&c.t, &iov, 1);
     if (w <= 0) break;
     accepted += (size_t)w;
   }
@@ -508,10 +508,10 @@ static void test_backpressure_bounds_buffered_ciphertext(void **state) {
   assert_int_equal(w, DX_EINCOMPLETE);
   assert_true(accepted > 0);
   assert_true(accepted < 512 * 1024);
-  size_t held = c.t.ops->pending(&c.t);
+  size_t held = dx__tr_ops(&c.t)->pending(&c.t);
   assert_true(held >= 64 * 1024);
   assert_true(held < 64 * 1024 + 2 * 16 * 1024 + 1024);
-  assert_int_equal(c.t.ops->writev(&c.t, NULL, 0), DX_EINCOMPLETE);
+  assert_int_equal(dx__tr_ops(&c.t)->writev(&c.t, NULL, 0), DX_EINCOMPLETE);
 
   /* Now the server reads; everything arrives, in order. */
   c.out = big;
@@ -562,9 +562,9 @@ static void test_short_read_means_drained(void **state) {
   fill(msgs, N * SZ, 4);
   for (int i = 0; i < N; i++) { /* one record each */
     struct iovec iov = {msgs + i * SZ, SZ};
-    assert_int_equal(c.t.ops->writev(&c.t, &iov, 1), SZ);
+    assert_int_equal(dx__tr_ops(&c.t)->writev(&c.t, &iov, 1), SZ);
   }
-  assert_int_equal(c.t.ops->pending(&c.t), 0);
+  assert_int_equal(dx__tr_ops(&c.t)->pending(&c.t), 0);
   s.conn_style = 1;
   step(&s, 0);
   assert_int_equal(s.in_len, N * SZ);
@@ -708,7 +708,7 @@ static void client_offer_case(const char *host, const char *want_sni) {
   end c;
   end_init(&c, 4096, 4096);
   assert_int_equal(dx__tls_start(&c.t, cc, fds[1], 0, host), 0);
-  assert_int_equal(c.t.ops->writev(&c.t, NULL, 0), 0);
+  assert_int_equal(dx__tr_ops(&c.t)->writev(&c.t, NULL, 0), 0);
   for (long i = 0; i < 2000 && !settled(&c); i++) {
     struct pollfd p = {.fd = fds[1], .events = POLLIN};
     poll(&p, 1, 100);
