@@ -269,8 +269,13 @@ void **dx__loop_servers(dx_loop *l) { return &l->servers; }
 void dx__loop_ref(dx_loop *l) { l->refs++; }
 void dx__loop_unref(dx_loop *l) { l->refs--; }
 
-  dx__batch *batch;     /* dx__loop_batch: made at the first use */
-  uint8_t batch_tried;  /* ... and tried only once where io_uring is not */
+dx__batch *dx__loop_batch(dx_loop *l) {
+  if (!l->batch_tried) {
+    l->batch_tried = 1;
+    l->batch = dx__batch_new();
+  }
+  return l->batch;
+}
 
 /* ---- epoll --------------------------------------------------------------- */
 
