@@ -116,6 +116,15 @@ static void ev_close(dx__session *s, int code, const char *reason, size_t len) {
 static const dx__session_ops session_ops = {{ev_message, ev_ping, ev_pong, ev_close},
                                             {dx__std_realloc, NULL}};
 
+/* The loop's spare output block: lent to a connection's session for each
+ * read and taken back once what the read made it queue is written (or
+ * when it queued nothing), so that a read and its replies cost no malloc
+ * and free, and an idle connection still holds no block. A slow reader
+ * keeps its block as its own output (the next reader gets a new one), and
+ * a connection that ends frees what it holds with its session. */
+static void drop_spare(void *block) { dx__session_out_free(&session_ops, block); }
+static inline void **spare_slot(dx_conn *c) { return dx__loop_spare(c->loop, drop_spare); }
+
 /* ---- shared output (pub/sub) -------------------------------------------- */
 
 /* A queue of shared frames: b[head..n) wait, the first with `off` of its
@@ -556,7 +565,7 @@ again:;
     }
     if (w > 0) {
       size_t rest = (size_t)w - shq_consumed(c, (size_t)w);
-      if (rest) dx__session_consumed(&c->sess, rest);
+      if (rest) dx__session_consumed_to(&c->sess, rest, spare_slot(c));
     }
     n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
     /* 0 accepted: a TLS handshake waits for the peer; the next read
@@ -637,7 +646,11 @@ static void after_session(dx_conn *c) {
 }
 
 static void feed(dx_conn *c, uint8_t *buf, size_t n) {
+  void **spare = spare_slot(c);
+  dx__session_out_lend(&c->sess, spare);
   ssize_t r = dx__session_recv(&c->sess, buf, n);
+  /* Nothing queued (no reply, or the connection ended): back at once. */
+  dx__session_out_return(&c->sess, spare);
   if (c->phase == DX__P_DONE) return;
   check_output(c);
   if (r < 0) {

@@ -61,6 +61,8 @@ struct dx_loop {
   void *servers;        /* dx__loop_servers */
   dx__io wake_io;
   uint8_t *rbuf;
+  void *spare;          /* dx__loop_spare, and how to free it */
+  void (*spare_drop)(void *);
   /* dx_loop_post: the only state other threads touch, under `mu`. */
   pthread_mutex_t mu;
   struct dx__post *posted;
@@ -192,6 +194,7 @@ void dx_loop_free(dx_loop *l) {
   /* Functions posted but never run: those that own something let go. */
   for (size_t i = 0; i < l->nposted; i++)
     if (l->posted[i].drop) l->posted[i].drop(NULL, l->posted[i].ud);
+  if (l->spare) l->spare_drop(l->spare);
   free(l->heap);
   free(l->rbuf);
   free(l->posted);
@@ -234,6 +237,11 @@ uint64_t dx__loop_now(const dx_loop *l) { return l->now; }
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
   *cap = DX__RBUF_SIZE;
   return l->rbuf;
+}
+
+void **dx__loop_spare(dx_loop *l, void (*drop)(void *)) {
+  l->spare_drop = drop;
+  return &l->spare;
 }
 
 /* ---- epoll --------------------------------------------------------------- */

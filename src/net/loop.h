@@ -83,6 +83,11 @@ void dx__task_queue_next(dx_loop *l, dx__task *t);
 
 /* The loop's shared receive buffer (every connection reads into it). */
 uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap);
+/* A slot for one spare block of memory the layer above keeps per loop
+ * between uses (the connections' output block between reads: see
+ * dx__session_out_lend), NULL at first; `drop` frees what is in it when
+ * the loop is freed (every caller passes the same). Loop thread only. */
+void **dx__loop_spare(dx_loop *l, void (*drop)(void *));
 /* Loop time in ms (monotonic, updated once per iteration). */
 uint64_t dx__loop_now(const dx_loop *l);
 /* The loop whose dx_loop_run() is on this thread's stack, NULL when none:

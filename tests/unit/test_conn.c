@@ -55,6 +55,10 @@ static struct {
   long a_got, a_sent, b_got;
   long a_before_b; /* A's messages delivered before B's; -1 until then */
   int watchdog_fired;
+  /* the spare output block case */
+  dx_conn *flooded;   /* the server's end of the client that reads nothing */
+  size_t flood_left;  /* its output still queued after the flush */
+  int spare_closes;
 } W;
 
 /* ---- wrapped calls ------------------------------------------------------ */
@@ -383,10 +387,113 @@ static void test_read_budget_lets_another_connection_in(void **state) {
   dx_loop_free(W.loop);
 }
 
+/* ---- the loop's spare output block ---------------------------------------- */
+
+#define FLOOD_MSGS 8000
+#define FLOOD_SIZE 1000 /* 8 MB in all: far more than loopback's socket buffers hold */
+
+static void spare_message(dx_conn *c, dx_msg_type t, const uint8_t *p, size_t n) {
+  if (n == 5 && memcmp(p, "flood", 5) == 0) {
+    static uint8_t chunk[FLOOD_SIZE];
+    for (int i = 0; i < FLOOD_MSGS; i++) assert_true(dx_send(c, DX_BINARY, chunk, sizeof chunk) >= 0);
+    W.flooded = c;
+    assert_int_equal(dx_loop_post(W.loop, stop_now, NULL), 0);
+    return;
+  }
+  assert_int_equal(dx_send(c, t, p, n), 0); /* echo */
+  dx_loop_stop(W.loop);
+}
+
+static void spare_close(dx_conn *c, int code, const char *reason, dx_why why, int st) {
+  (void)code, (void)reason, (void)why, (void)st;
+  if (c == W.flooded) W.flooded = NULL;
+  W.spare_closes++;
+  dx_loop_stop(W.loop);
+}
+
+/* Sends three masked text frames in one write; the server echoes each
+ * (the three replies from one read, through the loop's spare block), and
+ * the client reads exactly their unmasked frames. */
+static void echo_three(int fd, char tag) {
+  static const uint8_t key[4] = {9, 8, 7, 6};
+  uint8_t out[3 * 9], want[3 * 3];
+  for (int i = 0; i < 3; i++) {
+    uint8_t *f = out + 9 * i;
+    char text[3] = {tag, (char)('0' + i), '!'};
+    f[0] = 0x81;
+    f[1] = 0x80 | 3;
+    memcpy(f + 2, key, 4);
+    for (int k = 0; k < 3; k++) f[6 + k] = (uint8_t)text[k] ^ key[k];
+    want[3 * i] = 0x81;
+    want[3 * i + 1] = 3; /* ...then the first two bytes of the payload: */
+    want[3 * i + 2] = (uint8_t)text[0];
+  }
+  assert_int_equal(send(fd, out, sizeof out, 0), (ssize_t)sizeof out);
+  uint8_t got[3 * 5];
+  size_t have = 0;
+  while (have < sizeof got) {
+    run_loop();
+    ssize_t r = recv(fd, got + have, sizeof got - have, MSG_DONTWAIT);
+    if (r > 0) have += (size_t)r;
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_memory_equal(got + 5 * i, want + 3 * i, 3);
+    assert_int_equal(got[5 * i + 3], '0' + i);
+    assert_int_equal(got[5 * i + 4], '!');
+  }
+}
+
+/* The loop lends its spare output block to the connection that reads and
+ * takes it back once the replies are written; a connection whose reader
+ * stalls keeps the block as its own queue, and one that ends with output
+ * still queued frees what it holds (the sanitizer build's leak check at
+ * exit, and its double-free check, are the assertions on ownership). The
+ * other connections go on echoing, byte for byte, before and after. */
+static void test_spare_block_and_a_stalled_reader(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  dx_options *o = dx_options_new();
+  assert_non_null(o);
+  dx_options_on_open(o, fair_open);
+  dx_options_on_message(o, spare_message);
+  dx_options_on_close(o, spare_close);
+  assert_int_equal(dx_options_set_max_buffered(o, 64u << 20, DX_SLOW_DROP), 0);
+  start_server(o);
+  int a = open_raw_client(), b = open_raw_client();
+  echo_three(a, 'a');
+  echo_three(b, 'b');
+  echo_three(a, 'A');
+
+  /* B asks for 8 MB and reads none of it: after the flush most is queued. */
+  static const uint8_t flood[] = {0x81, 0x85, 1, 2, 3, 4, 'f' ^ 1, 'l' ^ 2, 'o' ^ 3, 'o' ^ 4, 'd' ^ 1};
+  assert_int_equal(send(b, flood, sizeof flood, 0), (ssize_t)sizeof flood);
+  run_loop();
+  assert_non_null(W.flooded);
+  W.flood_left = dx_conn_buffered_amount(W.flooded);
+  fprintf(stderr, "  %zu bytes queued for the stalled reader\n", W.flood_left);
+  assert_true(W.flood_left > 0);
+  assert_true(W.flood_left < (size_t)FLOOD_MSGS * (FLOOD_SIZE + 4));
+  echo_three(a, 'c');
+
+  /* B goes away with all that queued (a reset: unread data): its
+   * connection ends, the rest goes on. */
+  struct linger lg = {1, 0};
+  setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(b);
+  while (W.flooded) run_loop();
+  assert_int_equal(W.spare_closes, 1);
+  echo_three(a, 'd');
+  close(a);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+  assert_int_equal(W.spare_closes, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tls_state_freed_when_epoll_refuses_a_connection),
       cmocka_unit_test(test_read_budget_lets_another_connection_in),
+      cmocka_unit_test(test_spare_block_and_a_stalled_reader),
   };
   return cmocka_run_group_tests(tests, certs_group_setup, certs_group_teardown);
 }
