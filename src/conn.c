@@ -1111,12 +1111,19 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
     return DX_EUTF8;
   const dx_options *o = &c->ep->opt;
   /* The cap counts what will sit in the queue: the frame header too. (A
-   * compressed message is counted at its uncompressed size.) */
-  size_t queued = buffered(c) + dx__frame_header_size(len, c->masks);
+   * compressed message is counted at its uncompressed size.) Almost every
+   * send has room for the largest header to spare; the exact header only
+   * when it has not. `queued` may then stay the larger figure: below it
+   * only screens the exact high-water test. */
   size_t cap = dx__max_buffered(o);
-  if (queued > cap || len > cap - queued) return refuse_slow(c);
-  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold &&
-                 dx__session_has_pmd(&c->sess);
+  size_t before = buffered(c);
+  size_t queued = before + DX__FRAME_MAX_HEADER;
+  if (queued > cap || len > cap - queued) {
+    queued = before + dx__frame_header_size(len, c->masks);
+    if (queued > cap || len > cap - queued) return refuse_slow(c);
+  }
+  int compress = dx__session_has_pmd(&c->sess) && !(flags & DX_SEND_NO_COMPRESS) &&
+                 len >= o->pmd.threshold;
   int opcode = type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY;
   /* A small frame goes into the room the output block has (inline); a
    * large one may go straight to the socket; the rest through the session. */
