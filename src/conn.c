@@ -636,7 +636,7 @@ static void run_flush(dx__task *t) {
  * the connection ends). */
 static void check_output(dx_conn *c) {
   const dx_options *o = &c->ep->opt;
-  size_t queued = dx_conn_buffered_amount(c);
+  size_t queued = buffered(c);
   if (queued < pause_mark(o)) return;
   c->rx_paused = 1;
   set_interest(c, 1);

@@ -136,12 +136,6 @@ int dx__session_queue_raw(dx__session *s, const void *data, size_t len) {
   return 0;
 }
 
-size_t dx__session_pending(dx__session *s, const uint8_t **out) {
-  dx__session_out *o = s->out;
-  *out = o ? o->data + o->off : NULL;
-  return o ? o->len - o->off : 0;
-}
-
 void dx__session_consumed(dx__session *s, size_t n) {
   dx__session_out *o = s->out;
   if (!o) return;

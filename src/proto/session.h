@@ -200,8 +200,13 @@ int dx__session_close(dx__session *s, int code, const char *reason,
 int dx__session_queue_raw(dx__session *s, const void *data, size_t len);
 
 /* Bytes waiting to be written: sets *out and returns their count (0 when
- * none). Valid until the next call that queues or consumes. */
-size_t dx__session_pending(dx__session *s, const uint8_t **out);
+ * none). Valid until the next call that queues or consumes. Inline: a
+ * flush asks two or three times. */
+static inline size_t dx__session_pending(dx__session *s, const uint8_t **out) {
+  dx__session_out *o = s->out;
+  *out = o ? o->data + o->off : NULL;
+  return o ? o->len - o->off : 0;
+}
 /* Marks n pending bytes as written. Once all are, the output block is
  * freed: an idle session holds none. */
 void dx__session_consumed(dx__session *s, size_t n);
