@@ -22,7 +22,11 @@
  * bytes, not received ones, rightly fill the buffer), nothing is sent but
  * the session's own replies, so memory must follow the bytes received: no
  * allocation larger than 64 KiB or four times the bytes fed, whatever the frame
- * headers announce. Any violation aborts. */
+ * headers announce. Runs B and (for half the seeds) C keep a spare output
+ * block as a loop does for its connections (dx__session_out_lend before
+ * each feed, dx__session_out_return after it, dx__session_consumed_to when
+ * draining), which must change nothing B is compared on, and every block
+ * must come back. Any violation aborts. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +59,8 @@ typedef struct run {
   uint8_t *out;
   size_t out_len, out_cap;
   uint32_t rnd;
+  int lend;    /* keep a spare output block, as conn.c does */
+  void *spare; /* its slot */
 } run;
 
 static void mix(run *r, const void *p, size_t n) {
@@ -190,12 +196,17 @@ static void drain(run *r, size_t max) {
   }
   memcpy(r->out + r->out_len, p, n);
   r->out_len += n;
-  dx__session_consumed(r->s, n);
+  if (r->lend)
+    dx__session_consumed_to(r->s, n, &r->spare);
+  else
+    dx__session_consumed(r->s, n);
 }
 
 static void run_end(run *r) {
   dx__session_free(r->s);
   r->s = NULL;
+  dx__session_out_free(&r->ops, r->spare);
+  r->spare = NULL;
   CHECK(r->live == 0); /* everything the session allocated came back */
   free(r->out);
   r->out = NULL;
@@ -208,7 +219,15 @@ static ssize_t feed(run *r, const uint8_t *d, size_t n, int may_enomem) {
   CHECK(copy);
   if (n) memcpy(copy, d, n);
   r->fed += n;
+  if (r->lend) {
+    /* Lending changes where output goes, never what is pending. */
+    const uint8_t *p;
+    size_t before = dx__session_pending(r->s, &p);
+    dx__session_out_lend(r->s, &r->spare);
+    CHECK(dx__session_pending(r->s, &p) == before);
+  }
   ssize_t got = dx__session_recv(r->s, copy, n);
+  if (r->lend) dx__session_out_return(r->s, &r->spare);
   free(copy);
   if (got < 0) {
     CHECK(got == DX_EPROTO || got == DX_EUTF8 || got == DX_ETOOBIG ||
@@ -350,6 +369,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Run B: in chunks, with sends that cannot change what is received. */
   run b;
   CHECK(run_start(&b, mode, seed4, -1, 0));
+  b.lend = 1;
   ssize_t rb = 0;
   uint32_t x = seed;
   for (size_t pos = 0, i = 0; pos < n; i++) {
@@ -425,6 +445,7 @@ run_c:;
   int sticky = (mode & 8) && (seed & 1);
   run c;
   if (!run_start(&c, mode, seed4, fail_at, sticky)) return 0;
+  c.lend = (seed >> 1) & 1;
   x = seed ^ 0xA5A5A5A5u;
   for (size_t pos = 0, i = 0; pos < n; i++) {
     size_t chunk = chunk_size(splits, nsplit, i);

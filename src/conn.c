@@ -66,6 +66,21 @@ static __thread __attribute__((tls_model("initial-exec"))) struct {
 
 static int is_relay(const void *p, size_t n) { return p && p == relay.p && n == relay.n; }
 
+/* The connection whose input on_io is reading on this thread, NULL when
+ * none: on_io writes what that read made it queue as soon as the read
+ * ends, so output queued for it meanwhile needs no end-of-iteration flush
+ * task as well (queueing the task, and running it only to find nothing
+ * left, cost ~50 instructions a read). Per thread and initial-exec, like
+ * `relay`. */
+static __thread __attribute__((tls_model("initial-exec"))) dx_conn *reading;
+
+/* Output was queued for c (a send, or what the session queued): it leaves
+ * at the end of the read under way on c, or else at the end of the
+ * iteration. */
+static inline void output_queued(dx_conn *c) {
+  if (c != reading && !dx__task_queued(&c->flush_task)) dx__conn_want_flush(c);
+}
+
 /* ---- session events ----------------------------------------------------- */
 
 static void ev_message(dx__session *s, int opcode, uint8_t *data, size_t len) {
@@ -116,6 +131,15 @@ static void ev_close(dx__session *s, int code, const char *reason, size_t len) {
  * endpoint, so the session's memory can go after its server did). */
 static const dx__session_ops session_ops = {{ev_message, ev_ping, ev_pong, ev_close},
                                             {dx__std_realloc, NULL}};
+
+/* The loop's spare output block: lent to a connection's session for each
+ * read and taken back once what the read made it queue is written (or
+ * when it queued nothing), so that a read and its replies cost no malloc
+ * and free, and an idle connection still holds no block. A slow reader
+ * keeps its block as its own output (the next reader gets a new one), and
+ * a connection that ends frees what it holds with its session. */
+static void drop_spare(void *block) { dx__session_out_free(&session_ops, block); }
+static inline void **spare_slot(dx_conn *c) { return dx__loop_spare(dx__conn_loop(c), drop_spare); }
 
 /* ---- shared output (pub/sub) -------------------------------------------- */
 
@@ -581,7 +605,7 @@ again:;
     }
     if (w > 0) {
       size_t rest = (size_t)w - shq_consumed(c, (size_t)w);
-      if (rest) dx__session_consumed(&c->sess, rest);
+      if (rest) dx__session_consumed_to(&c->sess, rest, spare_slot(c));
     }
     n = dx__session_pending(&c->sess, &p) + shq_bytes(c);
     /* 0 accepted: a TLS handshake waits for the peer; the next read
@@ -641,7 +665,7 @@ static void run_flush(dx__task *t) {
  * the connection ends). */
 static void check_output(dx_conn *c) {
   const dx_options *o = &c->ep->opt;
-  size_t queued = dx_conn_buffered_amount(c);
+  size_t queued = buffered(c);
   if (queued < pause_mark(o)) return;
   c->rx_paused = 1;
   set_interest(c, 1);
@@ -661,12 +685,16 @@ static void after_session(dx_conn *c) {
   /* RFC 6455 §7.1.1: with both close frames through, the server closes
    * TCP first; a client waits for it (until the deadline). */
   if (st == DX__S_CLOSED && c->closes_first) c->close_after_flush = 1;
-  if (dx__session_out_bytes(&c->sess)) dx__conn_want_flush(c);
+  if (dx__session_out_bytes(&c->sess)) output_queued(c);
   else if (c->close_after_flush) flush(c);
 }
 
 static void feed(dx_conn *c, uint8_t *buf, size_t n) {
+  void **spare = spare_slot(c);
+  dx__session_out_lend(&c->sess, spare);
   ssize_t r = dx__session_recv(&c->sess, buf, n);
+  /* Nothing queued (no reply, or the connection ended): back at once. */
+  dx__session_out_return(&c->sess, spare);
   if (c->phase == DX__P_DONE) return;
   check_output(c);
   if (r < 0) {
@@ -1033,13 +1061,19 @@ static void on_io(dx__io *io, uint32_t events) {
   }
   if (events & EPOLLOUT) flush(c);
   if (c->phase != DX__P_DONE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    dx_conn *outer = reading;
+    reading = c;
     on_readable(c);
+    reading = outer;
     /* Replies to this read leave now, in one send, rather than after the
      * whole event batch: a request/response peer gets its answer without
-     * waiting for up to 255 other connections' callbacks. What other events
-     * queue for this socket later in the iteration joins the end-of-
-     * iteration flush (the task is still queued). */
-    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) && dx__task_queued(&c->flush_task)) flush(c);
+     * waiting for up to 255 other connections' callbacks. Sends and the
+     * session queued them without the flush task (output_queued); what
+     * other events queue for this socket later in the iteration queues
+     * the task for the end-of-iteration flush. */
+    if ((c->phase == DX__P_OPEN || c->phase == DX__P_HTTP) &&
+        (dx__task_queued(&c->flush_task) || dx__session_out_bytes(&c->sess)))
+      flush(c);
   }
 }
 
@@ -1142,12 +1176,19 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
     return DX_EUTF8;
   const dx_options *o = &c->ep->opt;
   /* The cap counts what will sit in the queue: the frame header too. (A
-   * compressed message is counted at its uncompressed size.) */
-  size_t queued = buffered(c) + dx__frame_header_size(len, c->masks);
+   * compressed message is counted at its uncompressed size.) Almost every
+   * send has room for the largest header to spare; the exact header only
+   * when it has not. `queued` may then stay the larger figure: below it
+   * only screens the exact high-water test. */
   size_t cap = dx__max_buffered(o);
-  if (queued > cap || len > cap - queued) return refuse_slow(c);
-  int compress = !(flags & DX_SEND_NO_COMPRESS) && len >= o->pmd.threshold &&
-                 dx__session_has_pmd(&c->sess);
+  size_t before = buffered(c);
+  size_t queued = before + DX__FRAME_MAX_HEADER;
+  if (queued > cap || len > cap - queued) {
+    queued = before + dx__frame_header_size(len, c->masks);
+    if (queued > cap || len > cap - queued) return refuse_slow(c);
+  }
+  int compress = dx__session_has_pmd(&c->sess) && !(flags & DX_SEND_NO_COMPRESS) &&
+                 len >= o->pmd.threshold;
   int opcode = type == DX_TEXT ? DX__OP_TEXT : DX__OP_BINARY;
   /* A small frame goes into the room the output block has (inline); a
    * large one may go straight to the socket; the rest through the session. */
@@ -1159,8 +1200,7 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   dx__stats *st = dx__endpoint_stats(c->ep);
   dx__count(&st->msgs_out, 1);
   dx__count(&st->bytes_out, len);
-  /* Queued already after the first message of a read: no call. */
-  if (!dx__task_queued(&c->flush_task)) dx__conn_want_flush(c);
+  output_queued(c);
   /* (What was queued plus this message bounds the new amount, except that
    * deflate may grow incompressible data slightly.) */
   if ((compress || queued + len > o->high_water) && buffered(c) > o->high_water) {

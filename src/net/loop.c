@@ -65,6 +65,8 @@ struct dx_loop {
   dx__io wake_io;
   dx__batch *batch;     /* dx__loop_batch: made at the first use */
   uint8_t batch_tried;  /* ... and tried only once where io_uring is not */
+  void *spare;          /* dx__loop_spare, and how to free it */
+  void (*spare_drop)(void *);
   /* dx_loop_post: the only state other threads touch, under `mu`. */
   pthread_mutex_t mu;
   struct dx__post *posted;
@@ -217,6 +219,7 @@ void dx_loop_free(dx_loop *l) {
   for (size_t i = 0; i < l->nposted; i++)
     if (l->posted[i].drop) l->posted[i].drop(NULL, l->posted[i].ud);
   dx__batch_free(l->batch);
+  if (l->spare) l->spare_drop(l->spare);
   free(l->heap);
   free(l->head.rbuf);
   free(l->posted);
@@ -275,6 +278,11 @@ dx__batch *dx__loop_batch(dx_loop *l) {
     l->batch = dx__batch_new();
   }
   return l->batch;
+}
+
+void **dx__loop_spare(dx_loop *l, void (*drop)(void *)) {
+  l->spare_drop = drop;
+  return &l->spare;
 }
 
 /* ---- epoll --------------------------------------------------------------- */

@@ -126,6 +126,11 @@ static inline uint8_t *dx__loop_rbuf(dx_loop *l, size_t *cap) {
 /* The loop's write batch (net/batch.h), made at the first call; NULL where
  * io_uring is not available. Flushed by the loop after its timers ran. */
 struct dx__batch *dx__loop_batch(dx_loop *l);
+/* A slot for one spare block of memory the layer above keeps per loop
+ * between uses (the connections' output block between reads: see
+ * dx__session_out_lend), NULL at first; `drop` frees what is in it when
+ * the loop is freed (every caller passes the same). Loop thread only. */
+void **dx__loop_spare(dx_loop *l, void (*drop)(void *));
 /* Loop time in ms (monotonic, updated once per iteration). */
 static inline uint64_t dx__loop_now(const dx_loop *l) {
   return ((const dx__loop_head *)(const void *)l)->now;

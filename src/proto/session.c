@@ -136,12 +136,6 @@ int dx__session_queue_raw(dx__session *s, const void *data, size_t len) {
   return 0;
 }
 
-size_t dx__session_pending(dx__session *s, const uint8_t **out) {
-  dx__session_out *o = s->out;
-  *out = o ? o->data + o->off : NULL;
-  return o ? o->len - o->off : 0;
-}
-
 void dx__session_consumed(dx__session *s, size_t n) {
   dx__session_out *o = s->out;
   if (!o) return;
@@ -152,6 +146,30 @@ void dx__session_consumed(dx__session *s, size_t n) {
     dx__mem_free(&s->ops->alloc, o);
     s->out = NULL;
   }
+}
+
+void dx__session_out_take_empty(dx__session *s, void **spare) {
+  dx__session_out *o = s->out;
+  s->out = NULL;
+  /* One that grew is freed: a slot holds at most the first size, however
+   * large a message its last holder sent. */
+  if (*spare || o->cap != OUT_FIRST) {
+    dx__mem_free(&s->ops->alloc, o);
+    return;
+  }
+  o->off = o->len = 0;
+  *spare = o;
+}
+
+void dx__session_consumed_to(dx__session *s, size_t n, void **spare) {
+  dx__session_out *o = s->out;
+  if (!o) return;
+  o->off += n;
+  dx__session_out_return(s, spare);
+}
+
+void dx__session_out_free(const dx__session_ops *ops, void *block) {
+  dx__mem_free(&ops->alloc, block);
 }
 
 /* ---- state ------------------------------------------------------------- */

@@ -200,10 +200,49 @@ int dx__session_close(dx__session *s, int code, const char *reason,
 int dx__session_queue_raw(dx__session *s, const void *data, size_t len);
 
 /* Bytes waiting to be written: sets *out and returns their count (0 when
- * none). Valid until the next call that queues or consumes. */
-size_t dx__session_pending(dx__session *s, const uint8_t **out);
-/* Marks n pending bytes as written. */
+ * none). Valid until the next call that queues or consumes. Inline: a
+ * flush asks two or three times. */
+static inline size_t dx__session_pending(dx__session *s, const uint8_t **out) {
+  dx__session_out *o = s->out;
+  *out = o ? o->data + o->off : NULL;
+  return o ? o->len - o->off : 0;
+}
+/* Marks n pending bytes as written. Once all are, the output block is
+ * freed: an idle session holds none. */
 void dx__session_consumed(dx__session *s, size_t n);
+
+/* An owner of many sessions that share one allocator on one thread (a
+ * loop's connections) can keep one emptied output block in a slot of its
+ * own and lend it to whichever session reads next: a read and its replies
+ * then cost no allocation and no free, and the first reply of a read goes
+ * inline (dx__session_send_small) like the others. The slot holds NULL or
+ * a block of the first size that no session holds; its owner frees what
+ * is left in it with dx__session_out_free. */
+
+/* Gives the block in *spare, if any, to a session that holds none (it is
+ * then the session's own: queued into, grown, freed with the session like
+ * any other) and empties the slot. Does nothing when the session holds a
+ * block. Inline: once per read. */
+static inline void dx__session_out_lend(dx__session *s, void **spare) {
+  if (s->out || !*spare) return;
+  s->out = (dx__session_out *)*spare;
+  *spare = NULL;
+}
+/* dx__session_out_return's work once the block is known to be empty. */
+void dx__session_out_take_empty(dx__session *s, void **spare);
+/* When the session's block holds nothing waiting, takes it from the
+ * session: into *spare when the slot is empty and the block is of the
+ * first size (one that grew is not kept), otherwise freed. Leaves a block
+ * that holds output. Inline: once per read. */
+static inline void dx__session_out_return(dx__session *s, void **spare) {
+  if (s->out && s->out->off >= s->out->len) dx__session_out_take_empty(s, spare);
+}
+/* dx__session_consumed, except that a block emptied by it goes back as
+ * dx__session_out_return says instead of being freed. */
+void dx__session_consumed_to(dx__session *s, size_t n, void **spare);
+/* Frees a block from a spare slot (NULL accepted) through the allocator
+ * of `ops`, which must be the one its sessions shared. */
+void dx__session_out_free(const dx__session_ops *ops, void *block);
 
 /* DX__S_OPEN, DX__S_CLOSING (a close was sent or received) or DX__S_CLOSED
  * (both were). Inline: every send asks. */

@@ -55,6 +55,13 @@ static struct {
   long a_got, a_sent, b_got;
   long a_before_b; /* A's messages delivered before B's; -1 until then */
   int watchdog_fired;
+  /* the spare output block case */
+  dx_conn *flooded;   /* the server's end of the client that reads nothing */
+  size_t flood_left;  /* its output still queued after the flush */
+  int spare_closes;
+  /* the case of output queued during a read */
+  dx_conn *conns[2];
+  int nconns;
 } W;
 
 /* ---- wrapped calls ------------------------------------------------------ */
@@ -150,6 +157,16 @@ static void start_server(dx_options *o) {
   W.port = dx_server_port(W.srv);
 }
 
+/* Options with these callbacks (close may be NULL). */
+static dx_options *options_with(dx_on_open open, dx_on_message message, dx_on_close close) {
+  dx_options *o = dx_options_new();
+  assert_non_null(o);
+  dx_options_on_open(o, open);
+  dx_options_on_message(o, message);
+  if (close) dx_options_on_close(o, close);
+  return o;
+}
+
 /* ---- TLS state when the epoll registration fails ------------------------- */
 
 static void tls_srv_open(dx_conn *c) {
@@ -202,11 +219,7 @@ static void connect_tls_client(void) {
 static void test_tls_state_freed_when_epoll_refuses_a_connection(void **state) {
   (void)state;
   memset(&W, 0, sizeof W);
-  dx_options *o = dx_options_new();
-  assert_non_null(o);
-  dx_options_on_open(o, tls_srv_open);
-  dx_options_on_message(o, tls_srv_message);
-  dx_options_on_close(o, tls_srv_close);
+  dx_options *o = options_with(tls_srv_open, tls_srv_message, tls_srv_close);
   assert_int_equal(dx_options_set_tls_cert(o, cert("server.pem"), cert("server.key")), 0);
   start_server(o);
 
@@ -440,11 +453,197 @@ static void test_server_freed_while_a_read_waits(void **state) {
   dx_loop_free(W.loop);
 }
 
+/* ---- the loop's spare output block ---------------------------------------- */
+
+#define FLOOD_MSGS 8000
+#define FLOOD_SIZE 1000 /* 8 MB in all: far more than loopback's socket buffers hold */
+
+static void spare_message(dx_conn *c, dx_msg_type t, const uint8_t *p, size_t n) {
+  if (n == 5 && memcmp(p, "flood", 5) == 0) {
+    static uint8_t chunk[FLOOD_SIZE];
+    for (int i = 0; i < FLOOD_MSGS; i++) assert_true(dx_send(c, DX_BINARY, chunk, sizeof chunk) >= 0);
+    W.flooded = c;
+    assert_int_equal(dx_loop_post(W.loop, stop_now, NULL), 0);
+    return;
+  }
+  assert_int_equal(dx_send(c, t, p, n), 0); /* echo */
+  dx_loop_stop(W.loop);
+}
+
+static void spare_close(dx_conn *c, int code, const char *reason, dx_why why, int st) {
+  (void)code, (void)reason, (void)why, (void)st;
+  if (c == W.flooded) W.flooded = NULL;
+  W.spare_closes++;
+  dx_loop_stop(W.loop);
+}
+
+/* Sends three masked text frames in one write; the server echoes each
+ * (the three replies from one read, through the loop's spare block), and
+ * the client reads exactly their unmasked frames. */
+static void echo_three(int fd, char tag) {
+  static const uint8_t key[4] = {9, 8, 7, 6};
+  uint8_t out[3 * 9], want[3 * 3];
+  for (int i = 0; i < 3; i++) {
+    uint8_t *f = out + 9 * i;
+    char text[3] = {tag, (char)('0' + i), '!'};
+    f[0] = 0x81;
+    f[1] = 0x80 | 3;
+    memcpy(f + 2, key, 4);
+    for (int k = 0; k < 3; k++) f[6 + k] = (uint8_t)text[k] ^ key[k];
+    want[3 * i] = 0x81;
+    want[3 * i + 1] = 3; /* ...then the first two bytes of the payload: */
+    want[3 * i + 2] = (uint8_t)text[0];
+  }
+  assert_int_equal(send(fd, out, sizeof out, 0), (ssize_t)sizeof out);
+  uint8_t got[3 * 5];
+  size_t have = 0;
+  while (have < sizeof got) {
+    run_loop();
+    ssize_t r = recv(fd, got + have, sizeof got - have, MSG_DONTWAIT);
+    if (r > 0) have += (size_t)r;
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_memory_equal(got + 5 * i, want + 3 * i, 3);
+    assert_int_equal(got[5 * i + 3], '0' + i);
+    assert_int_equal(got[5 * i + 4], '!');
+  }
+}
+
+/* The loop lends its spare output block to the connection that reads and
+ * takes it back once the replies are written; a connection whose reader
+ * stalls keeps the block as its own queue, and one that ends with output
+ * still queued frees what it holds (the sanitizer build's leak check at
+ * exit, and its double-free check, are the assertions on ownership). The
+ * other connections go on echoing, byte for byte, before and after. */
+static void test_spare_block_and_a_stalled_reader(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  dx_options *o = options_with(fair_open, spare_message, spare_close);
+  assert_int_equal(dx_options_set_max_buffered(o, 64u << 20, DX_SLOW_DROP), 0);
+  start_server(o);
+  int a = open_raw_client(), b = open_raw_client();
+  echo_three(a, 'a');
+  echo_three(b, 'b');
+  echo_three(a, 'A');
+
+  /* B asks for 8 MB and reads none of it: after the flush most is queued. */
+  static const uint8_t flood[] = {0x81, 0x85, 1, 2, 3, 4, 'f' ^ 1, 'l' ^ 2, 'o' ^ 3, 'o' ^ 4, 'd' ^ 1};
+  assert_int_equal(send(b, flood, sizeof flood, 0), (ssize_t)sizeof flood);
+  run_loop();
+  assert_non_null(W.flooded);
+  W.flood_left = dx_conn_buffered_amount(W.flooded);
+  fprintf(stderr, "  %zu bytes queued for the stalled reader\n", W.flood_left);
+  assert_true(W.flood_left > 0);
+  assert_true(W.flood_left < (size_t)FLOOD_MSGS * (FLOOD_SIZE + 4));
+  echo_three(a, 'c');
+
+  /* B goes away with all that queued (a reset: unread data): its
+   * connection ends, the rest goes on. */
+  struct linger lg = {1, 0};
+  setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(b);
+  while (W.flooded) run_loop();
+  assert_int_equal(W.spare_closes, 1);
+  echo_three(a, 'd');
+  close(a);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+  assert_int_equal(W.spare_closes, 2);
+}
+
+/* ---- output queued during a read ------------------------------------------ */
+
+static void during_open(dx_conn *c) {
+  W.conns[W.nconns++] = c;
+  W.opens++;
+  dx_loop_stop(W.loop);
+}
+
+/* "pass" goes to the other connection, "bye" closes this one, "two"
+ * comes back twice: each from the callback of the read that brought it. */
+static void during_message(dx_conn *c, dx_msg_type t, const uint8_t *p, size_t n) {
+  if (n == 4 && memcmp(p, "pass", 4) == 0)
+    assert_int_equal(dx_send(W.conns[c == W.conns[0]], t, p, n), 0);
+  else if (n == 3 && memcmp(p, "bye", 3) == 0)
+    assert_int_equal(dx_close(c, DX_CLOSE_NORMAL, "bye"), 0);
+  else if (n == 3 && memcmp(p, "two", 3) == 0)
+    for (int i = 0; i < 2; i++) assert_int_equal(dx_send(c, t, p, n), 0);
+  dx_loop_stop(W.loop);
+}
+
+/* A masked text frame of `text` (at most 125 bytes) sent as one write. */
+static void send_text(int fd, const char *text) {
+  static const uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
+  uint8_t f[6 + 125];
+  size_t n = strlen(text);
+  f[0] = 0x81;
+  f[1] = (uint8_t)(0x80 | n);
+  memcpy(f + 2, key, 4);
+  for (size_t i = 0; i < n; i++) f[6 + i] = (uint8_t)text[i] ^ key[i % 4];
+  assert_int_equal(send(fd, f, 6 + n, 0), (ssize_t)(6 + n));
+}
+
+/* Exactly `len` bytes arrive on fd, and they are `want`. */
+static void expect_bytes(int fd, const void *want, size_t len) {
+  uint8_t got[64];
+  assert_true(len <= sizeof got);
+  size_t have = 0;
+  while (have < len) {
+    ssize_t r = recv(fd, got + have, len - have, 0);
+    assert_true(r > 0);
+    have += (size_t)r;
+  }
+  assert_memory_equal(got, want, len);
+  assert_int_equal(recv(fd, got, sizeof got, MSG_DONTWAIT), -1);
+}
+
+/* What a message callback queues leaves by the end of the loop iteration
+ * of its read, whichever connection it is for: replies to the connection
+ * being read go out when the read ends (on_io's flush, with no flush task
+ * queued for them); one for another connection by that connection's
+ * task; a close frame from the callback likewise. The loop is stopped by
+ * the callback and returns at the end of that iteration, so every byte
+ * checked below left within it. */
+static void test_output_queued_during_a_read(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  dx_options *o = options_with(during_open, during_message, NULL);
+  start_server(o);
+  int a = open_raw_client(), b = open_raw_client();
+  assert_int_equal(W.nconns, 2);
+
+  send_text(a, "two");
+  run_loop();
+  static const uint8_t two[] = {0x81, 3, 't', 'w', 'o', 0x81, 3, 't', 'w', 'o'};
+  expect_bytes(a, two, sizeof two);
+
+  send_text(a, "pass");
+  run_loop();
+  static const uint8_t pass[] = {0x81, 4, 'p', 'a', 's', 's'};
+  expect_bytes(b, pass, sizeof pass);
+  uint8_t none;
+  assert_int_equal(recv(a, &none, 1, MSG_DONTWAIT), -1);
+  send_text(b, "pass");
+  run_loop();
+  expect_bytes(a, pass, sizeof pass);
+
+  send_text(b, "bye");
+  run_loop();
+  static const uint8_t bye[] = {0x88, 5, 0x03, 0xe8, 'b', 'y', 'e'};
+  expect_bytes(b, bye, sizeof bye);
+  close(a);
+  close(b);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tls_state_freed_when_epoll_refuses_a_connection),
       cmocka_unit_test(test_read_budget_lets_another_connection_in),
       cmocka_unit_test(test_server_freed_while_a_read_waits),
+      cmocka_unit_test(test_spare_block_and_a_stalled_reader),
+      cmocka_unit_test(test_output_queued_during_a_read),
   };
   return cmocka_run_group_tests(tests, certs_group_setup, certs_group_teardown);
 }

@@ -741,6 +741,96 @@ static void test_send(void **state) {
  * it queues only where it is sure (a server, at most 125 bytes, room in
  * the block, the session open) and then writes exactly what
  * dx__session_send would; everywhere else it declines and queues nothing. */
+/* A spare output block in an owner's slot: lent to a session with none,
+ * queued into without an allocation, back in the slot once written (or
+ * at once when nothing was queued), freed when the slot is taken or the
+ * block grew, and freed with a session that ends holding it. */
+static void test_spare_block(void **state) {
+  (void)state;
+  static const uint8_t hello[] = {0x81, 5, 'h', 'e', 'l', 'l', 'o'};
+  const uint8_t *p;
+  ctx c;
+  ctx_init(&c, DX__ROLE_SERVER, MIB, MIB);
+  void *spare = NULL;
+  /* An empty slot lends nothing; a session with nothing queued returns
+   * nothing. */
+  dx__session_out_lend(c.s, &spare);
+  dx__session_out_return(c.s, &spare);
+  assert_null(spare);
+  assert_int_equal(held(&c), 0);
+  /* The first block comes from a send, and goes to the slot once written. */
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, "hello", 5), 0);
+  assert_int_equal(dx__session_pending(c.s, &p), sizeof hello);
+  void *block = (void *)(p - offsetof(dx__session_out, data));
+  dx__session_consumed_to(c.s, 3, &spare); /* part written: it stays */
+  assert_null(spare);
+  assert_int_equal(dx__session_pending(c.s, &p), sizeof hello - 3);
+  assert_memory_equal(p, hello + 3, sizeof hello - 3);
+  dx__session_out_return(c.s, &spare); /* output waits: it stays */
+  assert_null(spare);
+  dx__session_consumed_to(c.s, sizeof hello - 3, &spare);
+  assert_ptr_equal(spare, block);
+  assert_int_equal(dx__session_pending(c.s, &p), 0);
+  assert_int_equal(c.t.live, 2); /* the session and the block in the slot */
+  /* Lent: the frames go into it inline, with no allocation request. */
+  long requests = c.t.requests;
+  dx__session_out_lend(c.s, &spare);
+  assert_null(spare);
+  assert_int_equal(dx__session_send_small(c.s, DX__OP_TEXT, "hello", 5), 0);
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, "hello", 5), 0);
+  assert_int_equal(c.t.requests, requests);
+  assert_int_equal(dx__session_pending(c.s, &p), 2 * sizeof hello);
+  assert_ptr_equal(p, (uint8_t *)block + offsetof(dx__session_out, data));
+  assert_memory_equal(p, hello, sizeof hello);
+  assert_memory_equal(p + sizeof hello, hello, sizeof hello);
+  /* A session that holds a block is lent nothing. */
+  int other;
+  void *mine = &other;
+  dx__session_out_lend(c.s, &mine);
+  assert_ptr_equal(mine, &other);
+  dx__session_consumed_to(c.s, 2 * sizeof hello, &spare);
+  assert_ptr_equal(spare, block);
+  /* Lent and unused: back as it was. */
+  dx__session_out_lend(c.s, &spare);
+  dx__session_out_return(c.s, &spare);
+  assert_ptr_equal(spare, block);
+  assert_int_equal(c.t.requests, requests);
+  /* A block that grew is freed, not kept. */
+  uint8_t big[2000];
+  memset(big, 'x', sizeof big);
+  dx__session_out_lend(c.s, &spare);
+  assert_int_equal(dx__session_send(c.s, DX__OP_BINARY, big, sizeof big), 0);
+  assert_int_equal(dx__session_pending(c.s, &p), 4 + sizeof big);
+  assert_int_equal(p[0], 0x82);
+  assert_memory_equal(p + 4, big, sizeof big);
+  dx__session_consumed_to(c.s, 4 + sizeof big, &spare);
+  assert_null(spare);
+  assert_int_equal(c.t.live, 1);
+  /* With the slot taken, an emptied block is freed. */
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, "hello", 5), 0);
+  dx__session_consumed_to(c.s, sizeof hello, &spare);
+  block = spare;
+  assert_non_null(block);
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, "hello", 5), 0);
+  dx__session_consumed_to(c.s, sizeof hello, &spare);
+  assert_ptr_equal(spare, block);
+  assert_int_equal(c.t.live, 2);
+  /* The owner frees what its slot holds. */
+  dx__session_out_free(&c.ops, spare);
+  spare = NULL;
+  assert_int_equal(c.t.live, 1);
+  /* A session that ends with a lent block, output still queued in it,
+   * frees it (ctx_done counts the blocks; ASan sees a double free). */
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, "hello", 5), 0);
+  dx__session_consumed_to(c.s, sizeof hello, &spare);
+  assert_non_null(spare);
+  dx__session_out_lend(c.s, &spare);
+  assert_int_equal(dx__session_send(c.s, DX__OP_TEXT, "hello", 5), 0);
+  assert_null(spare);
+  ctx_done(&c);
+  dx__session_out_free(&c.ops, spare); /* NULL accepted */
+}
+
 static void test_send_small(void **state) {
   (void)state;
   uint8_t data[126];
@@ -1967,6 +2057,7 @@ int main(void) {
       cmocka_unit_test(test_ping_pong),
       cmocka_unit_test(test_send),
       cmocka_unit_test(test_send_small),
+      cmocka_unit_test(test_spare_block),
       cmocka_unit_test(test_send_from_callback),
       cmocka_unit_test(test_masking_rules),
       cmocka_unit_test(test_rsv_bits),
