@@ -113,7 +113,7 @@ static void ev_pong(dx__session *s, const uint8_t *data, size_t len) {
   uint32_t sent;
   if (len == sizeof sent && c->hb_waiting) {
     memcpy(&sent, data, sizeof sent);
-    if (sent == c->ping_sent) c->rtt = (int32_t)((uint32_t)dx__loop_now(dx__conn_loop(c)) - sent);
+    if (sent == c->hb.ping_sent) c->hb.rtt = (int32_t)((uint32_t)dx__loop_now(dx__conn_loop(c)) - sent);
   }
   if (c->ep->opt.on_pong) c->ep->opt.on_pong(c, data, len);
 }
@@ -288,7 +288,7 @@ static void run_release(dx__task *t) {
   }
   dx__session_deinit(&c->sess);
   shq_free(c);
-  free(c->hs);
+  if (!c->opened) free(c->hs);
   if (!c->path_inline) free(c->path);
   if (c->rare) {
     free(c->rare->protocol);
@@ -336,7 +336,6 @@ static int begin(dx_conn *c, dx_loop *l, const dx__endpoint *ep, uint32_t events
   c->phase = DX__P_HANDSHAKE;
   dx__timer_init(&c->timer, on_timer);
   dx__timer_init(&c->hb_timer, on_heartbeat);
-  c->rtt = -1;
   dx__session_init(&c->sess, &ep->scfg, &session_ops);
   /* Room in the timer heap for both embedded timers, taken now, so that
    * arming them later (a deadline, a heartbeat) can never fail and leave
@@ -772,16 +771,16 @@ static void on_heartbeat(dx__timer *t) {
   if (c->phase != DX__P_OPEN || dx__session_state(&c->sess) != DX__S_OPEN) return;
   uint32_t now = (uint32_t)dx__loop_now(dx__conn_loop(c));
   if (c->hb_waiting) {
-    if ((int32_t)(c->last_rx - c->ping_sent) < 0) {
+    if ((int32_t)(c->last_rx - c->hb.ping_sent) < 0) {
       dx__conn_finish(c, DX_WHY_PING_TIMEOUT, DX_CLOSE_ABNORMAL, "no pong within the ping timeout");
       return;
     }
     c->hb_waiting = 0;
-    uint32_t waited = now - c->ping_sent;
+    uint32_t waited = now - c->hb.ping_sent;
     heartbeat_arm(c, o->ping_interval_ms > waited ? o->ping_interval_ms - waited : 0);
     return;
   }
-  c->ping_sent = now;
+  c->hb.ping_sent = now;
   c->hb_waiting = 1;
   /* A peer that reads nothing gets no more pings queued past the cap; the
    * timeout below still ends it unless it shows a sign of life. */
@@ -803,7 +802,9 @@ static void on_heartbeat(dx__timer *t) {
 
 void dx__conn_opened(dx_conn *c, uint8_t *rest, size_t n) {
   free(c->hs);
-  c->hs = NULL;
+  c->opened = 1; /* the union now holds the heartbeat's clocks */
+  c->hb.ping_sent = 0;
+  c->hb.rtt = -1;
   c->phase = DX__P_OPEN;
   c->close_owed = 1;
   if (!c->masks) { /* a server's connection: its counters */
@@ -1294,7 +1295,7 @@ int dx_close(dx_conn *c, int code, const char *reason) {
 void *dx_conn_user(const dx_conn *c) { return c->user; }
 void dx_conn_set_user(dx_conn *c, void *user) { c->user = user; }
 size_t dx_conn_buffered_amount(const dx_conn *c) { return buffered(c); }
-int32_t dx_conn_rtt(const dx_conn *c) { return c->rtt; }
+int32_t dx_conn_rtt(const dx_conn *c) { return c->opened ? c->hb.rtt : -1; }
 int dx__conn_set_path(dx_conn *c, const char *p, size_t n) {
   n = strnlen(p, n);
   if (n < sizeof c->path_in) {

@@ -238,9 +238,7 @@ struct dx_conn {
   dx__timer hb_timer;    /* heartbeat: next ping, or the pong deadline;
                           * client, before that: the connect attempt limit */
   uint32_t last_rx;      /* loop time (ms, wrapping) of the last bytes read */
-  uint32_t ping_sent;    /* loop time of the outstanding heartbeat ping */
   uint32_t last_msg;     /* loop time of the last message either way */
-  int32_t rtt;           /* last heartbeat round trip in ms, -1 if none */
   dx__task flush_task;   /* corked output leaves at iteration end */
   dx__session sess;
   struct dx__conn_rare *rare; /* pub/sub, subprotocol: NULL until needed */
@@ -256,9 +254,15 @@ struct dx_conn {
     char path_in[8];     /* a path of up to 7 bytes ("/", "/ws"), NUL-terminated:
                           * the common short path costs no allocation */
   };
-  union { /* one or the other: no byte more per WebSocket connection */
-    struct dx__head_buf *hs; /* handshaking: a head split across reads (conn.c) */
+  union { /* one at a time, by the connection's stage: none of the three
+           * costs an idle WebSocket connection a byte of its own */
+    struct dx__head_buf *hs; /* DX__P_HANDSHAKE: a head split across reads
+                              * (conn.c); freed, and left, at open */
     struct dx__http_conn *http; /* is_http: the HTTP layer's state (NULL once it let go) */
+    struct {                 /* `opened`: the heartbeat's clocks */
+      uint32_t ping_sent;    /* loop time of the outstanding heartbeat ping */
+      int32_t rtt;           /* last heartbeat round trip in ms, -1 if none */
+    } hb;
   };
   uint8_t phase;
   uint8_t why;           /* dx_why, once why_set */
@@ -289,6 +293,7 @@ struct dx_conn {
   uint8_t path_inline : 1;   /* the path is in path_in, not allocated */
   uint8_t handed_off : 1;    /* server: given to another loop (dx__conn_hand_off) */
   uint8_t ping_batched : 1;  /* a heartbeat ping waits in the loop's write batch */
+  uint8_t opened : 1;        /* dx__conn_opened ran: hb, not hs, is in the union */
   uint8_t release_waits : 1; /* ended; freed by its flush task, queued for the
                               * next iteration (a read deferred for fairness) */
   int16_t http_status;

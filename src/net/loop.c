@@ -360,8 +360,10 @@ void dx__timer_stop(dx_loop *l, dx__timer *t) {
 /* Makes room for at least `want` heap entries. 0 or DX_ENOMEM. */
 static int heap_grow(dx_loop *l, uint32_t want) {
   if (want <= l->capheap) return 0;
+  if (want > DX__TIMER_MAX) return DX_ENOMEM; /* a position must fit dx__timer.idx */
   uint32_t cap = l->capheap ? l->capheap : 64;
   while (cap < want) cap *= 2;
+  if (cap > DX__TIMER_MAX) cap = DX__TIMER_MAX;
   dx__heap_entry *h = realloc(l->heap, cap * sizeof *h);
   if (!h) return DX_ENOMEM;
   l->heap = h;
@@ -370,7 +372,7 @@ static int heap_grow(dx_loop *l, uint32_t want) {
 }
 
 int dx__timer_reserve(dx_loop *l, uint32_t n) {
-  if (heap_grow(l, l->reserved + n)) return DX_ENOMEM;
+  if (n > DX__TIMER_MAX - l->reserved || heap_grow(l, l->reserved + n)) return DX_ENOMEM;
   l->reserved += n;
   return 0;
 }

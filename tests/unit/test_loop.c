@@ -96,6 +96,28 @@ static void test_random_arm_stop_fire(void **state) {
   dx_loop_free(loop);
 }
 
+/* A timer's heap position has 24 bits: a reservation that would take the
+ * heap past DX__TIMER_MAX is refused with DX_ENOMEM (before any memory is
+ * asked for), and one within it still succeeds afterwards. */
+static void test_reserve_limit(void **state) {
+  (void)state;
+  dx_loop *l = dx_loop_new();
+  assert_non_null(l);
+  assert_int_equal(dx__timer_reserve(l, DX__TIMER_MAX + 1u), DX_ENOMEM);
+  assert_int_equal(dx__timer_reserve(l, 2), 0);
+  assert_int_equal(dx__timer_reserve(l, DX__TIMER_MAX - 1u), DX_ENOMEM);
+  assert_int_equal(dx__timer_reserve(l, UINT32_MAX), DX_ENOMEM); /* no wrap */
+  dx__timer t;
+  dx__timer_init(&t, on_fire);
+  assert_false(dx__timer_active(&t));
+  assert_int_equal(dx__timer_start(l, &t, 1000), 0);
+  assert_true(dx__timer_active(&t));
+  dx__timer_stop(l, &t);
+  assert_false(dx__timer_active(&t));
+  dx__timer_unreserve(l, 2);
+  dx_loop_free(l);
+}
+
 /* The eventfd descriptors this process has open, by number (-1 ends). */
 static void eventfds(int *fds, int max) {
   int n = 0;
@@ -321,6 +343,7 @@ int main(void) {
       cmocka_unit_test(test_kinds),
       cmocka_unit_test(test_post_owned_drop),
       cmocka_unit_test(test_random_arm_stop_fire),
+      cmocka_unit_test(test_reserve_limit),
       cmocka_unit_test(test_stop_keeps_errno),
   };
   return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
