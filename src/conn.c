@@ -1139,6 +1139,7 @@ static int refuse_slow(dx_conn *c) {
 
 int dx__conn_send_shared(dx_conn *c, dx__shbuf *b) {
   if (!is_open(c)) return DX_ESTATE;
+  settle_batch(c); /* see dx_send_ex */
   const dx_options *o = &c->ep->opt;
   size_t queued = buffered(c);
   size_t cap = dx__max_buffered(o);
@@ -1175,6 +1176,11 @@ int dx_send_ex(dx_conn *c, dx_msg_type type, const void *data, size_t len,
   if (!is_open(c)) return DX_ESTATE;
   if (type == DX_TEXT && !is_relay(data, len) && dx__utf8_validate(data, len))
     return DX_EUTF8;
+  /* A heartbeat ping may wait in the loop's write batch (a timer sends,
+   * after the heartbeat's in the same wake-up): it leaves first, and what
+   * the socket did not take of it is queued now, ahead of this frame, not
+   * behind it when the batch flushes. */
+  settle_batch(c);
   const dx_options *o = &c->ep->opt;
   /* The cap counts what will sit in the queue: the frame header too. (A
    * compressed message is counted at its uncompressed size.) Almost every
@@ -1257,6 +1263,7 @@ int dx_send(dx_conn *c, dx_msg_type type, const void *data, size_t len) {
 int dx_ping(dx_conn *c, const void *data, size_t len) {
   if (!c || (!data && len) || len > 125) return DX_EINVAL;
   if (!is_open(c)) return DX_ESTATE;
+  settle_batch(c); /* see dx_send_ex */
   if (dx_conn_buffered_amount(c) + 6 + len > dx__max_buffered(&c->ep->opt)) return DX_EBUFFER;
   int r = dx__session_control(&c->sess, DX__OP_PING, data, len);
   if (r == 0) dx__conn_want_flush(c);
@@ -1273,6 +1280,7 @@ int dx_close(dx_conn *c, int code, const char *reason) {
     return 0;
   }
   if (!is_open(c)) return DX_ESTATE;
+  settle_batch(c); /* see dx_send_ex (the idle timeout closes from a timer) */
   size_t rlen = reason ? strlen(reason) : 0;
   int r = dx__session_close(&c->sess, code, reason, rlen);
   if (r == DX_ENOMEM) {

@@ -28,10 +28,12 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <liburing.h>
 #include <openssl/ssl.h>
 
 #include "certs.h"
 #include "duplex.h"
+#include "net/batch.h"
 
 static struct {
   dx_loop *loop;
@@ -62,6 +64,8 @@ static struct {
   /* the case of output queued during a read */
   dx_conn *conns[2];
   int nconns;
+  /* the io_uring wrapper: sends to short_fd take 2 bytes only */
+  int short_fd, shortened;
 } W;
 
 /* ---- wrapped calls ------------------------------------------------------ */
@@ -118,6 +122,21 @@ SSL *__wrap_SSL_new(SSL_CTX *ctx) {
 void __wrap_SSL_free(SSL *ssl) {
   if (ssl) W.ssl_live--;
   __real_SSL_free(ssl);
+}
+
+/* A send the write batch queued for W.short_fd is cut to its first 2
+ * bytes before the kernel sees it: the short count a socket with almost
+ * no room gives, on demand. */
+int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
+int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr) {
+  for (unsigned i = ring->sq.sqe_head; W.short_fd > 0 && i != ring->sq.sqe_tail; i++) {
+    struct io_uring_sqe *sqe = &ring->sq.sqes[i & ring->sq.ring_mask];
+    if (sqe->opcode == IORING_OP_SEND && sqe->fd == W.short_fd && sqe->len > 2) {
+      sqe->len = 2;
+      W.shortened++;
+    }
+  }
+  return __real_io_uring_submit_and_wait(ring, wait_nr);
 }
 
 /* ---- running the loop --------------------------------------------------- */
@@ -637,6 +656,63 @@ static void test_output_queued_during_a_read(void **state) {
   dx_loop_free(W.loop);
 }
 
+/* ---- a heartbeat ping cut short in the write batch --------------------------- */
+
+static void ignore_message(dx_conn *c, dx_msg_type t, const uint8_t *p, size_t n) {
+  (void)c, (void)t, (void)p, (void)n;
+}
+
+/* The heartbeat's ping waits in the loop's write batch until the timers
+ * of the wake-up have run; the idle timeout of the same connection, due in
+ * the same wake-up, queues a close frame meanwhile. The socket takes only
+ * 2 of the ping's 6 bytes: the other 4 must still follow them at once,
+ * ahead of the close frame, not behind it (the peer would read a ping
+ * whose payload is the close frame). */
+static void test_ping_cut_short_in_the_batch(void **state) {
+  (void)state;
+  dx__batch *probe = dx__batch_new();
+  if (!probe) {
+    fprintf(stderr, "io_uring is not available here: skipped\n");
+    skip();
+  }
+  dx__batch_free(probe);
+  memset(&W, 0, sizeof W);
+  W.loop = dx_loop_new();
+  assert_non_null(W.loop);
+  dx_options *o = options_with(fair_open, ignore_message, NULL);
+  assert_int_equal(dx_options_set_ping(o, 40, 10000), 0); /* too short for a slot */
+  assert_int_equal(dx_options_set_idle_timeout(o, 45), 0);
+  W.srv = dx_server_new(W.loop, o);
+  dx_options_free(o);
+  assert_non_null(W.srv);
+  assert_int_equal(dx_server_listen(W.srv, "127.0.0.1", 0), 0);
+  W.port = dx_server_port(W.srv);
+  int a = open_raw_client();
+  assert_int_equal(W.naccepted, 1);
+  W.short_fd = W.accepted[0];
+  /* Both deadlines pass while the loop is not running: the next wake-up
+   * runs the heartbeat (due first), then the idle timeout. */
+  usleep(150 * 1000);
+  assert_int_equal(dx_loop_post(W.loop, stop_now, NULL), 0);
+  assert_int_equal(dx_loop_run(W.loop), 0);
+  assert_int_equal(W.shortened, 1);
+  uint8_t got[6 + 16];
+  size_t have = 0;
+  while (have < sizeof got) {
+    ssize_t r = recv(a, got + have, sizeof got - have, 0);
+    assert_true(r > 0);
+    have += (size_t)r;
+  }
+  assert_int_equal(got[0], 0x89); /* the ping, whole */
+  assert_int_equal(got[1], 4);
+  static const uint8_t close_frame[] = {0x88, 14, 0x03, 0xe8, 'i', 'd', 'l', 'e', ' ',
+                                        't', 'i', 'm', 'e', 'o', 'u', 't'};
+  assert_memory_equal(got + 6, close_frame, sizeof close_frame);
+  close(a);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tls_state_freed_when_epoll_refuses_a_connection),
@@ -644,6 +720,7 @@ int main(void) {
       cmocka_unit_test(test_server_freed_while_a_read_waits),
       cmocka_unit_test(test_spare_block_and_a_stalled_reader),
       cmocka_unit_test(test_output_queued_during_a_read),
+      cmocka_unit_test(test_ping_cut_short_in_the_batch),
   };
   return cmocka_run_group_tests(tests, certs_group_setup, certs_group_teardown);
 }
