@@ -66,6 +66,15 @@ int dx__batch_send(dx__batch *b, int fd, const void *p, size_t len, dx__batch_do
   return 1;
 }
 
+/* The kernel's word on some entries is lost, and one left in the ring
+ * could leave later, inside another write's bytes, or complete into an
+ * entry reused by the next flush. Close the ring (what it still holds
+ * never leaves) and let every owner write its bytes itself from now on. */
+static void give_up(dx__batch *b) {
+  io_uring_queue_exit(&b->ring);
+  b->broken = 1;
+}
+
 void dx__batch_flush(dx__batch *b) {
   if (!b || !b->n || b->flushing) return;
   b->flushing = 1;
@@ -74,14 +83,7 @@ void dx__batch_flush(dx__batch *b) {
   do
     r = io_uring_submit_and_wait(&b->ring, n);
   while (r == -EINTR);
-  if (r < 0) {
-    /* The kernel took none of them, or some: which is unknown, and one
-     * left in the ring could leave later, inside another write's bytes.
-     * Close the ring (what it still holds never leaves) and let every
-     * owner write its bytes itself from now on. */
-    io_uring_queue_exit(&b->ring);
-    b->broken = 1;
-  }
+  if (r < 0) give_up(b); /* the kernel took none of them, or some */
   /* Results in queue order, whatever order they completed in: a result
    * lives in its entry until every one is in. */
   static const int unset = 1 << 30;
@@ -91,7 +93,10 @@ void dx__batch_flush(dx__batch *b) {
     struct io_uring_cqe *cqe;
     int w = io_uring_wait_cqe(&b->ring, &cqe);
     if (w == -EINTR) continue;
-    if (w < 0) break;
+    if (w < 0) { /* the rest are -EIO: their owners write them again */
+      give_up(b);
+      break;
+    }
     entry *e = io_uring_cqe_get_data(cqe);
     res[e - b->e] = cqe->res;
     io_uring_cqe_seen(&b->ring, cqe);

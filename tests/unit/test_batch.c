@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "net/batch.h"
 
 typedef struct {
@@ -173,6 +175,51 @@ static void test_more_than_the_ring(void **state) {
   }
 }
 
+/* io_uring_submit_and_wait, wrapped (tests/CMakeLists.txt): fails with
+ * submit_error instead of submitting while that is set. */
+int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
+int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
+static int submit_error;
+int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr) {
+  if (submit_error) return submit_error;
+  return __real_io_uring_submit_and_wait(ring, wait_nr);
+}
+
+/* A submission the kernel refuses: every owner hears the error with its
+ * bytes, in queue order, none of them reaches the socket, and the batch
+ * takes nothing more (its callers write for themselves), down to its free
+ * (which must not close the ring a second time: ASan). */
+static void test_failed_submission(void **state) {
+  (void)state;
+  dx__batch *b = new_or_skip();
+  int sv[2];
+  pair(sv);
+  result r[3] = {{0}};
+  done_calls = 0;
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(dx__batch_send(b, sv[0], &i, sizeof i, on_done, &r[i]), 1);
+  submit_error = -EBUSY;
+  dx__batch_flush(b);
+  submit_error = 0;
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(r[i].calls, 1);
+    assert_int_equal(r[i].res, -EBUSY);
+    assert_int_equal(r[i].len, sizeof i);
+    int got;
+    memcpy(&got, r[i].bytes, sizeof got);
+    assert_int_equal(got, i);
+    assert_int_equal(r[i].order, i);
+  }
+  char c;
+  assert_int_equal(recv(sv[1], &c, 1, 0), -1);
+  assert_int_equal(errno, EAGAIN);
+  assert_int_equal(dx__batch_send(b, sv[0], "x", 1, on_done, &r[0]), 0);
+  assert_int_equal(dx__batch_queued(b), 0);
+  dx__batch_free(b);
+  close(sv[0]);
+  close(sv[1]);
+}
+
 static void test_env_turns_it_off(void **state) {
   (void)state;
   setenv("DX_IO_URING", "0", 1);
@@ -193,6 +240,7 @@ int main(void) {
       cmocka_unit_test(test_writes_arrive_in_order),
       cmocka_unit_test(test_full_socket_and_gone_peer),
       cmocka_unit_test(test_more_than_the_ring),
+      cmocka_unit_test(test_failed_submission),
       cmocka_unit_test(test_env_turns_it_off),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
