@@ -777,8 +777,12 @@ static void on_heartbeat(dx__timer *t) {
     }
     c->hb_waiting = 0;
     uint32_t waited = now - c->hb.ping_sent;
-    heartbeat_arm(c, o->ping_interval_ms > waited ? o->ping_interval_ms - waited : 0);
-    return;
+    if (o->ping_interval_ms > waited) {
+      heartbeat_arm(c, o->ping_interval_ms - waited);
+      return;
+    }
+    /* The next ping is due already (a timeout at or past the interval):
+     * it leaves now, not one more pass through the timer heap later. */
   }
   c->hb.ping_sent = now;
   c->hb_waiting = 1;
