@@ -943,6 +943,14 @@ static void check_failed(ctx *c, const bad_case *bc, const char *how) {
   /* A close reason we send must be valid UTF-8 too. */
   if (o[no - 1].len > 2)
     assert_int_equal(dx__utf8_validate(o[no - 1].data + 2, o[no - 1].len - 2), 0);
+  /* And it names what went wrong: the peer reads only the frame. */
+  const char *reason = bc->code == 1002   ? "protocol error"
+                       : bc->code == 1007 ? "invalid UTF-8"
+                       : bc->code == 1009 ? "message too big"
+                                          : NULL;
+  if (reason && (o[no - 1].len < 2 || strcmp((char *)o[no - 1].data + 2, reason) != 0))
+    fail_msg("%s (%s): close reason \"%s\", want \"%s\"", bc->name, how,
+             o[no - 1].len >= 2 ? (char *)o[no - 1].data + 2 : "", reason);
   oframes_free(o, no);
   if (dx__session_state(c->s) == DX__S_OPEN)
     fail_msg("%s (%s): still OPEN after the error", bc->name, how);
