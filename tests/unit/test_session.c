@@ -943,6 +943,14 @@ static void check_failed(ctx *c, const bad_case *bc, const char *how) {
   /* A close reason we send must be valid UTF-8 too. */
   if (o[no - 1].len > 2)
     assert_int_equal(dx__utf8_validate(o[no - 1].data + 2, o[no - 1].len - 2), 0);
+  /* And it names what went wrong: the peer reads only the frame. */
+  const char *reason = bc->code == 1002   ? "protocol error"
+                       : bc->code == 1007 ? "invalid UTF-8"
+                       : bc->code == 1009 ? "message too big"
+                                          : NULL;
+  if (reason && (o[no - 1].len < 2 || strcmp((char *)o[no - 1].data + 2, reason) != 0))
+    fail_msg("%s (%s): close reason \"%s\", want \"%s\"", bc->name, how,
+             o[no - 1].len >= 2 ? (char *)o[no - 1].data + 2 : "", reason);
   oframes_free(o, no);
   if (dx__session_state(c->s) == DX__S_OPEN)
     fail_msg("%s (%s): still OPEN after the error", bc->name, how);
@@ -1260,6 +1268,100 @@ static void test_control_frame_rules(void **state) {
       bc.err = DX_EPROTO;
       bc.code = 1002;
       fail_in_header(&bc, at, hl, 1);
+      run_bad(&bc);
+      b_free(&bc.in);
+    }
+  }
+}
+
+/* Appends a frame whose length takes `bits` (7, 16 or 64) whatever its
+ * size, so a short payload can come in a longer form than it needs. */
+static void b_frame_enc(bytes *b, uint8_t b0, int masked, const void *payload,
+                        size_t len, int bits) {
+  uint8_t h[14] = {b0}, key[4] = {0x9a, 0x05, 0xe3, 0x71};
+  size_t n = 2;
+  uint8_t mbit = masked ? 0x80 : 0;
+  if (bits == 7) {
+    h[1] = (uint8_t)(mbit | len);
+  } else if (bits == 16) {
+    h[1] = mbit | 126;
+    h[n++] = (uint8_t)(len >> 8);
+    h[n++] = (uint8_t)len;
+  } else {
+    h[1] = mbit | 127;
+    for (int i = 7; i >= 0; i--) h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+  }
+  if (masked) {
+    memcpy(h + n, key, 4);
+    n += 4;
+  }
+  b_put(b, h, n);
+  size_t at = b->len;
+  b_put(b, payload, len);
+  if (masked)
+    for (size_t i = 0; i < len; i++) b->p[at + i] ^= key[i & 3];
+}
+
+/* §5.2 asks for the minimal length encoding, but the parser accepts longer
+ * ones (frame.h): a short message with a 16- or 64-bit length, whole (the
+ * fast path takes the 16-bit form) or split anywhere, arrives unchanged,
+ * unmasked with the key after the longer header. A 64-bit length with the
+ * top bit set is refused with 1002 at the byte that holds it. */
+static void test_length_encodings(void **state) {
+  (void)state;
+  static const uint8_t text[] = "h\xc3\xa9llo w\xe2\x82\xacrld \xf0\x9f\x98\x80!";
+  uint8_t bin[300];
+  for (size_t i = 0; i < sizeof bin; i++) bin[i] = (uint8_t)(i * 29 + 3);
+  for (int role = 0; role <= 1; role++) {
+    dx__role r = (dx__role)role;
+    int m = r == DX__ROLE_SERVER;
+    static const int forms[] = {16, 64};
+    for (size_t f = 0; f < 2; f++) {
+      scenario sc;
+      memset(&sc, 0, sizeof sc);
+      sc.name = forms[f] == 16 ? "16-bit lengths for short frames" : "64-bit lengths";
+      sc.role = r;
+      b_frame_enc(&sc.in, 0x81, m, HELLO, 5, forms[f]);
+      b_frame_enc(&sc.in, 0x81, m, text, sizeof text - 1, forms[f]);
+      b_frame_enc(&sc.in, 0x82, m, bin, 125, forms[f]);
+      b_frame_enc(&sc.in, 0x82, m, "", 0, forms[f]);
+      b_frame_enc(&sc.in, 0x82, m, bin, sizeof bin, 64); /* 300 in 64 bits */
+      b_frame_enc(&sc.in, 0x01, m, "ab", 2, forms[f]);
+      b_frame_enc(&sc.in, 0x89, m, "pi", 2, 7);
+      b_frame_enc(&sc.in, 0x80, m, "c", 1, forms[f]);
+      sc.ev[0] = (want_ev){EV_MSG, DX__OP_TEXT, HELLO, 5};
+      sc.ev[1] = (want_ev){EV_MSG, DX__OP_TEXT, text, sizeof text - 1};
+      sc.ev[2] = (want_ev){EV_MSG, DX__OP_BINARY, bin, 125};
+      sc.ev[3] = (want_ev){EV_MSG, DX__OP_BINARY, "", 0};
+      sc.ev[4] = (want_ev){EV_MSG, DX__OP_BINARY, bin, sizeof bin};
+      sc.ev[5] = (want_ev){EV_PING, 0, "pi", 2};
+      sc.ev[6] = (want_ev){EV_MSG, DX__OP_TEXT, "abc", 3};
+      sc.nev = 7;
+      sc.out_op[0] = DX__OP_PONG;
+      sc.out_data[0] = "pi";
+      sc.out_len[0] = 2;
+      sc.nout = 1;
+      run_scenario(&sc, 1);
+      b_free(&sc.in);
+    }
+
+    /* The top bit of a 64-bit length, after a message that took the fast
+     * path and on a continuation. */
+    for (int cont = 0; cont <= 1; cont++) {
+      bad_case bc;
+      bad_init(&bc, r, "64-bit length with the top bit set%s",
+               cont ? " on a continuation" : "");
+      b_frame(&bc.in, r, 1, DX__OP_TEXT, "ok", 2);
+      if (cont) b_frame(&bc.in, r, 0, DX__OP_BINARY, "ab", 2);
+      size_t at = bc.in.len;
+      uint8_t h[14] = {cont ? 0x80 : 0x82, (uint8_t)((m ? 0x80 : 0) | 127), 0x80, 0, 0,
+                       0, 0, 0, 0, 5, 1, 2, 3, 4};
+      b_put(&bc.in, h, m ? 14 : 10);
+      b_put(&bc.in, "hello", 5);
+      bc.err = DX_EPROTO;
+      bc.code = 1002;
+      bc.nev_before = 1;
+      bc.fail_lo = bc.fail_hi = at + 2;
       run_bad(&bc);
       b_free(&bc.in);
     }
@@ -2065,6 +2167,7 @@ int main(void) {
       cmocka_unit_test(test_reserved_opcodes),
       cmocka_unit_test(test_fragmentation_rules),
       cmocka_unit_test(test_control_frame_rules),
+      cmocka_unit_test(test_length_encodings),
       cmocka_unit_test(test_utf8_fail_fast),
       cmocka_unit_test(test_max_message),
       cmocka_unit_test(test_memory_follows_bytes),
