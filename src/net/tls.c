@@ -28,6 +28,12 @@
 #define TLS_WBIO_HIGH (64 * 1024)
 /* The plaintext of one maximal TLS record. */
 #define TLS_RECORD_MAX 16384
+/* The most ciphertext `out` may hold. writev() stays below the mark plus
+ * one record; this bounds what OpenSSL writes on its own from inside
+ * SSL_read (a TLS 1.3 KeyUpdate answering update_requested, a
+ * no_renegotiation alert), which no mark of ours stops: a peer that keeps
+ * asking and never reads would otherwise grow `out` without end. */
+#define TLS_OUT_MAX (TLS_WBIO_HIGH + 2 * TLS_RECORD_MAX)
 
 struct dx__tls_ctx {
   SSL_CTX *ssl_ctx;
@@ -48,6 +54,7 @@ typedef struct {
   unsigned fin_sent : 1;
   unsigned failed : 1; /* read/write side is dead; err/fault say why */
   unsigned oom : 1;    /* a record could not be buffered */
+  unsigned full : 1;   /* a record would have passed TLS_OUT_MAX */
   int rdead;           /* errno of a failed recv(), 0 while it works */
   int wdead;           /* errno of a failed send(), 0 while sending works */
   /* Records not yet sent: bytes [off, len) of a block of cap bytes,
@@ -113,6 +120,10 @@ static int bio_write(BIO *b, const char *buf, int n) {
   BIO_clear_retry_flags(b);
   if (n <= 0) return 0;
   size_t need = (size_t)n;
+  if (out_bytes(st) + need > TLS_OUT_MAX) {
+    st->full = 1;
+    return -1;
+  }
   if (st->len + need > st->cap) {
     if (st->off) { /* the sent prefix makes room first */
       memmove(st->out, st->out + st->off, st->len - st->off);
@@ -324,6 +335,11 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
       fail_socket(st, st->rdead);
       return DX_EIO;
     }
+    if (st->full) {
+      ERR_clear_error();
+      fail(st, "the peer is not reading what TLS must send it");
+      return DX_EIO;
+    }
     if (st->tcp_eof) {
       /* SSL needed more than the stream had: its end, whatever SSL makes
        * of it (OpenSSL 3 calls it an unexpected EOF). */
@@ -404,9 +420,9 @@ static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
       if (r <= 0) {
         int e = SSL_get_error(st->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) goto out;
-        if (st->oom) {
+        if (st->oom || st->full) {
           ERR_clear_error();
-          fail(st, "out of memory");
+          fail(st, st->oom ? "out of memory" : "the peer is not reading what TLS must send it");
         } else {
           fail_ssl(st);
         }
