@@ -320,6 +320,12 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
       st->notified = 1;
+      /* With bytes to return, the end is the next read's to report; but
+       * the caller stops at this short read and waits for readiness, which
+       * a peer that sent close_notify and then waits for ours (no FIN)
+       * never gives. Nothing after close_notify is read any more: shut
+       * our receiving side, and the socket stays readable until closed. */
+      if (got) shutdown(st->fd, SHUT_RD);
       return (ssize_t)got;
     }
     if (e == SSL_ERROR_WANT_READ) {

@@ -848,6 +848,50 @@ static void test_tls_input_held_while_paused_is_read_on_resume(void **state) {
   dx_loop_free(W.loop);
 }
 
+static void record_close(dx_conn *c, int code, const char *reason, dx_why why, int st) {
+  (void)c, (void)st;
+  W.cli_closes++;
+  W.cli_code = code;
+  W.cli_why = why;
+  snprintf(W.cli_reason, sizeof W.cli_reason, "%s", reason);
+}
+
+/* A message and close_notify in one segment, and then no FIN: the peer
+ * waits for our close_notify (as an SSL_shutdown to completion does).
+ * The read that returns the message has the end of the stream behind it,
+ * and no readiness will ever come for it. */
+static void test_tls_close_notify_behind_a_message_ends_the_connection(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  dx_options *o = options_with(tls_peer_open, echo_message, record_close);
+  assert_int_equal(dx_options_set_tls_cert(o, cert("server.pem"), cert("server.key")), 0);
+  start_server(o);
+  int fd;
+  SSL *ssl = open_tls_client(&fd);
+  /* Both records into memory first, then one send(). */
+  BIO *mem = BIO_new(BIO_s_mem());
+  assert_non_null(mem);
+  SSL_set0_wbio(ssl, mem);
+  static const uint8_t frame[] = {0x81, 0x82, 0, 0, 0, 0, 'h', 'i'};
+  assert_int_equal(SSL_write(ssl, frame, sizeof frame), (int)sizeof frame);
+  SSL_shutdown(ssl);
+  char *bytes;
+  long n = BIO_get_mem_data(mem, &bytes);
+  assert_true(n > 0);
+  assert_int_equal(send(fd, bytes, (size_t)n, 0), n);
+  for (int i = 0; i < 500 && !W.cli_closes; i++) {
+    turn();
+    usleep(1000);
+  }
+  assert_int_equal(W.a_got, 1);
+  assert_int_equal(W.cli_closes, 1);
+  assert_int_equal(W.cli_code, DX_CLOSE_ABNORMAL);
+  assert_int_equal(W.cli_why, DX_WHY_TRANSPORT_CLOSE);
+  close_tls_client(ssl, fd);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tls_state_freed_when_epoll_refuses_a_connection),
@@ -857,6 +901,7 @@ int main(void) {
       cmocka_unit_test(test_output_queued_during_a_read),
       cmocka_unit_test(test_ping_cut_short_in_the_batch),
       cmocka_unit_test(test_tls_input_held_while_paused_is_read_on_resume),
+      cmocka_unit_test(test_tls_close_notify_behind_a_message_ends_the_connection),
   };
   return cmocka_run_group_tests(tests, certs_group_setup, certs_group_teardown);
 }
