@@ -617,7 +617,16 @@ again:;
     if (dx__session_out_bytes(&c->sess) && ++rounds < 8) goto again;
     n = dx__session_pending(&c->sess, &p);
   }
-  if (c->rx_paused && dx_conn_buffered_amount(c) <= resume_mark(&c->ep->opt)) c->rx_paused = 0;
+  if (c->rx_paused && dx_conn_buffered_amount(c) <= resume_mark(&c->ep->opt)) {
+    c->rx_paused = 0;
+    /* The read that paused may have stopped with input inside TLS (a
+     * record's plaintext, records read ahead) and none left in the
+     * socket: epoll would never report it. */
+    if (c->tr.impl && !c->rx_held) {
+      c->read_more = 1;
+      dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
+    }
+  }
   if (n || dx__tr_pending(&c->tr)) {
     set_interest(c, 1);
     drained(c);

@@ -28,6 +28,12 @@
 #define TLS_WBIO_HIGH (64 * 1024)
 /* The plaintext of one maximal TLS record. */
 #define TLS_RECORD_MAX 16384
+/* The most ciphertext `out` may hold. writev() stays below the mark plus
+ * one record; this bounds what OpenSSL writes on its own from inside
+ * SSL_read (a TLS 1.3 KeyUpdate answering update_requested, a
+ * no_renegotiation alert), which no mark of ours stops: a peer that keeps
+ * asking and never reads would otherwise grow `out` without end. */
+#define TLS_OUT_MAX (TLS_WBIO_HIGH + 2 * TLS_RECORD_MAX)
 
 struct dx__tls_ctx {
   SSL_CTX *ssl_ctx;
@@ -48,6 +54,7 @@ typedef struct {
   unsigned fin_sent : 1;
   unsigned failed : 1; /* read/write side is dead; err/fault say why */
   unsigned oom : 1;    /* a record could not be buffered */
+  unsigned full : 1;   /* a record would have passed TLS_OUT_MAX */
   int rdead;           /* errno of a failed recv(), 0 while it works */
   int wdead;           /* errno of a failed send(), 0 while sending works */
   /* Records not yet sent: bytes [off, len) of a block of cap bytes,
@@ -113,6 +120,10 @@ static int bio_write(BIO *b, const char *buf, int n) {
   BIO_clear_retry_flags(b);
   if (n <= 0) return 0;
   size_t need = (size_t)n;
+  if (out_bytes(st) + need > TLS_OUT_MAX) {
+    st->full = 1;
+    return -1;
+  }
   if (st->len + need > st->cap) {
     if (st->off) { /* the sent prefix makes room first */
       memmove(st->out, st->out + st->off, st->len - st->off);
@@ -309,6 +320,12 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
       st->notified = 1;
+      /* With bytes to return, the end is the next read's to report; but
+       * the caller stops at this short read and waits for readiness, which
+       * a peer that sent close_notify and then waits for ours (no FIN)
+       * never gives. Nothing after close_notify is read any more: shut
+       * our receiving side, and the socket stays readable until closed. */
+      if (got) shutdown(st->fd, SHUT_RD);
       return (ssize_t)got;
     }
     if (e == SSL_ERROR_WANT_READ) {
@@ -322,6 +339,11 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
     if (st->rdead) {
       ERR_clear_error();
       fail_socket(st, st->rdead);
+      return DX_EIO;
+    }
+    if (st->full) {
+      ERR_clear_error();
+      fail(st, "the peer is not reading what TLS must send it");
       return DX_EIO;
     }
     if (st->tcp_eof) {
@@ -404,9 +426,9 @@ static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
       if (r <= 0) {
         int e = SSL_get_error(st->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) goto out;
-        if (st->oom) {
+        if (st->oom || st->full) {
           ERR_clear_error();
-          fail(st, "out of memory");
+          fail(st, st->oom ? "out of memory" : "the peer is not reading what TLS must send it");
         } else {
           fail_ssl(st);
         }

@@ -713,6 +713,185 @@ static void test_ping_cut_short_in_the_batch(void **state) {
   dx_loop_free(W.loop);
 }
 
+/* ---- TLS input that epoll cannot see ------------------------------------- */
+
+/* A plain OpenSSL client on a non-blocking TCP socket, driven from this
+ * thread between turns of the loop. */
+static SSL_CTX *raw_ctx;
+
+/* One turn of the loop: what is ready now, then its tasks. */
+static void turn(void) {
+  assert_int_equal(dx_loop_post(W.loop, stop_now, NULL), 0);
+  assert_int_equal(dx_loop_run(W.loop), 0);
+}
+
+static void tls_peer_open(dx_conn *c) {
+  W.conns[W.nconns++ & 1] = c;
+  W.opens++;
+}
+
+/* A TLS client past the opening handshake, *fd its socket. */
+static SSL *open_tls_client(int *fd) {
+  raw_ctx = SSL_CTX_new(TLS_client_method());
+  assert_non_null(raw_ctx);
+  SSL_CTX_set_verify(raw_ctx, SSL_VERIFY_NONE, NULL);
+  *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(*fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(W.port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(*fd, (struct sockaddr *)&a, sizeof a), 0);
+  int fl = 1;
+  assert_int_equal(ioctl(*fd, FIONBIO, &fl), 0);
+  SSL *ssl = SSL_new(raw_ctx);
+  assert_non_null(ssl);
+  SSL_set_fd(ssl, *fd);
+  SSL_set_connect_state(ssl);
+  int i = 0;
+  while (SSL_do_handshake(ssl) != 1) {
+    assert_true(++i < 500);
+    turn();
+    usleep(1000);
+  }
+  assert_int_equal(SSL_write(ssl, REQUEST, sizeof REQUEST - 1), (int)(sizeof REQUEST - 1));
+  char buf[512];
+  size_t got = 0;
+  for (i = 0; got < 4 || memcmp(buf + got - 4, "\r\n\r\n", 4) != 0; i++) {
+    assert_true(i < 500 && got < sizeof buf);
+    turn();
+    int r = SSL_read(ssl, buf + got, 1); /* the head only, byte by byte */
+    if (r == 1) got++;
+    else usleep(1000);
+  }
+  assert_memory_equal(buf, "HTTP/1.1 101", 12);
+  assert_int_equal(W.opens, 1);
+  return ssl;
+}
+
+static void close_tls_client(SSL *ssl, int fd) {
+  SSL_free(ssl);
+  SSL_CTX_free(raw_ctx);
+  close(fd);
+}
+
+static void echo_message(dx_conn *c, dx_msg_type t, const uint8_t *p, size_t n) {
+  W.a_got++;
+  int r = dx_send(c, t, p, n);
+  assert_true(r == 0 || r == DX_SEND_BACKPRESSURE);
+}
+
+#define ECHO_PAYLOAD 1000
+#define ECHO_FRAME (8 + ECHO_PAYLOAD) /* masked, 16-bit length */
+
+/* The burst a TLS client sends: a little more than one read of the loop's
+ * buffer (256 KiB), so that the read that fills it leaves the last records
+ * inside OpenSSL with the socket empty. */
+static void test_tls_input_held_while_paused_is_read_on_resume(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  W.big_rcvbuf = 1; /* the whole burst waits in the kernel before any read */
+  dx_options *o = options_with(tls_peer_open, echo_message, NULL);
+  assert_int_equal(dx_options_set_tls_cert(o, cert("server.pem"), cert("server.key")), 0);
+  assert_int_equal(dx_options_set_watermarks(o, 16 * 1024, 8 * 1024), 0);
+  start_server(o);
+  int fd;
+  SSL *ssl = open_tls_client(&fd);
+
+  /* 259 messages of 1000 bytes and one of 1164: a stream of 256 KiB and
+   * 100 bytes, written as a record of 100 bytes and 16 full ones. The
+   * read that fills the loop's buffer ends 100 bytes short of the last
+   * record's end: they wait decrypted inside OpenSSL, the socket empty. */
+  enum { N = 260, LAST = ECHO_PAYLOAD + 164, TOTAL = (N - 1) * ECHO_FRAME + 8 + LAST };
+  static uint8_t burst[TOTAL];
+  for (int i = 0; i < N; i++) {
+    uint8_t *f = burst + i * ECHO_FRAME;
+    size_t len = i == N - 1 ? LAST : ECHO_PAYLOAD;
+    f[0] = 0x82;
+    f[1] = 0x80 | 126;
+    f[2] = (uint8_t)(len >> 8);
+    f[3] = (uint8_t)len;
+    memset(f + 4, 0, 4 + len); /* mask 0: the payload as is */
+    f[8] = (uint8_t)i;
+  }
+  assert_int_equal(TOTAL, 256 * 1024 + 100);
+  assert_int_equal(SSL_write(ssl, burst, 100), 100);
+  assert_int_equal(SSL_write(ssl, burst + 100, 256 * 1024), 256 * 1024);
+  /* All of it in the server's socket before the loop reads any. */
+  int waiting = 0;
+  for (int i = 0; i < 1000 && waiting < TOTAL; i++) {
+    assert_int_equal(ioctl(W.accepted[0], FIONREAD, &waiting), 0);
+    if (waiting < TOTAL) usleep(1000);
+  }
+  assert_true(waiting >= TOTAL);
+
+  /* The server reads, echoes, pauses at its high-water mark; the client
+   * reads every echo it gets. Each echo is a 4-byte header and the
+   * payload. */
+  size_t want = (size_t)(N - 1) * (4 + ECHO_PAYLOAD) + 4 + LAST, got = 0;
+  uint8_t buf[65536];
+  for (int idle = 0; got < want && idle < 300;) {
+    turn();
+    int r = SSL_read(ssl, buf, sizeof buf);
+    if (r > 0) {
+      got += (size_t)r;
+      idle = 0;
+    } else {
+      idle++;
+      usleep(1000);
+    }
+  }
+  fprintf(stderr, "  %ld of %d messages delivered, %zu of %zu echo bytes back\n", W.a_got, N,
+          got, want);
+  assert_int_equal(W.a_got, N);
+  assert_int_equal(got, want);
+  close_tls_client(ssl, fd);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+}
+
+static void record_close(dx_conn *c, int code, const char *reason, dx_why why, int st) {
+  (void)c, (void)st;
+  W.cli_closes++;
+  W.cli_code = code;
+  W.cli_why = why;
+  snprintf(W.cli_reason, sizeof W.cli_reason, "%s", reason);
+}
+
+/* A message and close_notify in one segment, and then no FIN: the peer
+ * waits for our close_notify (as an SSL_shutdown to completion does).
+ * The read that returns the message has the end of the stream behind it,
+ * and no readiness will ever come for it. */
+static void test_tls_close_notify_behind_a_message_ends_the_connection(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  dx_options *o = options_with(tls_peer_open, echo_message, record_close);
+  assert_int_equal(dx_options_set_tls_cert(o, cert("server.pem"), cert("server.key")), 0);
+  start_server(o);
+  int fd;
+  SSL *ssl = open_tls_client(&fd);
+  /* Both records into memory first, then one send(). */
+  BIO *mem = BIO_new(BIO_s_mem());
+  assert_non_null(mem);
+  SSL_set0_wbio(ssl, mem);
+  static const uint8_t frame[] = {0x81, 0x82, 0, 0, 0, 0, 'h', 'i'};
+  assert_int_equal(SSL_write(ssl, frame, sizeof frame), (int)sizeof frame);
+  SSL_shutdown(ssl);
+  char *bytes;
+  long n = BIO_get_mem_data(mem, &bytes);
+  assert_true(n > 0);
+  assert_int_equal(send(fd, bytes, (size_t)n, 0), n);
+  for (int i = 0; i < 500 && !W.cli_closes; i++) {
+    turn();
+    usleep(1000);
+  }
+  assert_int_equal(W.a_got, 1);
+  assert_int_equal(W.cli_closes, 1);
+  assert_int_equal(W.cli_code, DX_CLOSE_ABNORMAL);
+  assert_int_equal(W.cli_why, DX_WHY_TRANSPORT_CLOSE);
+  close_tls_client(ssl, fd);
+  dx_server_free(W.srv);
+  dx_loop_free(W.loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tls_state_freed_when_epoll_refuses_a_connection),
@@ -721,6 +900,8 @@ int main(void) {
       cmocka_unit_test(test_spare_block_and_a_stalled_reader),
       cmocka_unit_test(test_output_queued_during_a_read),
       cmocka_unit_test(test_ping_cut_short_in_the_batch),
+      cmocka_unit_test(test_tls_input_held_while_paused_is_read_on_resume),
+      cmocka_unit_test(test_tls_close_notify_behind_a_message_ends_the_connection),
   };
   return cmocka_run_group_tests(tests, certs_group_setup, certs_group_teardown);
 }
