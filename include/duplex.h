@@ -135,10 +135,12 @@ void dx_options_on_accept(dx_options *o, dx_on_accept cb);
  * options. Borrowed: duplex never frees it. */
 void dx_options_set_user(dx_options *o, void *user);
 /* Largest message (after reassembly) accepted; beyond it the connection is
- * failed with 1009. Default 16 MiB. 0 is DX_EINVAL. */
+ * failed with 1009, reason "message too big". Default 16 MiB. 0 is
+ * DX_EINVAL. */
 int dx_options_set_max_message(dx_options *o, uint64_t bytes);
 /* Largest single frame accepted (default: the max message size); beyond
- * it the connection is failed with 1009. 0, or DX_EINVAL for 0. */
+ * it the connection is failed with 1009, reason "frame too big". 0, or
+ * DX_EINVAL for 0. */
 int dx_options_set_max_frame(dx_options *o, uint64_t bytes);
 /* Largest opening-handshake head (request or response). Default 8 KiB; a
  * server answers a larger request with 431. 0, or DX_EINVAL outside 256

@@ -278,7 +278,8 @@ const char *dx__session_fail_reason(const dx__session *s) {
     case DX_CLOSE_PROTOCOL_ERROR: return "protocol error";
     case DX_CLOSE_INVALID_DATA:
       return (s->flags & DX__SF_BAD_DEFLATE) ? "invalid compressed data" : "invalid UTF-8";
-    case DX_CLOSE_TOO_BIG: return "message too big";
+    /* Two limits end in 1009: name the one to raise. */
+    case DX_CLOSE_TOO_BIG: return (s->flags & DX__SF_FRAME_LIMIT) ? "frame too big" : "message too big";
     case DX_CLOSE_INTERNAL: return "out of memory";
     default: return "";
   }
@@ -323,8 +324,10 @@ static int on_header(dx__session *s) {
   int deflated = s->pmd && ((h->rsv & DX__RSV1) ||
                             (h->opcode == DX__OP_CONT && (s->flags & DX__SF_COMPRESSED)));
   if (deflated) max_frame += max_frame / 8 + 1024;
-  if (h->len > max_frame && !dx__opcode_is_control(h->opcode))
+  if (h->len > max_frame && !dx__opcode_is_control(h->opcode)) {
+    s->flags |= DX__SF_FRAME_LIMIT;
     return fail(s, DX_ETOOBIG, DX_CLOSE_TOO_BIG);
+  }
 
   r->discard = 0;
   if (dx__opcode_is_control(h->opcode)) return 0;

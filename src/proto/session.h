@@ -67,7 +67,8 @@ enum {
   DX__SF_CLOSE_RECEIVED = 2,
   DX__SF_FAILED = 4,    /* we failed the connection; input is ignored */
   DX__SF_COMPRESSED = 8, /* the open message came with RSV1 (deflated) */
-  DX__SF_BAD_DEFLATE = 16 /* we failed it for a corrupt deflate stream */
+  DX__SF_BAD_DEFLATE = 16, /* we failed it for a corrupt deflate stream */
+  DX__SF_FRAME_LIMIT = 32  /* we failed it for a frame over max_frame */
 };
 
 /* Pending output: one block, its counts and its bytes, allocated when a

@@ -924,6 +924,7 @@ typedef struct bad_case {
   size_t fail_lo, fail_hi;
   size_t nev_before;
   uint64_t max_message, max_frame;
+  const char *reason; /* the close reason, when not the code's usual one */
 } bad_case;
 
 /* After a failure: exactly one close frame with `code` at the end of the
@@ -944,7 +945,8 @@ static void check_failed(ctx *c, const bad_case *bc, const char *how) {
   if (o[no - 1].len > 2)
     assert_int_equal(dx__utf8_validate(o[no - 1].data + 2, o[no - 1].len - 2), 0);
   /* And it names what went wrong: the peer reads only the frame. */
-  const char *reason = bc->code == 1002   ? "protocol error"
+  const char *reason = bc->reason          ? bc->reason
+                       : bc->code == 1002 ? "protocol error"
                        : bc->code == 1007 ? "invalid UTF-8"
                        : bc->code == 1009 ? "message too big"
                                           : NULL;
@@ -1495,6 +1497,7 @@ static void test_max_message(void **state) {
     bc.code = 1009;
     bc.max_message = 1000;
     bc.max_frame = 50;
+    bc.reason = "frame too big"; /* names the limit that was passed */
     fail_in_header(&bc, at, hl, 1);
     run_bad(&bc);
     b_free(&bc.in);
