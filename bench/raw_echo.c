@@ -18,7 +18,12 @@
  * into its own slice of an arena kept until the submission completed; what
  * a socket did not take is kept and written as without --uring.
  *
- * usage: raw_echo [PORT] [HOST] [--close-after-request | --uring]
+ * With --uring-both the reads of a wake-up are one submission as well
+ * (each into its own 64 KiB slice, MSG_DONTWAIT: epoll said there is
+ * data), then their echoes another: two io_uring_enter calls per wake-up
+ * in place of a recv() and a send() per connection.
+ *
+ * usage: raw_echo [PORT] [HOST] [--close-after-request | --uring | --uring-both]
  *        (default 8082 on 127.0.0.1)
  */
 #ifndef _GNU_SOURCE
@@ -110,7 +115,7 @@ static void sent(struct conn *c, const uint8_t *p, ssize_t n, ssize_t w) {
 /* --uring: a wake-up's reads each take a slice of the arena, and their
  * echoes one submission (at most one per connection and wake-up: fewer
  * than the ring's entries). */
-enum { RING_ENTRIES = 256, ARENA = 16 * 1024 * 1024, SLICE_MIN = 64 * 1024 };
+enum { RING_ENTRIES = 512, ARENA = 16 * 1024 * 1024, SLICE_MIN = 64 * 1024 };
 static struct io_uring ring;
 static uint8_t *arena;
 static size_t arena_used;
@@ -122,16 +127,21 @@ typedef struct {
 } echo;
 static echo echoes[RING_ENTRIES];
 
-static void uring_flush(void) {
-  if (!queued) return;
+/* Submits what is queued and waits for `n` completions. */
+static void submit_wait(unsigned n) {
   int r;
   do
-    r = io_uring_submit_and_wait(&ring, queued);
+    r = io_uring_submit_and_wait(&ring, n);
   while (r == -EINTR);
   if (r < 0) {
     fprintf(stderr, "raw_echo: io_uring_submit_and_wait: %s\n", strerror(-r));
     exit(1);
   }
+}
+
+static void uring_flush(void) {
+  if (!queued) return;
+  submit_wait(queued);
   for (unsigned seen = 0; seen < queued;) {
     struct io_uring_cqe *cqe;
     if (io_uring_wait_cqe(&ring, &cqe)) continue;
@@ -160,6 +170,47 @@ static void on_readable_uring(struct conn *c) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
   io_uring_prep_send(sqe, c->fd, p, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
   io_uring_sqe_set_data(sqe, e);
+}
+#endif
+
+#ifdef DX_HAVE_LIBURING
+/* --uring-both: the reads of one wake-up are one submission too (each into
+ * its slice of the arena, MSG_DONTWAIT: epoll said there is data), then
+ * their echoes another. Call for each readable connection, then
+ * uring_reads_done() once. */
+static void on_readable_uring_both(struct conn *c) {
+  uint8_t *p = arena + arena_used;
+  arena_used += SLICE_MIN;
+  echo *e = &echoes[queued++];
+  *e = (echo){c, p, 0};
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_recv(sqe, c->fd, p, SLICE_MIN, MSG_DONTWAIT);
+  io_uring_sqe_set_data(sqe, e);
+}
+
+static void uring_reads_done(void) {
+  if (!queued) return;
+  submit_wait(queued);
+  unsigned reads = queued, sends = 0;
+  for (unsigned seen = 0; seen < reads; seen++) {
+    struct io_uring_cqe *cqe;
+    while (io_uring_wait_cqe(&ring, &cqe)) {}
+    echo *e = io_uring_cqe_get_data(cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    if (res == 0 || (res < 0 && res != -EAGAIN && res != -EINTR)) {
+      conn_free(e->c);
+      continue;
+    }
+    if (res < 0) continue;
+    echo *s = &echoes[RING_ENTRIES / 2 + sends++];
+    *s = (echo){e->c, e->p, res};
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_send(sqe, s->c->fd, s->p, (size_t)res, MSG_NOSIGNAL | MSG_DONTWAIT);
+    io_uring_sqe_set_data(sqe, s);
+  }
+  queued = sends;
+  uring_flush();
 }
 #endif
 
@@ -193,6 +244,9 @@ int main(int argc, char **argv) {
   } else if (argc > 1 && !strcmp(argv[argc - 1], "--uring")) {
     uring = 1;
     argc--;
+  } else if (argc > 1 && !strcmp(argv[argc - 1], "--uring-both")) {
+    uring = 2;
+    argc--;
   }
 #ifdef DX_HAVE_LIBURING
   if (uring && (io_uring_queue_init(RING_ENTRIES, &ring, 0) || !(arena = malloc(ARENA)))) {
@@ -208,7 +262,7 @@ int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8082;
   const char *host = argc > 2 ? argv[2] : "127.0.0.1";
   signal(SIGPIPE, SIG_IGN);
-  int lfd = raw_listen(port, host, "usage: raw_echo [PORT] [IPV4-HOST] [--close-after-request | --uring]");
+  int lfd = raw_listen(port, host, "usage: raw_echo [PORT] [IPV4-HOST] [--close-after-request | --uring | --uring-both]");
   ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
@@ -240,14 +294,16 @@ int main(int argc, char **argv) {
         on_writable(c);
       } else if (uring) {
 #ifdef DX_HAVE_LIBURING
-        on_readable_uring(c);
+        if (uring == 2) on_readable_uring_both(c);
+        else on_readable_uring(c);
 #endif
       } else {
         on_readable(c);
       }
     }
 #ifdef DX_HAVE_LIBURING
-    uring_flush();
+    if (uring == 2) uring_reads_done();
+    else uring_flush();
 #endif
   }
 }
