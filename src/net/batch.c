@@ -84,12 +84,15 @@ void dx__batch_flush(dx__batch *b) {
     r = io_uring_submit_and_wait(&b->ring, n);
   while (r == -EINTR);
   if (r < 0) give_up(b); /* the kernel took none of them, or some */
+  /* It may also take fewer than all (short of memory for requests): only
+   * those complete, and waiting for the others would never return. */
+  unsigned taken = r < 0 ? 0 : (unsigned)r < n ? (unsigned)r : n;
   /* Results in queue order, whatever order they completed in: a result
    * lives in its entry until every one is in. */
   static const int unset = 1 << 30;
   int res[BATCH_ENTRIES];
   for (unsigned i = 0; i < n; i++) res[i] = r < 0 ? r : unset;
-  while (r >= 0 && seen < n) {
+  while (r >= 0 && seen < taken) {
     struct io_uring_cqe *cqe;
     int w = io_uring_wait_cqe(&b->ring, &cqe);
     if (w == -EINTR) continue;
@@ -102,6 +105,9 @@ void dx__batch_flush(dx__batch *b) {
     io_uring_cqe_seen(&b->ring, cqe);
     seen++;
   }
+  /* The ones not taken are still in the ring, where a later submission
+   * would send them behind their owners' rewrites: close it. */
+  if (taken < n && !b->broken) give_up(b);
   b->n = 0;
   for (unsigned i = 0; i < n; i++)
     b->e[i].done(b->e[i].ud, res[i] == unset ? -EIO : res[i], b->e[i].bytes, b->e[i].len);
