@@ -267,8 +267,9 @@ def run_cap(srv, cl):
     sid, body = cl.connect()
     check(b'"auth"' in body, f"the auth event with the CONNECT answer: {body!r}")
     # Each "message" is answered with a message-back whose packet data,
-    # 2["message-back","x..."], is 20 + 9980 = 10000 bytes: ten fill the cap.
-    msg = b'42["message","' + b"x" * 9980 + b'"]'
+    # 2["message-back","x..."], is 20 + 9900 = 9920 bytes, and its node in
+    # the queue a few dozen more: ten fit in the cap, eleven do not.
+    msg = b'42["message","' + b"x" * 9900 + b'"]'
     check(cl.post(sid, b"\x1e".join([msg] * 10)) == (200, b"ok"), "POST of 10 messages")
     st, body = cl.poll(sid)
     packets = body.split(b"\x1e")
@@ -281,6 +282,19 @@ def run_cap(srv, cl):
     check(cl.post(sid, b"\x1e".join([msg] * 11)) == (200, b"ok"), "POST of 11 messages")
     srv.wait_line(r"^disconnect / transport error$")
     expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "GET after the cap")
+    say("CHECK: empty messages count against the cap too (each one's bookkeeping)")
+    # /engine.io/ echoes each message: 100000 empty ones, 2 bytes each in a
+    # 200 KB POST, would be 100000 packets of no data queued. Were only
+    # data counted, the cap would never be reached and every such POST
+    # would add megabytes the client never fetches.
+    st, _, body = cl.request("GET", "EIO=4&transport=polling", path="/engine.io/")
+    esid = json.loads(body[1:])["sid"]
+    srv.wait_line(r"^eio open " + re.escape(esid) + "$")
+    q = f"EIO=4&transport=polling&sid={esid}"
+    st, _, body = cl.request("POST", q, body=b"\x1e".join([b"4"] * 100000), path="/engine.io/")
+    check((st, body) == (200, b"ok"), f"POST of empty messages: {st} {body!r}")
+    srv.wait_line(r"^eio close " + re.escape(esid) + " transport error$")
+    expect_error(cl.request("GET", q, path="/engine.io/"), 400, 1, "GET after the cap (empty messages)")
     say("CHECK: SIGTERM: clean exit")
     srv.stop()
 
