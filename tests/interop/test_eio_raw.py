@@ -522,6 +522,39 @@ def run(srv, cl):
     second.close()
     ws.close()
 
+    say("CHECK: a probe that says something else than 2probe then 5: the probe closes, polling goes on")
+    # The reference closes only the probe (socket.ts maybeUpgrade: any
+    # other packet, or an error of the probe's transport, closes it); the
+    # session and its sockets are not the probe's to end.
+    sid, _ = cl.connect()
+    srv.mark()
+    for n, bad in enumerate(["5", "3probe", '42["message","on the probe"]', "x", b"\x01"]):
+        ws = WS(srv.port, f"EIO=4&transport=websocket&sid={sid}")
+        check(ws.status == 101, f"probe {bad!r}: status {ws.status}")
+        if bad != "5":  # "5" before the probe's ping; the others after it
+            ws.send("2probe")
+            check(ws.recv_text() == "3probe", f"probe {bad!r}: 3probe")
+        ws.send(bad, opcode=2 if isinstance(bad, bytes) else 1)
+        try:  # up to the server's close frame, or the end of the connection
+            while ws.recv()[0] != 8:
+                pass
+        except (EOFError, OSError):
+            pass
+        ws.close()
+        check(cl.post(sid, b'42["message","after probe %d"]' % n) == (200, b"ok"), f"POST after {bad!r}")
+        while True:
+            st, body = cl.poll(sid)
+            check(st == 200, f"poll after probe {bad!r}: {st} {body!r}")
+            recs = body.split(b"\x1e")
+            if b'42["message-back","after probe %d"]' % n in recs:
+                break
+            check(set(recs) <= {b"2", b"6"}, f"poll after probe {bad!r}: {body!r}")
+            if b"2" in recs:
+                check(cl.post(sid, b"3") == (200, b"ok"), "pong")
+    check(not any(l.startswith("disconnect") for l in srv.lines[srv.seen:]),
+          f"a bad probe ended the session: {srv.lines[srv.seen:]}")
+    check(cl.post(sid, b"41") == (200, b"ok"), "DISCONNECT")
+
     say("CHECK: a direct WebSocket, and refused upgrades")
     ws = WS(srv.port, "EIO=4&transport=websocket")
     check(ws.status == 101, f"direct status {ws.status}")
