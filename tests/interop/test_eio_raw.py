@@ -253,8 +253,12 @@ def main(a):
             srv.stop()
     if a.threads_only:
         return
-    srv = Server(a.server, ["--max-buffered", "100000"])
+    # --ping as the defaults, to check the port still comes from "0": the
+    # option's value once fell through to the port (tests/interop/
+    # test_socketio.js then listened on 5000, not a free port).
+    srv = Server(a.server, ["--max-buffered", "100000", "--ping", "300,200"])
     try:
+        check(srv.port != 300, "--ping's value taken for the port")
         run_cap(srv, Client(srv.port))
     finally:
         if srv.p.poll() is None:
