@@ -290,10 +290,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--shared-port")) shared = 1;
     else if (!strcmp(argv[i], "--max-buffered") && i + 1 < argc) max_buffered = strtoul(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--ping") && i + 1 < argc &&
-             sscanf(argv[++i], "%u,%u", &ping_interval, &ping_timeout) != 2)
-      return 2;
-    else port = atoi(argv[i]);
+    else if (!strcmp(argv[i], "--ping") && i + 1 < argc) {
+      /* Its own branch: a value read well must not fall through to the
+       * port below. */
+      if (sscanf(argv[++i], "%u,%u", &ping_interval, &ping_timeout) != 2) return 2;
+    } else port = atoi(argv[i]);
   }
   if (threads < 1 || threads > MAX_THREADS) threads = 1;
   /* Rooms on a hub: across the loops, and with --redis across nodes. */

@@ -87,11 +87,12 @@ int dx_sio_options_set_ping(dx_sio_options *o, uint32_t interval_ms,
  * above 1 GiB). */
 int dx_sio_options_set_max_payload(dx_sio_options *o, uint64_t bytes);
 /* The most bytes of packets a polling session may have queued for its
- * client (their data, as queued): a client that stops coming for them
- * (no GET) costs bounded memory. A packet that would pass the cap is
- * refused (dx_sio_emit and dx_eio_send return DX_ECLOSED, a broadcast
- * skips the session) and the session ends at the end of the loop
- * iteration with DX_SIO_TRANSPORT_ERROR ("transport error", on_disconnect
+ * client (their data, as queued, and a few dozen bytes of bookkeeping
+ * each, so that packets of no data count too): a client that stops
+ * coming for them (no GET) costs bounded memory. A packet that would
+ * pass the cap is refused (dx_sio_emit and dx_eio_send return
+ * DX_ECLOSED, a broadcast skips the session) and the session ends at the
+ * end of the loop iteration with DX_SIO_TRANSPORT_ERROR ("transport error", on_disconnect
  * of each of its sockets); its client then gets 400 "Session ID unknown".
  * Default: the larger of 16 MiB and 2 x maxPayload. A session on
  * WebSocket is bounded by the server's dx_options_set_max_buffered

@@ -201,7 +201,7 @@ void dx__eio_queue_pop(dx__eio_queue *q) {
   q->head = n->next;
   if (!q->head) q->tail = NULL;
   q->count--;
-  q->bytes -= n->pkt.len;
+  q->bytes -= sizeof *n + n->pkt.len;
   dx__mem_free(q->alloc, n);
 }
 
@@ -223,7 +223,9 @@ int dx__eio_queue_push(dx__eio_queue *q, int type, int binary,
   else q->head = n;
   q->tail = n;
   q->count++;
-  q->bytes += len;
+  /* The node counts too: a bound on data alone would let packets of no
+   * data (an empty message echoed back) pile up without limit. */
+  q->bytes += sizeof *n + len;
   return 0;
 }
 

@@ -103,7 +103,7 @@ typedef struct dx__eio_qnode dx__eio_qnode;
 typedef struct dx__eio_queue {
   dx__eio_qnode *head, *tail;
   size_t count;           /* packets queued */
-  size_t bytes;           /* their data bytes, for a caller's bound */
+  size_t bytes;           /* bytes held (data and nodes), for a caller's bound */
   const dx__alloc *alloc; /* borrowed: must outlive the queue */
 } dx__eio_queue;
 

@@ -119,6 +119,20 @@ void dx__sio_ws_open(dx_conn *c) {
   }
 }
 
+/* The probe failed (a packet other than the ping "probe" and then "5"):
+ * it is closed, and the session goes on polling, as in the reference
+ * (socket.ts, maybeUpgrade), where only the probe's transport closes. */
+static void probe_fail(sess *s) {
+  dx_conn *c = s->probe;
+  dx__timer_stop(s->io->loop, &s->utimer);
+  s->probe = NULL;
+  s->upgrading = 0;
+  dx_conn_set_user(c, NULL);
+  dx_close(c, 1000, NULL);
+  /* Packets may have waited while the poll was answered with noops. */
+  if (dx__sio_has_get(s) && s->q.count) dx__task_queue(s->io->loop, &s->flush);
+}
+
 /* The probe said "5": it becomes the transport, and what waited in the
  * queue follows on it, in order. */
 static void finish_upgrade(sess *s) {
@@ -149,30 +163,31 @@ void dx__sio_ws_message(dx_conn *c, dx_msg_type type, const uint8_t *data, size_
   }
   sess *s = dx_conn_user(c);
   if (!s || s->dead) return;
-  if (len > io->o.max_payload) {
-    dx__sio_sess_close(s, DX_SIO_TRANSPORT_ERROR, 0);
-    return;
-  }
   dx__eio_packet p;
-  if (dx__eio_decode_ws(data, len, type == DX_BINARY, &p)) {
-    dx__sio_sess_close(s, DX_SIO_PARSE_ERROR, 0);
-    return;
+  int bad = 1;
+  dx_sio_reason why = DX_SIO_TRANSPORT_ERROR;
+  if (len <= io->o.max_payload) {
+    bad = dx__eio_decode_ws(data, len, type == DX_BINARY, &p) != 0;
+    why = DX_SIO_PARSE_ERROR;
   }
   if (c == s->probe) {
-    if (p.type == DX__EIO_PING && p.len == 5 && !memcmp(p.data, "probe", 5)) {
+    if (!bad && p.type == DX__EIO_PING && p.len == 5 && !memcmp(p.data, "probe", 5)) {
       dx_send(c, DX_TEXT, "3probe", 6);
       s->upgrading = 1;
       /* Release the held poll so the client can pause polling and send
        * "5" (the reference sends noops until it does). */
       if (dx__sio_has_get(s)) dx__sio_answer_get(s, 0);
-    } else if (p.type == DX__EIO_UPGRADE && s->upgrading) {
+    } else if (!bad && p.type == DX__EIO_UPGRADE && s->upgrading) {
       finish_upgrade(s);
     } else {
-      dx__sio_sess_close(s, DX_SIO_PARSE_ERROR, 0);
+      /* Anything else fails the probe alone, as in the reference: the
+       * session is the polling transport's, and goes on there. */
+      probe_fail(s);
     }
     return;
   }
-  if (c == s->ws) dx__sio_handle_eio(s, &p);
+  if (bad) dx__sio_sess_close(s, why, 0);
+  else if (c == s->ws) dx__sio_handle_eio(s, &p);
 }
 
 void dx__sio_ws_close(dx_conn *c, int code, const char *reason, dx_why why, int status) {

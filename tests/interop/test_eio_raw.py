@@ -253,8 +253,12 @@ def main(a):
             srv.stop()
     if a.threads_only:
         return
-    srv = Server(a.server, ["--max-buffered", "100000"])
+    # --ping as the defaults, to check the port still comes from "0": the
+    # option's value once fell through to the port (tests/interop/
+    # test_socketio.js then listened on 5000, not a free port).
+    srv = Server(a.server, ["--max-buffered", "100000", "--ping", "300,200"])
     try:
+        check(srv.port != 300, "--ping's value taken for the port")
         run_cap(srv, Client(srv.port))
     finally:
         if srv.p.poll() is None:
@@ -267,8 +271,9 @@ def run_cap(srv, cl):
     sid, body = cl.connect()
     check(b'"auth"' in body, f"the auth event with the CONNECT answer: {body!r}")
     # Each "message" is answered with a message-back whose packet data,
-    # 2["message-back","x..."], is 20 + 9980 = 10000 bytes: ten fill the cap.
-    msg = b'42["message","' + b"x" * 9980 + b'"]'
+    # 2["message-back","x..."], is 20 + 9900 = 9920 bytes, and its node in
+    # the queue a few dozen more: ten fit in the cap, eleven do not.
+    msg = b'42["message","' + b"x" * 9900 + b'"]'
     check(cl.post(sid, b"\x1e".join([msg] * 10)) == (200, b"ok"), "POST of 10 messages")
     st, body = cl.poll(sid)
     packets = body.split(b"\x1e")
@@ -281,6 +286,19 @@ def run_cap(srv, cl):
     check(cl.post(sid, b"\x1e".join([msg] * 11)) == (200, b"ok"), "POST of 11 messages")
     srv.wait_line(r"^disconnect / transport error$")
     expect_error(cl.request("GET", f"EIO=4&transport=polling&sid={sid}"), 400, 1, "GET after the cap")
+    say("CHECK: empty messages count against the cap too (each one's bookkeeping)")
+    # /engine.io/ echoes each message: 100000 empty ones, 2 bytes each in a
+    # 200 KB POST, would be 100000 packets of no data queued. Were only
+    # data counted, the cap would never be reached and every such POST
+    # would add megabytes the client never fetches.
+    st, _, body = cl.request("GET", "EIO=4&transport=polling", path="/engine.io/")
+    esid = json.loads(body[1:])["sid"]
+    srv.wait_line(r"^eio open " + re.escape(esid) + "$")
+    q = f"EIO=4&transport=polling&sid={esid}"
+    st, _, body = cl.request("POST", q, body=b"\x1e".join([b"4"] * 100000), path="/engine.io/")
+    check((st, body) == (200, b"ok"), f"POST of empty messages: {st} {body!r}")
+    srv.wait_line(r"^eio close " + re.escape(esid) + " transport error$")
+    expect_error(cl.request("GET", q, path="/engine.io/"), 400, 1, "GET after the cap (empty messages)")
     say("CHECK: SIGTERM: clean exit")
     srv.stop()
 
@@ -507,6 +525,39 @@ def run(srv, cl):
     check(second.status == 400, f"a second probe after the upgrade: {second.status}")
     second.close()
     ws.close()
+
+    say("CHECK: a probe that says something else than 2probe then 5: the probe closes, polling goes on")
+    # The reference closes only the probe (socket.ts maybeUpgrade: any
+    # other packet, or an error of the probe's transport, closes it); the
+    # session and its sockets are not the probe's to end.
+    sid, _ = cl.connect()
+    srv.mark()
+    for n, bad in enumerate(["5", "3probe", '42["message","on the probe"]', "x", b"\x01"]):
+        ws = WS(srv.port, f"EIO=4&transport=websocket&sid={sid}")
+        check(ws.status == 101, f"probe {bad!r}: status {ws.status}")
+        if bad != "5":  # "5" before the probe's ping; the others after it
+            ws.send("2probe")
+            check(ws.recv_text() == "3probe", f"probe {bad!r}: 3probe")
+        ws.send(bad, opcode=2 if isinstance(bad, bytes) else 1)
+        try:  # up to the server's close frame, or the end of the connection
+            while ws.recv()[0] != 8:
+                pass
+        except (EOFError, OSError):
+            pass
+        ws.close()
+        check(cl.post(sid, b'42["message","after probe %d"]' % n) == (200, b"ok"), f"POST after {bad!r}")
+        while True:
+            st, body = cl.poll(sid)
+            check(st == 200, f"poll after probe {bad!r}: {st} {body!r}")
+            recs = body.split(b"\x1e")
+            if b'42["message-back","after probe %d"]' % n in recs:
+                break
+            check(set(recs) <= {b"2", b"6"}, f"poll after probe {bad!r}: {body!r}")
+            if b"2" in recs:
+                check(cl.post(sid, b"3") == (200, b"ok"), "pong")
+    check(not any(l.startswith("disconnect") for l in srv.lines[srv.seen:]),
+          f"a bad probe ended the session: {srv.lines[srv.seen:]}")
+    check(cl.post(sid, b"41") == (200, b"ok"), "DISCONNECT")
 
     say("CHECK: a direct WebSocket, and refused upgrades")
     ws = WS(srv.port, "EIO=4&transport=websocket")
