@@ -485,10 +485,13 @@ static void dispatch(dx__http_conn *hc) {
     if (hc->draining) dx__conn_end_after_output(c);
     else arm(hc, 0); /* idle between requests: the keep-alive time runs */
   }
-  /* Bytes of later requests wait while one is being answered, up to a
-   * head's worth; reading on would only fill memory. */
-  if (c->phase == DX__P_HTTP && !hc->eof)
-    dx__conn_pause_input(c, hc->busy && hc->in_len >= opts(hc)->max_header);
+  /* Bytes of later requests wait while one is being answered, or while
+   * the peer leaves its answers unread (our output above the high-water
+   * mark), up to a head's worth; reading on would only fill memory. */
+  if (c->phase == DX__P_HTTP && !hc->eof) {
+    int stalled = hc->busy || dx_conn_buffered_amount(c) > opts(hc)->high_water;
+    dx__conn_pause_input(c, stalled && hc->in_len >= opts(hc)->max_header);
+  }
   /* A callback may have ended the connection (dx_server_free): its state
    * is gone then. */
   if (c->http) hc->dispatching = 0;

@@ -26,7 +26,9 @@ Prometheus' text format whose counters move with a WebSocket connection
 and its messages, and sum over --threads 2; 404 without --metrics;
 POST /publish/<topic> with --publish-token: 401 without the bearer token,
 405 for GET, 503 "publishing needs rooms" (no hub on this build), 404
-without the flag; --static DIR; the same over TLS.
+without the flag; --static DIR; the same over TLS. A client that pipelines
+requests and never reads the answers: the server stops reading it once its
+output is at the high-water mark (its sends block; RSS bounded).
 
   /usr/bin/python3 tests/interop/test_http.py --duplex build/duplex \\
       --http-peer build/tests/interop/http_peer
@@ -724,6 +726,46 @@ def t_serve(args, certs):
         srv.stop()
 
 
+def t_pipeline_flood(args):
+    step("serve: a client pipelining requests without reading the answers: the server "
+         "stops reading it (its sends block) and holds little memory for it")
+    srv = DuplexServer(args.duplex, ["--metrics", "--ping-interval", "0"])
+    srv.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", srv.port))
+        sock.setblocking(False)
+        # /metrics answers a 37-byte request with a few KiB: the server's
+        # output reaches its high-water mark after a few hundred of them.
+        burst = get("/metrics") * 1000
+        rss0 = srv.memory_kib()
+        sent, blocked_since = 0, None
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            try:
+                sent += sock.send(burst)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 1.0:
+                    break
+                time.sleep(0.01)
+        grew = srv.memory_kib() - rss0
+        say("  sent %d bytes of requests; the server's RSS grew %d KiB" % (sent, grew))
+        check(blocked_since, "the client could send for 8 s (%d bytes): the server kept "
+              "reading requests whose answers nobody reads" % sent)
+        # The high-water mark (1 MiB) of answers, a head's worth and one
+        # read (256 KiB) of requests, and the sanitizers' share of those.
+        check(grew < 32 * 1024, "the server's RSS grew %d KiB for one client" % grew)
+        srv.check_alive("a pipelining client that never reads")
+        sock.close()
+        expect_eq(http_once(srv.port, get("/healthz"))[::2], (200, b"ok\n"),
+                  "/healthz after the flood")
+    finally:
+        srv.stop()
+
+
 def main(args):
     certs = make_certs()
     peer = Peer(args.http_peer)
@@ -748,6 +790,7 @@ def main(args):
     finally:
         peer.stop()
     t_serve(args, certs)
+    t_pipeline_flood(args)
 
 
 if __name__ == "__main__":
