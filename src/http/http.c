@@ -32,10 +32,10 @@ struct dx_http_request {
 
 typedef struct dx__http_conn {
   dx_conn *c;
-  uint8_t *in; /* input not yet handed over as a request */
-  size_t in_len, in_cap;
-  size_t scanned;   /* bytes of in already searched for the head's end */
-  size_t head_len;  /* the next request's head is in[0..head_len) (0: not yet) */
+  uint8_t *in; /* input not yet handed over as a request: in[in_off..in_off+in_len) */
+  size_t in_off, in_len, in_cap;
+  size_t scanned;   /* bytes of the input already searched for the head's end */
+  size_t head_len;  /* the next request's head is the input's first head_len bytes (0: not yet) */
   uint64_t body_len; /* and its body follows */
   dx_http_request req; /* the request with the application (busy) */
   dx_http_producer body;   /* a body being produced (streaming) */
@@ -311,6 +311,12 @@ static const dx_options *opts(const dx__http_conn *hc) { return &hc->c->ep->opt;
 
 static int append(dx__http_conn *hc, const uint8_t *p, size_t n) {
   if (!n) return 0;
+  if (hc->in_off + hc->in_len + n > hc->in_cap && hc->in_off) {
+    /* Requests taken from the front leave a gap, closed here once per
+     * read rather than once per request. */
+    memmove(hc->in, hc->in + hc->in_off, hc->in_len);
+    hc->in_off = 0;
+  }
   if (hc->in_len + n > hc->in_cap) {
     size_t cap = hc->in_cap ? hc->in_cap : 1024;
     while (cap < hc->in_len + n) cap *= 2;
@@ -319,7 +325,7 @@ static int append(dx__http_conn *hc, const uint8_t *p, size_t n) {
     hc->in = q;
     hc->in_cap = cap;
   }
-  memcpy(hc->in + hc->in_len, p, n);
+  memcpy(hc->in + hc->in_off + hc->in_len, p, n);
   hc->in_len += n;
   return 0;
 }
@@ -330,13 +336,17 @@ static int take_request(dx__http_conn *hc, size_t total) {
   dx_http_request *r = &hc->req;
   char *buf;
   if (total == hc->in_len) { /* the usual case: hand the buffer over */
+    if (hc->in_off) memmove(hc->in, hc->in + hc->in_off, total);
     buf = (char *)hc->in;
     hc->in = NULL;
-    hc->in_len = hc->in_cap = 0;
+    hc->in_off = hc->in_len = hc->in_cap = 0;
   } else {
+    /* Pipelined requests behind it stay where they are: moving them to
+     * the front for each request taken cost a read's worth of copying per
+     * request (quadratic in the requests a read brings). */
     if (!(buf = malloc(total))) return DX_ENOMEM;
-    memcpy(buf, hc->in, total);
-    memmove(hc->in, hc->in + total, hc->in_len - total);
+    memcpy(buf, hc->in + hc->in_off, total);
+    hc->in_off += total;
     hc->in_len -= total;
   }
   hc->scanned = 0;
@@ -384,7 +394,7 @@ static int accept_head(dx__http_conn *hc, size_t head_len) {
   dx__http_request req;
   const char *why;
   char text[160];
-  if (dx__http_parse_request((const char *)hc->in, head_len, &req)) {
+  if (dx__http_parse_request((const char *)hc->in + hc->in_off, head_len, &req)) {
     fail(hc, 400, "malformed HTTP request");
     return -1;
   }
@@ -439,7 +449,7 @@ static void dispatch(dx__http_conn *hc) {
   while (c->phase == DX__P_HTTP && !hc->busy && !hc->close_after) {
     if (dx_conn_buffered_amount(c) > opts(hc)->high_water) break;
     if (!hc->head_len) {
-      size_t end = dx__http_head_end((const char *)hc->in, hc->in_len, hc->scanned);
+      size_t end = dx__http_head_end((const char *)hc->in + hc->in_off, hc->in_len, hc->scanned);
       hc->scanned = hc->in_len;
       if (!end) {
         size_t limit = opts(hc)->max_header;
@@ -485,10 +495,13 @@ static void dispatch(dx__http_conn *hc) {
     if (hc->draining) dx__conn_end_after_output(c);
     else arm(hc, 0); /* idle between requests: the keep-alive time runs */
   }
-  /* Bytes of later requests wait while one is being answered, up to a
-   * head's worth; reading on would only fill memory. */
-  if (c->phase == DX__P_HTTP && !hc->eof)
-    dx__conn_pause_input(c, hc->busy && hc->in_len >= opts(hc)->max_header);
+  /* Bytes of later requests wait while one is being answered, or while
+   * the peer leaves its answers unread (our output above the high-water
+   * mark), up to a head's worth; reading on would only fill memory. */
+  if (c->phase == DX__P_HTTP && !hc->eof) {
+    int stalled = hc->busy || dx_conn_buffered_amount(c) > opts(hc)->high_water;
+    dx__conn_pause_input(c, stalled && hc->in_len >= opts(hc)->max_header);
+  }
   /* A callback may have ended the connection (dx_server_free): its state
    * is gone then. */
   if (c->http) hc->dispatching = 0;

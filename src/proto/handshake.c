@@ -542,14 +542,19 @@ size_t dx__ws_build_response(char *out, size_t cap, const char *accept,
 
 const char *dx__http_status_text(int status) {
   switch (status) {
+  case 100: return "Continue";
   case 101: return "Switching Protocols";
   case 200: return "OK";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 304: return "Not Modified";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 408: return "Request Timeout";
+  case 411: return "Length Required";
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
   case 426: return "Upgrade Required";

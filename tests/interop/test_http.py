@@ -26,7 +26,11 @@ Prometheus' text format whose counters move with a WebSocket connection
 and its messages, and sum over --threads 2; 404 without --metrics;
 POST /publish/<topic> with --publish-token: 401 without the bearer token,
 405 for GET, 503 "publishing needs rooms" (no hub on this build), 404
-without the flag; --static DIR; the same over TLS.
+without the flag; --static DIR; the same over TLS. A client that pipelines
+requests and never reads the answers: the server stops reading it once its
+output is at the high-water mark (its sends block; RSS bounded).
+100000 requests pipelined in one stream are answered in linear time (the
+server's CPU time is bounded).
 
   /usr/bin/python3 tests/interop/test_http.py --duplex build/duplex \\
       --http-peer build/tests/interop/http_peer
@@ -724,6 +728,87 @@ def t_serve(args, certs):
         srv.stop()
 
 
+def t_pipeline_flood(args):
+    step("serve: a client pipelining requests without reading the answers: the server "
+         "stops reading it (its sends block) and holds little memory for it")
+    srv = DuplexServer(args.duplex, ["--metrics", "--ping-interval", "0"])
+    srv.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", srv.port))
+        sock.setblocking(False)
+        # /metrics answers a 37-byte request with a few KiB: the server's
+        # output reaches its high-water mark after a few hundred of them.
+        burst = get("/metrics") * 1000
+        rss0 = srv.memory_kib()
+        sent, blocked_since = 0, None
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            try:
+                sent += sock.send(burst)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 1.0:
+                    break
+                time.sleep(0.01)
+        grew = srv.memory_kib() - rss0
+        say("  sent %d bytes of requests; the server's RSS grew %d KiB" % (sent, grew))
+        check(blocked_since, "the client could send for 8 s (%d bytes): the server kept "
+              "reading requests whose answers nobody reads" % sent)
+        # The high-water mark (1 MiB) of answers, a head's worth and one
+        # read (256 KiB) of requests, and the sanitizers' share of those.
+        check(grew < 32 * 1024, "the server's RSS grew %d KiB for one client" % grew)
+        srv.check_alive("a pipelining client that never reads")
+        sock.close()
+        expect_eq(http_once(srv.port, get("/healthz"))[::2], (200, b"ok\n"),
+                  "/healthz after the flood")
+    finally:
+        srv.stop()
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of process pid so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def t_pipeline_cost(args):
+    n = 100000
+    step("serve: %d requests pipelined in one stream (3.6 MB) are all answered, in "
+         "linear time: the server's CPU stays under 1.5 s" % n)
+    srv = DuplexServer(args.duplex, ["--threads", "1", "--ping-interval", "0"])
+    srv.start()
+    try:
+        c = Http(srv.port)
+        cpu0 = cpu_seconds(srv.proc.pid)
+        sender = threading.Thread(target=c.send, args=(get("/healthz") * n,), daemon=True)
+        sender.start()
+        mark, got, tail = b"HTTP/1.1 200 ", 0, b""
+        deadline = time.monotonic() + 60
+        while got < n:
+            check(time.monotonic() < deadline, "%d of %d answers within 60 s" % (got, n))
+            try:
+                chunk = c.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            check(chunk, "the connection ended after %d of %d answers" % (got, n))
+            # A status line may straddle two reads: count across the seam.
+            got += (tail + chunk).count(mark)
+            tail = chunk[-(len(mark) - 1):]
+        sender.join(10)
+        used = cpu_seconds(srv.proc.pid) - cpu0
+        say("  the server spent %.2f s of CPU on them" % used)
+        # Each request taken used to move every byte behind it (up to a
+        # 256 KiB read) to the front of the input buffer: several seconds.
+        check(used < 1.5, "the server spent %.2f s of CPU on %d pipelined requests" % (used, n))
+        c.close()
+    finally:
+        srv.stop()
+
+
 def main(args):
     certs = make_certs()
     peer = Peer(args.http_peer)
@@ -748,6 +833,8 @@ def main(args):
     finally:
         peer.stop()
     t_serve(args, certs)
+    t_pipeline_flood(args)
+    t_pipeline_cost(args)
 
 
 if __name__ == "__main__":
