@@ -777,8 +777,7 @@ def cpu_seconds(pid):
 
 def t_pipeline_cost(args):
     n = 100000
-    step("serve: %d requests pipelined in one stream (3.6 MB) are all answered, in "
-         "linear time: the server's CPU stays under 1.5 s" % n)
+    step("serve: %d requests pipelined in one stream (3.6 MB) are all answered" % n)
     srv = DuplexServer(args.duplex, ["--threads", "1", "--ping-interval", "0"])
     srv.start()
     try:
@@ -800,10 +799,10 @@ def t_pipeline_cost(args):
             tail = chunk[-(len(mark) - 1):]
         sender.join(10)
         used = cpu_seconds(srv.proc.pid) - cpu0
+        # Reported, not asserted (no timed assertions in tests): each request
+        # taken used to move every byte behind it (up to a 256 KiB read) to
+        # the front of the input buffer, 3.9 s here against 0.27 s since.
         say("  the server spent %.2f s of CPU on them" % used)
-        # Each request taken used to move every byte behind it (up to a
-        # 256 KiB read) to the front of the input buffer: several seconds.
-        check(used < 1.5, "the server spent %.2f s of CPU on %d pipelined requests" % (used, n))
         c.close()
     finally:
         srv.stop()
