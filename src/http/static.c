@@ -138,9 +138,13 @@ int dx_http_static_serve(const dx_http_static *st, dx_http_request *r) {
   if (S_ISDIR(sb.st_mode)) {
     /* "/dir": its relative links want "/dir/". */
     close(fd);
-    char loc[DX__STATIC_PATH_MAX + 2];
+    char loc[DX__STATIC_PATH_MAX + 3];
     const char *q = dx_http_query(r);
-    int n = snprintf(loc, sizeof loc, "%s/%s%s", raw, *q ? "?" : "", q);
+    /* One leading slash only: "//sub/" (or "/\sub/") in a Location is
+     * read by browsers as another host named "sub". */
+    const char *p = raw;
+    while (*p == '/' || *p == '\\') p++;
+    int n = snprintf(loc, sizeof loc, "/%s/%s%s", p, *q ? "?" : "", q);
     if (n < 0 || (size_t)n >= sizeof loc) return not_found(r);
     dx_http_field h[] = {{"Location", loc}};
     return dx_http_error(r, 301, "a directory: see its path with a slash", h, 1);

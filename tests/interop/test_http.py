@@ -518,6 +518,11 @@ def t_static(port, root, files, big_sha, big_len, tls=None, prefix=""):
     st, h, _ = c.response()
     expect_eq((st, h.get("location")), (301, "/sub/?x=1"), "/sub")
     expect_eq(c.response()[2], b"space\n", "/a%20b.txt")
+    step(prefix + "static: //sub redirects to /sub/, never to a host named sub")
+    c.send(get("//sub") + get("///sub"))
+    for target in ("//sub", "///sub"):
+        st, h, _ = c.response()
+        expect_eq((st, h.get("location")), (301, "/sub/"), target)
     step(prefix + "static: HEAD gives the headers and no body")
     c.send(b"HEAD /t.txt HTTP/1.1\r\nHost: x\r\n\r\n")
     st, h, _ = c.response(head_only=True)
