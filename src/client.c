@@ -37,9 +37,14 @@ static int accept_extensions(dx_conn *c, const dx__http_response *res) {
   const dx_options *opt = &c->ep->opt;
   const char *vals[16];
   size_t lens[16], n = 0;
-  for (size_t i = 0; i < res->num_headers && n < 16; i++) {
+  int too_many = 0;
+  for (size_t i = 0; i < res->num_headers; i++) {
     const dx__http_header *h = &res->headers[i];
     if (h->name_len == 24 && !strncasecmp(h->name, "Sec-WebSocket-Extensions", 24)) {
+      if (n == sizeof vals / sizeof vals[0]) {
+        too_many = 1;
+        break;
+      }
       vals[n] = h->value;
       lens[n++] = h->value_len;
     }
@@ -47,8 +52,14 @@ static int accept_extensions(dx_conn *c, const dx__http_response *res) {
   if (!n) return 0;
   char why[160] = "Sec-WebSocket-Extensions: the server chose an extension we did not offer";
   dx__pmd_params params;
-  int r = opt->pmd.enabled ? dx__pmd_client_verify(&opt->pmd, vals, lens, n, &params, why, sizeof why)
-                           : DX_EHANDSHAKE;
+  int r = DX_EHANDSHAKE;
+  /* A line left unchecked could name an extension we did not offer (RFC
+   * 6455 §4.1: the client must fail then), so more lines than we look at
+   * fail the connection; a real answer, naming one extension, needs one. */
+  if (too_many)
+    snprintf(why, sizeof why, "more than 16 Sec-WebSocket-Extensions headers");
+  else if (opt->pmd.enabled)
+    r = dx__pmd_client_verify(&opt->pmd, vals, lens, n, &params, why, sizeof why);
   if (r < 0) {
     /* RFC 6455 §9.1: the client fails the connection; 1010 names what went
      * wrong (the extension), though on the wire nothing is sent yet. */

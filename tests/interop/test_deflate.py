@@ -610,7 +610,8 @@ def t_client_offers(args):
 
 
 BAD_ANSWERS = [
-    # (the server's answer, duplex connect options, what)
+    # (the server's answer, or a list of them (one header line each), duplex
+    # connect options, what)
     (PMD + "; unknown_param", [], "a parameter we did not offer"),
     (PMD, ["--no-deflate"], "permessage-deflate although we offered nothing"),
     ("x-unknown-extension", [], "an extension we did not offer"),
@@ -618,12 +619,16 @@ BAD_ANSWERS = [
     (PMD + "; server_max_window_bits=16", [], "server_max_window_bits=16"),
     (PMD + "; server_no_context_takeover; server_no_context_takeover", [],
      "a duplicate parameter"),
+    # Every line is checked, however many: the client once looked at the
+    # first 16 only and opened with the 17th naming an extension.
+    ([""] * 16 + ["x-unknown-extension"], [], "an extension we did not offer, in a 17th line"),
 ]
 
 
 def t_client_bad_answers(args):
     for answer, extra, what in BAD_ANSWERS:
-        with RawUpgradeServer(["Sec-WebSocket-Extensions: " + answer]) as raw:
+        lines = answer if isinstance(answer, list) else [answer]
+        with RawUpgradeServer(["Sec-WebSocket-Extensions: " + a for a in lines]) as raw:
             step("a raw server answers %r (%s): duplex connect fails with 1010, why=handshake "
                  "failed, exit 1" % (answer, what))
             res = run_connect(args.duplex, raw.url("/"), ["never sent"], keep_stdin_open=True,
