@@ -29,7 +29,10 @@
  * acked, or "answer-timeout" when nothing came within 2 s), "join" and
  * "leave" ROOM, "to" ROOM EVENT ...ARGS (a broadcast to the room, not to
  * the sender; ROOM null: the namespace) and "to-many" [ROOMS] [EXCEPT]
- * EVENT ...ARGS (dx_sio_broadcast), each acked with the return code,
+ * EVENT ...ARGS (dx_sio_broadcast), "to-binaries" ROOM EVENT N (a
+ * broadcast like "to" whose arguments are N binaries made here, the i-th
+ * the two bytes i and 255 - i: more than a client may send in one packet),
+ * each acked with the return code,
  * "rooms" (acked with socket.rooms, its id room included); and,
  * outside the Socket.IO paths, a WebSocket echo on any path and an HTTP
  * route /hello. Ctrl-C stops. */
@@ -160,6 +163,23 @@ static void on_to(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *u
   json_decref(res);
 }
 
+static void on_to_binaries(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
+  (void)ud;
+  const char *room = json_string_value(json_array_get(args, 0));
+  const char *event = json_string_value(json_array_get(args, 1));
+  json_int_t n = json_integer_value(json_array_get(args, 2));
+  json_t *bins = json_array();
+  for (json_int_t i = 0; i < n && i < 256; i++) {
+    uint8_t b[2] = {(uint8_t)i, (uint8_t)(255 - i)};
+    json_array_append_new(bins, dx_sio_binary(b, 2));
+  }
+  int r = event ? dx_sio_emit_to(dx_sio_socket_nsp(s), room, s, event, bins) : DX_EINVAL;
+  json_decref(bins);
+  json_t *res = json_pack("[i]", r);
+  if (ack) dx_sio_ack_send(ack, res);
+  json_decref(res);
+}
+
 /* "to-many" [ROOMS] [EXCEPT-ROOMS] EVENT ...ARGS: a broadcast to any of
  * the rooms but the except rooms and the sender, acked with the code. */
 static void on_to_many(dx_sio_socket *s, const json_t *args, dx_sio_ack *ack, void *ud) {
@@ -207,6 +227,7 @@ static void on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
     dx_sio_on(s, "rooms", on_rooms, NULL);
     dx_sio_on(s, "to", on_to, NULL);
     dx_sio_on(s, "to-many", on_to_many, NULL);
+    dx_sio_on(s, "to-binaries", on_to_binaries, NULL);
   }
   printf("connect %s %s\n", dx_sio_nsp_name(dx_sio_socket_nsp(s)), dx_sio_socket_transport(s));
   fflush(stdout);

@@ -172,14 +172,29 @@ void dx__sio_hub_tap(void *ud, const char *topic, size_t tlen, dx_msg_type type,
     return;
   const uint8_t *text = p;
   p += text_len;
-  dx__sio_attachment att[DX__SIO_MAX_ATTACHMENTS * 8];
+  /* A broadcast may carry any number of binaries (the application's, not
+   * a client's, so no decoder's cap applies): past what the stack holds
+   * the list grows on the heap. A fixed list dropped such a broadcast for
+   * every member, though dx_sio_broadcast had returned 0. */
+  dx__sio_attachment stack[DX__SIO_MAX_ATTACHMENTS * 8], *att = stack;
+  size_t cap = sizeof stack / sizeof *stack;
   while (p < end) {
     size_t al;
-    if (k == sizeof att / sizeof *att || get32(&p, end, &al)) return;
+    if (get32(&p, end, &al)) goto out;
+    if (k == cap) {
+      dx__sio_attachment *v = malloc(2 * cap * sizeof *v);
+      if (!v) goto out; /* no memory to deliver it whole: nobody gets part of it */
+      memcpy(v, att, k * sizeof *v);
+      if (att != stack) free(att);
+      att = v;
+      cap *= 2;
+    }
     att[k++] = (dx__sio_attachment){p, al};
     p += al;
   }
   deliver(n, &f, text, text_len, att, k);
+out:
+  if (att != stack) free(att);
 }
 
 int dx_sio_use_hub(dx_sio *io, dx_hub *h) {

@@ -245,6 +245,35 @@ async function main(a) {
     for (const s of [a, b, c]) s.disconnect();
   }
 
+  // The example's rooms go through a hub, whose tap on each loop unpacks a
+  // broadcast's attachments: a broadcast with more of them than it once
+  // had room for (80) reached nobody, though dx_sio_broadcast returned 0.
+  // (The official client's decoder refuses more than 10 attachments by
+  // default; y's allows more, as an application may configure it.)
+  step('a broadcast with 100 Buffers reaches the namespace, before the next broadcast');
+  {
+    const parser = require(path.join(__dirname, 'node_modules', 'socket.io-parser'));
+    class ManyDecoder extends parser.Decoder {
+      constructor() { super({ maxAttachments: 1000 }); }
+    }
+    const many = { ...parser, Decoder: ManyDecoder };
+    const [x, y] = [connect(url, { transports: ['websocket'] }),
+      connect(url, { transports: ['polling'], parser: many })];
+    for (const s of [x, y]) await connected(s, 'many buffers');
+    const call = (s, ...args) => withTimeout(new Promise((res) => s.emit(...args, (r) => res(r))),
+      IO_MS, `${args[0]} ack`);
+    const seen = [];
+    y.on('many', (...args) => seen.push(args));
+    const after = once(y, 'after', 'the broadcast after the one with 100 Buffers');
+    const bufs = Array.from({ length: 100 }, (_, i) => Buffer.from([i, 255 - i]));
+    check(await call(x, 'to-binaries', null, 'many', 100) === 0, 'to the namespace with 100 Buffers');
+    check(await call(x, 'to', null, 'after') === 0, 'to the namespace after');
+    await after;
+    check(seen.length === 1 && deepEq(seen[0], bufs),
+      `y got ${seen.length} "many" broadcasts before "after", the first with ${seen[0] ? seen[0].length : 0} arguments`);
+    for (const s of [x, y]) s.disconnect();
+  }
+
   step('namespace /custom, and an unknown namespace');
   {
     const s = connect(`${url}/custom`, { auth: { x: 1 } });
