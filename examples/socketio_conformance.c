@@ -23,7 +23,9 @@
  *
  * --test-hooks adds what tests/interop/ drives beyond that: "/" refuses a
  * client whose auth has "refuse" (CONNECT_ERROR "refused" with data
- * {"why": <its value>}); the events "server-disconnect" (disconnect(false)),
+ * {"why": <its value>}), and for one whose auth has "disconnectInAuth":
+ * true calls dx_sio_disconnect from on_auth (printing "disconnect in auth
+ * RC"); the events "server-disconnect" (disconnect(false)),
  * "server-close" (disconnect(true)), "ask" (the server emits "question"
  * with the event's arguments and an ack, then "answer" with what the client
  * acked, or "answer-timeout" when nothing came within 2 s), "join" and
@@ -235,7 +237,15 @@ static void on_connection(dx_sio_socket *s, const json_t *auth, void *ud) {
 
 static int on_auth(dx_sio_socket *s, const json_t *auth, const char **message, json_t **data,
                    void *ud) {
-  (void)s, (void)ud;
+  (void)ud;
+  /* "disconnectInAuth": the application tries dx_sio_disconnect on a
+   * socket not connected yet, then accepts it; the client must still get
+   * its answer. */
+  if (json_is_true(json_object_get(auth, "disconnectInAuth"))) {
+    int rc = dx_sio_disconnect(s, 0);
+    printf("disconnect in auth %d\n", rc);
+    fflush(stdout);
+  }
   json_t *why = json_object_get(auth, "refuse");
   if (!why) return 0;
   *message = "refused";

@@ -279,7 +279,9 @@ int dx_sio_leave(dx_sio_socket *s, const char *room);
  * client does not reconnect), and on_disconnect runs with
  * DX_SIO_SERVER_NAMESPACE_DISCONNECT, or, with close 1, the whole session
  * ends (every namespace of that client) with DX_SIO_FORCED_CLOSE. The
- * on_disconnect callbacks run before this returns. 0, DX_ECLOSED. */
+ * on_disconnect callbacks run before this returns. 0, DX_ECLOSED (also
+ * close 0 from on_auth, where s is not connected yet: nothing happens, as
+ * in Socket.IO; refuse by returning nonzero there). */
 int dx_sio_disconnect(dx_sio_socket *s, int close);
 
 /* socket.rooms: the rooms s is in, the room named by its id included (as

@@ -338,6 +338,11 @@ void dx_sio_ack_drop(dx_sio_ack *a) {
 
 int dx_sio_disconnect(dx_sio_socket *k, int close) {
   if (!k || k->gone) return DX_ECLOSED;
+  /* From on_auth the socket is not connected yet: as in the reference
+   * (socket.disconnect() does nothing on a socket not connected), nothing
+   * happens, and what on_auth returns still answers the CONNECT. Dropping
+   * the socket there left the client with no answer at all. */
+  if (!close && !k->connected) return DX_ECLOSED;
   sess *s = k->s;
   if (close) {
     /* Every namespace of the client is told first (the official client

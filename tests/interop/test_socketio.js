@@ -296,6 +296,19 @@ async function main(a) {
     s.close();
   }
 
+  // The reference ignores socket.disconnect() from a middleware (the
+  // socket is not connected yet). It used to drop the socket there, and
+  // the client never heard of its CONNECT again.
+  step('dx_sio_disconnect from on_auth: nothing happens, the CONNECT is still answered');
+  for (const transports of [['polling'], ['websocket']]) {
+    srv.mark();
+    const s = connect(url, { transports, auth: { disconnectInAuth: true } });
+    await connected(s, `disconnect in auth (${transports})`);
+    await srv.waitLine(/^disconnect in auth (-?\d+)$/, 'disconnect in auth');
+    await exchange(s, 6, 'after a disconnect in auth');
+    s.disconnect();
+  }
+
   step('server namespace disconnect: "io server disconnect", no reconnection');
   for (const [ev, reason] of [['server-disconnect', 'server namespace disconnect'],
     ['server-close', 'forced close']]) {
