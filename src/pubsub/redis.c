@@ -704,7 +704,13 @@ static void detach(dx__redis *e) {
   e->loop = NULL;
 }
 
-static void on_cut(dx__handle *h) { detach((dx__redis *)((char *)h - offsetof(dx__redis, handle))); }
+/* The loop is being freed before the engine: the link ends, and the hub
+ * learns that the loop it posts the engine's work to is going away. */
+static void on_cut(dx__handle *h) {
+  dx__redis *e = (dx__redis *)((char *)h - offsetof(dx__redis, handle));
+  detach(e);
+  if (e->sink.gone) e->sink.gone(e->sink.hub);
+}
 
 static void r_free(dx__engine *base) {
   dx__redis *e = (dx__redis *)base;

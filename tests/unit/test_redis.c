@@ -197,7 +197,7 @@ static dx_loop *loop;
 static void node_open(node *n, const char *url) {
   memset(n, 0, sizeof *n);
   n->state = DX__ENGINE_CONNECTING;
-  dx__engine_sink sink = {on_deliver, on_state, n};
+  dx__engine_sink sink = {on_deliver, on_state, n, NULL};
   int err = 0;
   n->e = dx__redis_engine_new(loop, url, &sink, &err);
   if (!n->e) fail_msg("engine for %s: %s (%s)", url, dx_err_name(err), dx_last_error());
@@ -496,7 +496,7 @@ static void test_auth(void **state) {
 
 static void test_urls(void **state) {
   (void)state;
-  dx__engine_sink sink = {on_deliver, on_state, NULL};
+  dx__engine_sink sink = {on_deliver, on_state, NULL, NULL};
   int err = 0;
   assert_null(dx__redis_engine_new(loop, "rediss://127.0.0.1:6380", &sink, &err));
   assert_int_equal(err, DX_EUNSUPPORTED);
