@@ -914,7 +914,9 @@ void dx_hub_get_stats(dx_hub *h, dx_hub_stats *out);
  * waits for Redis: while the link is down, local rooms keep working, and
  * messages that could not be handed to Redis are counted (remote_lost in
  * dx_hub_stats) and logged; what other nodes published meanwhile is lost
- * (Redis pub/sub keeps nothing). Call it once, before the servers start.
+ * (Redis pub/sub keeps nothing). Freeing `loop` before the hub ends the
+ * link for good: from then on, publishes reach this node's other loops
+ * only (counted in remote_lost). Call it once, before the servers start.
  * Returns 0, DX_EURL (malformed URL; dx_last_error() says why),
  * DX_EUNSUPPORTED ("rediss://": this build's hiredis has no TLS),
  * DX_ESTATE (the hub already has an engine), DX_ENOMEM. */

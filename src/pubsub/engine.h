@@ -26,6 +26,11 @@ typedef struct dx__engine_sink {
    * so the hub need not log them again. */
   void (*state)(void *hub, int state);
   void *hub;
+  /* The engine's loop was freed first (dx_loop_free cut the engine loose):
+   * from now on the hub must post nothing to that loop and call nothing
+   * of the engine's but free. Runs on the thread freeing the loop, which
+   * is not running, so it may be any thread; NULL: not told. */
+  void (*gone)(void *hub);
 } dx__engine_sink;
 
 enum { DX__ENGINE_DOWN = 0, DX__ENGINE_CONNECTING = 1, DX__ENGINE_UP = 2 };

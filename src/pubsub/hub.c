@@ -188,7 +188,7 @@ static dx__pubmsg *msg_new(const char *topic, size_t tlen, dx_msg_type type, con
 /* Tells the engine (hub->mu held); a failure to queue means the engine
  * misses the change until its next reconnect re-subscribes: logged. */
 static void engine_cmd(dx_hub *h, uint8_t kind, const char *name, size_t len) {
-  if (!h->engine) return;
+  if (!h->engine_local) return; /* no engine, or its loop was freed */
   dx__pubmsg *m = msg_new(name, len, DX_TEXT, NULL, 0);
   if (m && inbox_push(h->engine_local, kind, m) == 0) {
     msg_unref(m);
@@ -262,9 +262,12 @@ static int publish(dx_hub *h, const char *topic, size_t tlen, dx_msg_type type, 
     }
     if (inbox_push(lo, DX__IN_DELIVER, m)) r = DX_ENOMEM;
   }
-  if (forward && h->engine && inbox_push(h->engine_local, DX__IN_ENGINE_PUB, m)) {
-    atomic_fetch_add_explicit(&h->remote_lost, 1, RELAXED);
-    r = DX_ENOMEM;
+  if (forward && h->engine) {
+    /* With the engine's loop freed, nothing reaches the engine any more:
+     * lost, as while its link is down. */
+    int pr = h->engine_local ? inbox_push(h->engine_local, DX__IN_ENGINE_PUB, m) : DX_ECLOSED;
+    if (pr) atomic_fetch_add_explicit(&h->remote_lost, 1, RELAXED);
+    if (pr == DX_ENOMEM) r = DX_ENOMEM;
   }
   pthread_mutex_unlock(&h->mu);
   if (here) {
@@ -305,12 +308,24 @@ static void engine_state(void *hub, int state) {
   h->engine_was_up = 1; /* the engine's loop thread only */
 }
 
+/* The engine's loop is being freed (the hub stays): from now on nothing
+ * is posted to it, since that loop's memory is about to go, and what
+ * would have gone to the engine is counted as lost. Under the lock, so a
+ * post in progress on another thread finishes first. */
+static void engine_gone(void *hub) {
+  dx_hub *h = hub;
+  pthread_mutex_lock(&h->mu);
+  h->engine_local = NULL;
+  atomic_store_explicit(&h->engine_state, DX__ENGINE_DOWN, RELAXED);
+  pthread_mutex_unlock(&h->mu);
+}
+
 int dx_hub_use_redis(dx_hub *h, dx_loop *loop, const char *url) {
   if (!h || !loop || !url) return DX_EINVAL;
   pthread_mutex_lock(&h->mu);
   int busy = h->engine != NULL || h->sink.hub != NULL;
   dx__local *lo = busy ? NULL : local_locked(h, loop);
-  if (lo) h->sink = (dx__engine_sink){engine_deliver, engine_state, h};
+  if (lo) h->sink = (dx__engine_sink){engine_deliver, engine_state, h, engine_gone};
   pthread_mutex_unlock(&h->mu);
   if (busy) return DX_ESTATE;
   if (!lo) return DX_ENOMEM;

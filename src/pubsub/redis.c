@@ -619,7 +619,12 @@ static int r_publish(dx__engine *base, const char *topic_name, size_t tlen, dx_m
   char mid[32];
   int mn = snprintf(mid, sizeof mid, "\r\n$%zu\r\n", ENV_HDR + len);
   size_t n = (size_t)hn + PREFIX_LEN + tlen + (size_t)mn + ENV_HDR + len + 2;
-  if (sdslen(e->pub->c.obuf) + n > DX__REDIS_MAX_PENDING) {
+  /* Refused once the bound is reached, not when this message would pass
+   * it: one message larger than the bound (a client may send up to its
+   * max_message) would otherwise never cross, even to an idle Redis, and
+   * be reported as Redis not keeping up. Memory stays bounded: the bound
+   * plus one message, whose size the caller bounds. */
+  if (sdslen(e->pub->c.obuf) >= DX__REDIS_MAX_PENDING) {
     e->st.lost_full++;
     /* Said when it starts, at most every 10 s under a sustained overload. */
     uint64_t now = dx__loop_now(e->loop);
@@ -704,7 +709,13 @@ static void detach(dx__redis *e) {
   e->loop = NULL;
 }
 
-static void on_cut(dx__handle *h) { detach((dx__redis *)((char *)h - offsetof(dx__redis, handle))); }
+/* The loop is being freed before the engine: the link ends, and the hub
+ * learns that the loop it posts the engine's work to is going away. */
+static void on_cut(dx__handle *h) {
+  dx__redis *e = (dx__redis *)((char *)h - offsetof(dx__redis, handle));
+  detach(e);
+  if (e->sink.gone) e->sink.gone(e->sink.hub);
+}
 
 static void r_free(dx__engine *base) {
   dx__redis *e = (dx__redis *)base;

@@ -546,6 +546,49 @@ static void test_slow_subscriber_is_dropped_alone(void **state) {
   finish();
 }
 
+/* The hub's Redis engine on loop 0 (no Redis listens: it only retries),
+ * and the servers freed one loop after the other, loop 0 first, as the
+ * hub's documentation allows. Loop 1's subscriber leaves its room when its
+ * loop is freed: the hub must not post the engine's UNSUBSCRIBE to loop 0,
+ * already freed (nor may a publish hand anything to it). */
+static void test_engine_loop_freed_first(void **state) {
+  (void)state;
+  memset(&S, 0, sizeof S);
+  S.hub = dx_hub_new();
+  dx_options *o = dx_options_new();
+  dx_options_on_message(o, on_message);
+  dx_options_set_hub(o, S.hub);
+  for (int i = 0; i < NLOOPS; i++) {
+    S.loop[i] = dx_loop_new();
+    S.srv[i] = dx_server_new(S.loop[i], o);
+    assert_int_equal(dx_server_listen(S.srv[i], "127.0.0.1", 0), 0);
+    S.port[i] = dx_server_port(S.srv[i]);
+  }
+  dx_options_free(o);
+  assert_int_equal(dx_hub_use_redis(S.hub, S.loop[0], "redis://127.0.0.1:19601"), 0);
+  for (int i = 0; i < NLOOPS; i++) pthread_create(&S.thread[i], NULL, run, S.loop[i]);
+  int fd = client(1, 0);
+  /* The engine's SUBSCRIBE is posted to loop 0 before the stop below is. */
+  sub(fd, "room", "topics 1");
+  for (int i = 0; i < NLOOPS; i++) {
+    dx_loop_post(S.loop[i], stop, NULL);
+    pthread_join(S.thread[i], NULL);
+  }
+  dx_server_free(S.srv[0]);
+  dx_loop_free(S.loop[0]);
+  /* Any thread may publish: nothing reaches the engine now (lost). */
+  assert_int_equal(dx_publish(S.hub, "room", 4, DX_TEXT, "x", 1, NULL), 0);
+  dx_server_free(S.srv[1]);
+  dx_loop_free(S.loop[1]); /* the subscriber leaves "room" */
+  dx_hub_stats st;
+  dx_hub_get_stats(S.hub, &st);
+  assert_int_equal(st.topics, 0);
+  assert_int_equal(st.engine_state, 0); /* down, for good */
+  assert_true(st.remote_lost >= 1);
+  close(fd);
+  dx_hub_free(S.hub);
+}
+
 /* Bad arguments are refused, not crashed on. */
 static void test_bad_arguments(void **state) {
   (void)state;
@@ -570,6 +613,7 @@ int main(void) {
       cmocka_unit_test(test_order_across_threads),
       cmocka_unit_test(test_compressed_subscribers),
       cmocka_unit_test(test_slow_subscriber_is_dropped_alone),
+      cmocka_unit_test(test_engine_loop_freed_first),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

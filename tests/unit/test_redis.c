@@ -20,6 +20,7 @@
  *     output bound are refused (DX_EBUFFER, counted), the PING watchdog
  *     ends the link, what was sent and not answered is counted
  *     unconfirmed; continued (SIGCONT): UP again;
+ *   - one message larger than that bound crosses when nothing waits;
  *   - requirepass and an ACL user (AUTH user pass) with a database work; a
  *     wrong password or none is reported (last_error) and retried, no crash;
  *   - rediss:// is DX_EUNSUPPORTED, a malformed URL DX_EURL;
@@ -164,7 +165,8 @@ typedef struct node {
   char last_topic[64];
   size_t last_tlen;
   uint8_t last[256];
-  size_t last_len;
+  size_t last_len;  /* of last: the first 256 bytes at most */
+  size_t last_size; /* the whole message's */
   int last_type;
 } node;
 
@@ -181,6 +183,7 @@ static void on_deliver(void *hub, const char *topic, size_t tlen, dx_msg_type ty
   n->last_tlen = tlen < sizeof n->last_topic ? tlen : sizeof n->last_topic;
   memcpy(n->last_topic, topic, n->last_tlen);
   n->last_len = len < sizeof n->last ? len : sizeof n->last;
+  n->last_size = len;
   memcpy(n->last, data, n->last_len);
   n->last_type = type;
 }
@@ -197,7 +200,7 @@ static dx_loop *loop;
 static void node_open(node *n, const char *url) {
   memset(n, 0, sizeof *n);
   n->state = DX__ENGINE_CONNECTING;
-  dx__engine_sink sink = {on_deliver, on_state, n};
+  dx__engine_sink sink = {on_deliver, on_state, n, NULL};
   int err = 0;
   n->e = dx__redis_engine_new(loop, url, &sink, &err);
   if (!n->e) fail_msg("engine for %s: %s (%s)", url, dx_err_name(err), dx_last_error());
@@ -468,6 +471,37 @@ static void test_stuck(void **state) {
   node_close(&b);
 }
 
+/* A message larger than the bound on unwritten output (a client may send
+ * one up to its max_message, 16 MiB by default) still crosses: the bound
+ * refuses publishes once that much waits, not one that alone is larger
+ * while nothing waits. */
+static void test_big_message(void **state) {
+  (void)state;
+  server_start(NULL);
+  node a, b;
+  open_pair(&a, url("", ""), &b, url("", ""));
+  SUB(&b, "big");
+  WAIT_FOR(numsub("big") == 1);
+  size_t n = DX__REDIS_MAX_PENDING + (1 << 20);
+  uint8_t *big = malloc(n);
+  assert_non_null(big);
+  for (size_t i = 0; i < n; i++) big[i] = (uint8_t)(i * 7);
+  assert_int_equal(publish(&a, "big", 3, DX_BINARY, big, n), 0);
+  WAIT_FOR(b.deliveries == 1);
+  assert_int_equal(b.last_size, n);
+  assert_memory_equal(b.last, big, sizeof b.last);
+  free(big);
+  /* Once it has left, the next one is taken too. */
+  WAIT_FOR(stats(&a).confirmed == 1);
+  assert_int_equal(PUB(&a, "big", "after"), 0);
+  WAIT_FOR(b.deliveries == 2);
+  assert_int_equal(b.last_size, 5);
+  assert_memory_equal(b.last, "after", 5);
+  assert_int_equal(stats(&a).lost_full, 0);
+  node_close(&a);
+  node_close(&b);
+}
+
 static void test_auth(void **state) {
   (void)state;
   server_start("s3cret");
@@ -496,7 +530,7 @@ static void test_auth(void **state) {
 
 static void test_urls(void **state) {
   (void)state;
-  dx__engine_sink sink = {on_deliver, on_state, NULL};
+  dx__engine_sink sink = {on_deliver, on_state, NULL, NULL};
   int err = 0;
   assert_null(dx__redis_engine_new(loop, "rediss://127.0.0.1:6380", &sink, &err));
   assert_int_equal(err, DX_EUNSUPPORTED);
@@ -541,6 +575,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_down_at_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_mid_run, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stuck, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
       cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_urls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_name_and_loop_first, setup, teardown),
