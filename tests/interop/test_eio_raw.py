@@ -524,7 +524,11 @@ def run(srv, cl):
     second = WS(srv.port, f"EIO=4&transport=websocket&sid={sid}")
     check(second.status == 400, f"a second probe after the upgrade: {second.status}")
     second.close()
+    srv.mark()
     ws.close()
+    # This session's end is logged before the next step counts disconnects
+    # (a slow server, under ASan, logged it after that step's mark).
+    srv.wait_line(r"^disconnect / transport close$")
 
     say("CHECK: a probe that says something else than 2probe then 5: the probe closes, polling goes on")
     # The reference closes only the probe (socket.ts maybeUpgrade: any
