@@ -477,6 +477,13 @@ static void close_deadline(dx_conn *c) {
   dx__timer_start(dx__conn_loop(c), &c->timer, c->ep->opt.close_timeout_ms);
 }
 
+/* Reads again next iteration, after the other connections: the socket
+ * may hold more, or TLS may hold decrypted input that epoll cannot see. */
+static void read_next_iteration(dx_conn *c) {
+  c->read_more = 1;
+  dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
+}
+
 /* The events to wait for: input unless reading is paused for a full
  * output queue, and writability while output waits. */
 static void set_interest(dx_conn *c, int want_out) {
@@ -491,8 +498,7 @@ void dx__conn_pause_input(dx_conn *c, int paused) {
   set_interest(c, (c->tr.io.events & EPOLLOUT) != 0);
   if (!paused && c->tr.impl) {
     /* TLS may hold decrypted input that epoll cannot see. */
-    c->read_more = 1;
-    dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
+    read_next_iteration(c);
   }
 }
 
@@ -623,8 +629,7 @@ again:;
      * record's plaintext, records read ahead) and none left in the
      * socket: epoll would never report it. */
     if (c->tr.impl && !c->rx_held) {
-      c->read_more = 1;
-      dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
+      read_next_iteration(c);
     }
   }
   if (n || dx__tr_pending(&c->tr)) {
@@ -1008,8 +1013,7 @@ void dx__conn_adopted_input(dx_conn *c, dx__handoff *h) {
   free(h);
   /* TLS may hold decrypted input already, which epoll cannot see. */
   if (c->phase != DX__P_DONE && c->tr.impl) {
-    c->read_more = 1;
-    dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
+    read_next_iteration(c);
   }
 }
 
@@ -1033,8 +1037,7 @@ static void on_readable(dx_conn *c) {
     if (reads == DX__READ_BUDGET) {
       /* More may be waiting (in the socket, or decrypted inside TLS where
        * epoll cannot see it): come back next iteration, after the others. */
-      c->read_more = 1;
-      dx__task_queue_next(dx__conn_loop(c), &c->flush_task);
+      read_next_iteration(c);
       break;
     }
     ssize_t n = dx__tr_read(&c->tr, buf, cap);

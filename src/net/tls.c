@@ -34,6 +34,8 @@
  * no_renegotiation alert), which no mark of ours stops: a peer that keeps
  * asking and never reads would otherwise grow `out` without end. */
 #define TLS_OUT_MAX (TLS_WBIO_HIGH + 2 * TLS_RECORD_MAX)
+/* What a connection that passed TLS_OUT_MAX is told. */
+static const char out_full_reason[] = "the peer is not reading what TLS must send it";
 
 struct dx__tls_ctx {
   SSL_CTX *ssl_ctx;
@@ -343,7 +345,7 @@ static ssize_t tls_read(dx__transport *t, void *buf, size_t cap) {
     }
     if (st->full) {
       ERR_clear_error();
-      fail(st, "the peer is not reading what TLS must send it");
+      fail(st, out_full_reason);
       return DX_EIO;
     }
     if (st->tcp_eof) {
@@ -428,7 +430,7 @@ static ssize_t tls_writev(dx__transport *t, const struct iovec *iov, int n) {
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) goto out;
         if (st->oom || st->full) {
           ERR_clear_error();
-          fail(st, st->oom ? "out of memory" : "the peer is not reading what TLS must send it");
+          fail(st, st->oom ? "out of memory" : out_full_reason);
         } else {
           fail_ssl(st);
         }

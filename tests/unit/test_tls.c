@@ -603,94 +603,105 @@ static SSL *raw_client(SSL_CTX **ctx, int fd, end *s) {
   return ssl;
 }
 
+/* A server end over a socket pair (the peer's receive buffer 4 KiB) and a
+ * plain OpenSSL client through its handshake with it: the KeyUpdate tests'
+ * set-up, and its undoing. */
+typedef struct {
+  dx__tls_ctx *sc;
+  int fds[2];
+  end s;
+  SSL_CTX *pctx;
+  SSL *peer;
+} peer_pair;
+
+static void peer_pair_open(peer_pair *pp) {
+  pp->sc = server_ctx("server");
+  make_pair(pp->fds, 0, 4096);
+  end_init(&pp->s, 4096, 4096);
+  assert_int_equal(dx__tls_start(&pp->s.t, pp->sc, pp->fds[0], 1, NULL), 0);
+  pp->peer = raw_client(&pp->pctx, pp->fds[1], &pp->s);
+}
+
+static void peer_pair_close(peer_pair *pp) {
+  SSL_free(pp->peer);
+  SSL_CTX_free(pp->pctx);
+  close(pp->fds[1]);
+  end_free(&pp->s);
+  dx__tls_ctx_free(pp->sc);
+}
+
 /* TLS 1.3 lets a peer ask for a KeyUpdate in return (update_requested),
  * and OpenSSL writes that answer from inside SSL_read, past any
  * high-water mark of writev. A peer that asks again and again and never
  * reads must not make the transport hold its answers without bound. */
 static void test_key_update_storm_is_bounded(void **state) {
   (void)state;
-  dx__tls_ctx *sc = server_ctx("server");
-  int fds[2];
-  make_pair(fds, 0, 4096);
-  end s;
-  end_init(&s, 4096, 4096);
-  assert_int_equal(dx__tls_start(&s.t, sc, fds[0], 1, NULL), 0);
-  SSL_CTX *pctx;
-  SSL *peer = raw_client(&pctx, fds[1], &s);
+  peer_pair pp;
+  peer_pair_open(&pp);
+  end *s = &pp.s;
+  SSL *peer = pp.peer;
 
   /* ~27 bytes each way per update: 40,000 are about 1 MiB of answers. */
   size_t most = 0;
   long sent = 0;
-  for (long i = 0; i < 40000 && !s.eio; i++) {
+  for (long i = 0; i < 40000 && !s->eio; i++) {
     if (SSL_key_update(peer, SSL_KEY_UPDATE_REQUESTED) != 1) break;
     int r;
-    while ((r = SSL_do_handshake(peer)) != 1 && !s.eio) {
+    while ((r = SSL_do_handshake(peer)) != 1 && !s->eio) {
       assert_int_equal(SSL_get_error(peer, r), SSL_ERROR_WANT_WRITE);
-      step(&s, i); /* the server reads (and answers); the peer never does */
+      step(s, i); /* the server reads (and answers); the peer never does */
     }
     sent++;
-    if (i % 16 == 0) step(&s, i);
-    size_t held = dx__tr_ops(&s.t)->pending(&s.t);
+    if (i % 16 == 0) step(s, i);
+    size_t held = dx__tr_ops(&s->t)->pending(&s->t);
     if (held > most) most = held;
   }
-  step(&s, sent);
-  size_t held = dx__tr_ops(&s.t)->pending(&s.t);
+  step(s, sent);
+  size_t held = dx__tr_ops(&s->t)->pending(&s->t);
   if (held > most) most = held;
   fprintf(stderr, "  %ld updates; most held %zu bytes; %s\n", sent, most,
-          s.eio ? s.why : "still open");
+          s->eio ? s->why : "still open");
   /* The answers held stay within the writev mark plus a record's slack... */
   assert_true(most <= 64 * 1024 + 2 * 16 * 1024 + 1024);
   /* ... because a peer that makes us write and never reads is cut off. */
-  assert_true(s.eio);
-  assert_int_equal(s.fault, DX__TR_TLS_ERROR);
-  assert_non_null(strstr(s.why, "not reading"));
+  assert_true(s->eio);
+  assert_int_equal(s->fault, DX__TR_TLS_ERROR);
+  assert_non_null(strstr(s->why, "not reading"));
 
-  SSL_free(peer);
-  SSL_CTX_free(pctx);
-  close(fds[1]);
-  end_free(&s);
-  dx__tls_ctx_free(sc);
+  peer_pair_close(&pp);
 }
 
 /* A few KeyUpdates from a peer that reads its answers are just traffic. */
 static void test_key_updates_from_a_reading_peer_are_fine(void **state) {
   (void)state;
-  dx__tls_ctx *sc = server_ctx("server");
-  int fds[2];
-  make_pair(fds, 0, 4096);
-  end s;
-  end_init(&s, 4096, 4096);
-  assert_int_equal(dx__tls_start(&s.t, sc, fds[0], 1, NULL), 0);
-  SSL_CTX *pctx;
-  SSL *peer = raw_client(&pctx, fds[1], &s);
-  s.out = (const uint8_t *)"pong";
-  s.out_len = 4;
+  peer_pair pp;
+  peer_pair_open(&pp);
+  end *s = &pp.s;
+  SSL *peer = pp.peer;
+  s->out = (const uint8_t *)"pong";
+  s->out_len = 4;
   char buf[16];
   int got = 0;
   for (long i = 0; i < 2000; i++) {
     assert_int_equal(SSL_key_update(peer, SSL_KEY_UPDATE_REQUESTED), 1);
     assert_int_equal(SSL_write(peer, "x", 1), 1);
-    step(&s, i);
+    step(s, i);
     int r = SSL_read(peer, buf, sizeof buf);
     if (r > 0) got += r;
   }
   for (long i = 0; i < 200 && got < 4; i++) {
-    step(&s, i);
+    step(s, i);
     int r = SSL_read(peer, buf, sizeof buf);
     if (r > 0) got += r;
-    struct pollfd p = {.fd = fds[1], .events = POLLIN};
+    struct pollfd p = {.fd = pp.fds[1], .events = POLLIN};
     poll(&p, 1, 5);
   }
-  assert_false(s.eio);
-  assert_int_equal(s.in_len, 2000);
+  assert_false(s->eio);
+  assert_int_equal(s->in_len, 2000);
   assert_int_equal(got, 4);
-  assert_int_equal(dx__tr_ops(&s.t)->pending(&s.t), 0);
+  assert_int_equal(dx__tr_ops(&s->t)->pending(&s->t), 0);
 
-  SSL_free(peer);
-  SSL_CTX_free(pctx);
-  close(fds[1]);
-  end_free(&s);
-  dx__tls_ctx_free(sc);
+  peer_pair_close(&pp);
 }
 
 /* ---- ALPN, seen from plain OpenSSL peers --------------------------------- */
